@@ -1,1 +1,14 @@
-//! smai-auth
+//! smai-auth: API keys and everything that decides whether a request may run. Knows nothing
+//! of HTTP or gRPC; every protocol calls the same `Authenticator`.
+
+pub mod authenticator;
+pub mod db;
+pub mod key;
+pub mod store;
+pub mod usage;
+
+pub use authenticator::{Authenticator, AuthenticatorConfig};
+pub use db::open_database;
+pub use key::{ApiKey, KeyDigest};
+pub use store::{KeyRecord, KeyStore, NewKey, StoreError};
+pub use usage::{UsageLog, UsageRecord};

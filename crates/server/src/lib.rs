@@ -1,1 +1,13 @@
-//! smai-server
+//! smai-server: the `smai` binary. HTTP routes, the serve loop, and the command line.
+
+pub mod cli;
+pub mod config;
+pub mod http;
+pub mod keys_cmd;
+pub mod serve;
+pub mod state;
+pub mod telemetry;
+
+pub use config::{AuthMode, ServeConfig};
+pub use serve::{start, RunningServer};
+pub use state::AppState;

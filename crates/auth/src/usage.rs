@@ -1,0 +1,121 @@
+//! Usage log: one row per request, written in batches by a background task so the request
+//! path never waits on SQLite. `shutdown` drains everything queued before returning.
+
+use sqlx::SqlitePool;
+use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct UsageRecord {
+    pub at_ms: i64,
+    pub key_id: Option<String>,
+    pub org: Option<String>,
+    pub service: Option<String>,
+    pub route: String,
+    pub tokens: u64,
+    pub status: u16,
+    pub latency_ms: u64,
+    pub request_id: String,
+}
+
+const BATCH: usize = 256;
+const FLUSH_EVERY: Duration = Duration::from_millis(500);
+
+enum Message {
+    Row(UsageRecord),
+    /// Write everything queued so far, acknowledge, and stop.
+    Shutdown(oneshot::Sender<()>),
+}
+
+#[derive(Clone)]
+pub struct UsageLog {
+    sender: mpsc::UnboundedSender<Message>,
+}
+
+impl UsageLog {
+    pub fn start(pool: SqlitePool) -> Self {
+        let (sender, receiver) = mpsc::unbounded_channel();
+        tokio::spawn(write_batches(pool, receiver));
+        Self { sender }
+    }
+
+    /// Queues a row; never blocks. Rows are lost only if the process is killed before a flush.
+    pub fn record(&self, record: UsageRecord) {
+        if self.sender.send(Message::Row(record)).is_err() {
+            tracing::warn!("usage log is shut down; a row was dropped");
+        }
+    }
+
+    /// Waits until every row queued before this call is written. Call at shutdown, after the
+    /// server stopped serving.
+    pub async fn shutdown(&self) {
+        let (ack, done) = oneshot::channel();
+        if self.sender.send(Message::Shutdown(ack)).is_ok() {
+            let _ = done.await;
+        }
+    }
+}
+
+async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<Message>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    loop {
+        let mut shutdown = None;
+        match tokio::time::timeout(FLUSH_EVERY, receiver.recv()).await {
+            Ok(Some(Message::Row(row))) => batch.push(row),
+            Ok(Some(Message::Shutdown(ack))) => shutdown = Some(ack),
+            Ok(None) => return,
+            Err(_elapsed) => {}
+        }
+        while shutdown.is_none() && batch.len() < BATCH {
+            match receiver.try_recv() {
+                Ok(Message::Row(row)) => batch.push(row),
+                Ok(Message::Shutdown(ack)) => shutdown = Some(ack),
+                Err(_) => break,
+            }
+        }
+        if !batch.is_empty() {
+            write(&pool, &mut batch).await;
+        }
+        if let Some(ack) = shutdown {
+            receiver.close();
+            while let Ok(Message::Row(row)) = receiver.try_recv() {
+                batch.push(row);
+            }
+            if !batch.is_empty() {
+                write(&pool, &mut batch).await;
+            }
+            let _ = ack.send(());
+            return;
+        }
+    }
+}
+
+async fn write(pool: &SqlitePool, batch: &mut Vec<UsageRecord>) {
+    let result: Result<(), sqlx::Error> = async {
+        let mut tx = pool.begin().await?;
+        for row in batch.iter() {
+            sqlx::query(
+                "INSERT INTO usage_log (at, key_id, org, service, route, tokens, status, latency_ms, request_id) \
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            )
+            .bind(row.at_ms)
+            .bind(&row.key_id)
+            .bind(&row.org)
+            .bind(&row.service)
+            .bind(&row.route)
+            .bind(row.tokens as i64)
+            .bind(row.status as i64)
+            .bind(row.latency_ms as i64)
+            .bind(&row.request_id)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await
+    }
+    .await;
+    match result {
+        Ok(()) => batch.clear(),
+        // Keep the rows and retry with the next batch rather than lose them.
+        Err(e) => tracing::error!(error = %e, rows = batch.len(), "usage log write failed; will retry"),
+    }
+}

@@ -1,0 +1,60 @@
+//! Server configuration: one struct, every field settable by flag or `SMAI_*` variable.
+
+use clap::{Args, ValueEnum};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum AuthMode {
+    /// Every /v1 request needs a valid API key.
+    Enabled,
+    /// Private networks only: every request runs as an anonymous principal.
+    Disabled,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeConfig {
+    /// Address for HTTP (REST and WebSocket).
+    #[arg(long, env = "SMAI_LISTEN", default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+
+    /// SQLite database holding keys, usage and limit state.
+    #[arg(long, env = "SMAI_DB", default_value = "./data/smai.db")]
+    pub db: PathBuf,
+
+    /// Whether API keys are required.
+    #[arg(long, env = "SMAI_AUTH", value_enum, default_value = "enabled")]
+    pub auth: AuthMode,
+
+    /// How long a verified key is cached; revocation takes effect within this time.
+    #[arg(long, env = "SMAI_KEY_CACHE_TTL", default_value = "5s", value_parser = parse_duration)]
+    pub key_cache_ttl: Duration,
+
+    /// Largest accepted request body in bytes.
+    #[arg(long, env = "SMAI_MAX_BODY_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_body_bytes: usize,
+
+    /// Folder with installed models (`smai models pull` fills it).
+    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "./models/cache")]
+    pub models_dir: PathBuf,
+}
+
+impl ServeConfig {
+    /// Defaults for tests and embedding: port 0 on loopback, the given database.
+    pub fn for_tests(db: PathBuf) -> Self {
+        Self {
+            listen: "127.0.0.1:0".parse().expect("valid address"),
+            db,
+            auth: AuthMode::Enabled,
+            key_cache_ttl: Duration::from_secs(5),
+            max_body_bytes: 25 * 1024 * 1024,
+            models_dir: PathBuf::from("./models/cache"),
+        }
+    }
+}
+
+/// Durations like `5s`, `24h`, `90d`.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    humantime::parse_duration(text.trim()).map_err(|e| format!("invalid duration {text:?}: {e}"))
+}

@@ -1,0 +1,114 @@
+//! Outermost middleware: request id, security headers on every response, and the one place
+//! error bodies are rendered, so 401s, 404s and extractor rejections all look the same.
+
+use super::error::PendingError;
+use axum::body::Body;
+use axum::extract::Request;
+use axum::http::{header, HeaderName, HeaderValue, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use smai_core::{Error, ErrorCode};
+use tracing::Instrument;
+
+/// The request id, available to handlers and middleware as an extension.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
+pub const SECURITY_HEADERS: [(&str, &str); 6] = [
+    ("x-content-type-options", "nosniff"),
+    ("x-frame-options", "DENY"),
+    ("x-xss-protection", "1; mode=block"),
+    ("strict-transport-security", "max-age=31536000; includeSubDomains"),
+    ("referrer-policy", "strict-origin-when-cross-origin"),
+    ("permissions-policy", "microphone=(), camera=()"),
+];
+
+pub async fn request_context(mut request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| is_acceptable_request_id(v))
+        .map(str::to_owned)
+        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+    request.extensions_mut().insert(RequestId(id.clone()));
+    let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let mut response = next.run(request).instrument(span.clone()).await;
+
+    let pending = response.extensions_mut().remove::<PendingError>().map(|p| p.0);
+    let error = pending.or_else(|| bare_error(&response));
+    if let Some(error) = error {
+        let _guard = span.enter();
+        response = render_error(response.status(), error, &id);
+    }
+    let headers = response.headers_mut();
+    for (name, value) in SECURITY_HEADERS {
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    headers.remove(header::SERVER);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        headers.insert(HeaderName::from_static("x-request-id"), value);
+    }
+    response
+}
+
+/// Client-supplied ids are echoed only when short and plain, so they cannot inject anything.
+fn is_acceptable_request_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= 64 && id.bytes().all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b))
+}
+
+/// Errors produced by the framework (body limit, method not allowed) rather than by our code.
+fn bare_error(response: &Response) -> Option<Error> {
+    let status = response.status();
+    if !(status.is_client_error() || status.is_server_error()) {
+        return None;
+    }
+    let code = match status {
+        StatusCode::UNAUTHORIZED => ErrorCode::Unauthorized,
+        StatusCode::FORBIDDEN => ErrorCode::Forbidden,
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        StatusCode::TOO_MANY_REQUESTS => ErrorCode::RateLimitExceeded,
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::Overloaded,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::InvalidRequest,
+    };
+    let message = match code {
+        ErrorCode::PayloadTooLarge => "request body is larger than the server accepts".to_owned(),
+        ErrorCode::Internal => "internal server error".to_owned(),
+        _ => status.canonical_reason().unwrap_or("request failed").to_lowercase(),
+    };
+    Some(Error::new(code, message))
+}
+
+fn render_error(status: StatusCode, error: Error, request_id: &str) -> Response {
+    if error.code == ErrorCode::Internal {
+        tracing::error!(detail = error.detail.as_deref().unwrap_or(""), "internal error");
+    } else {
+        tracing::debug!(code = error.code.as_str(), message = %error.message, "request refused");
+    }
+    // Framework rejections of bad input (422 and the like) become our 400.
+    let status = match status {
+        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED => StatusCode::BAD_REQUEST,
+        s => s,
+    };
+    let body = serde_json::json!({
+        "error": {
+            "code": error.code.as_str(),
+            "message": error.message,
+            "type": error.code.kind(),
+            "request_id": request_id,
+        }
+    });
+    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body.to_string())).into_response();
+    let headers = response.headers_mut();
+    if error.code == ErrorCode::Unauthorized {
+        headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+    }
+    if let Some(after) = error.retry_after {
+        let seconds = after.as_millis().div_ceil(1000).max(1);
+        headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
+    }
+    response
+}

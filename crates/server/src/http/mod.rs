@@ -1,0 +1,33 @@
+//! The REST surface: `router(state)` is testable without sockets.
+
+mod auth;
+mod context;
+mod error;
+mod meta;
+mod speech;
+mod transcriptions;
+
+pub use error::ApiError;
+
+use crate::state::AppState;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, post};
+use axum::{middleware, Router};
+
+pub fn router(state: AppState) -> Router {
+    let v1 = Router::new()
+        .route("/v1/models", get(meta::models))
+        .route("/v1/voices", get(meta::voices))
+        .route("/v1/audio/speech", post(speech::create))
+        .route("/v1/audio/transcriptions", post(transcriptions::create))
+        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+    Router::new()
+        .route("/healthz", get(meta::healthz))
+        .route("/readyz", get(meta::readyz))
+        .merge(v1)
+        .fallback(meta::not_found)
+        .method_not_allowed_fallback(meta::method_not_allowed)
+        .layer(DefaultBodyLimit::max(state.max_body_bytes))
+        .layer(middleware::from_fn(context::request_context))
+        .with_state(state)
+}

@@ -1,0 +1,3 @@
+fn main() -> anyhow::Result<()> {
+    smai_server::cli::main()
+}

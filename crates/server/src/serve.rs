@@ -1,0 +1,77 @@
+//! Starting and stopping the server. Tests call `start` with port 0 and an injected clock.
+
+use crate::config::{AuthMode, ServeConfig};
+use crate::http::router;
+use crate::state::AppState;
+use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, UsageLog};
+use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
+use sqlx::SqlitePool;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// The engines a server runs on; `None` leaves that service's routes answering 404.
+#[derive(Clone, Default)]
+pub struct Engines {
+    pub transcriber: Option<Arc<dyn Transcriber>>,
+    pub synthesizer: Option<Arc<dyn Synthesizer>>,
+}
+
+pub struct RunningServer {
+    pub addr: SocketAddr,
+    pub state: AppState,
+    pool: SqlitePool,
+    stop: oneshot::Sender<()>,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
+    let pool = open_database(&config.db).await?;
+    let store = KeyStore::new(pool.clone(), clock.clone());
+    let auth_config = AuthenticatorConfig { cache_ttl: config.key_cache_ttl, ..Default::default() };
+    let state = AppState {
+        auth_mode: config.auth,
+        authenticator: Authenticator::new(store, clock.clone(), auth_config),
+        usage: UsageLog::start(pool.clone()),
+        clock,
+        transcriber: engines.transcriber,
+        synthesizer: engines.synthesizer,
+        anonymous_tier: Tier::default(),
+        max_body_bytes: config.max_body_bytes,
+    };
+    if config.auth == AuthMode::Disabled {
+        tracing::warn!(
+            "AUTHENTICATION IS DISABLED: every request runs as an anonymous principal with all services and \
+             voices. Use this only inside a private network."
+        );
+    }
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let addr = listener.local_addr()?;
+    let (stop, stopped) = oneshot::channel::<()>();
+    let app = router(state.clone());
+    let task = tokio::spawn(async move {
+        axum::serve(listener, app)
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .await
+    });
+    tracing::info!(%addr, db = %config.db.display(), "smai listening");
+    Ok(RunningServer { addr, state, pool, stop, task })
+}
+
+impl RunningServer {
+    /// Stops accepting, lets requests in flight finish, then writes every queued usage row.
+    pub async fn shutdown(self) -> anyhow::Result<()> {
+        let _ = self.stop.send(());
+        self.task.await??;
+        self.state.usage.shutdown().await;
+        self.pool.close().await;
+        Ok(())
+    }
+
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}

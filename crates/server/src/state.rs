@@ -1,0 +1,19 @@
+//! Shared state handed to every handler: a cheap clone with `Arc`s inside.
+
+use crate::config::AuthMode;
+use smai_auth::{Authenticator, UsageLog};
+use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
+use std::sync::Arc;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub auth_mode: AuthMode,
+    pub authenticator: Authenticator,
+    pub usage: UsageLog,
+    pub clock: SharedClock,
+    pub transcriber: Option<Arc<dyn Transcriber>>,
+    pub synthesizer: Option<Arc<dyn Synthesizer>>,
+    /// Limits applied to the anonymous principal of no-auth mode.
+    pub anonymous_tier: Tier,
+    pub max_body_bytes: usize,
+}
