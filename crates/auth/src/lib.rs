@@ -1,1 +1,2 @@
 //! smai-auth
+pub mod limits;
