@@ -115,6 +115,8 @@ impl Limiter {
 
     /// Checks every limit of `key_id` for one request costing `tokens`, and charges all of
     /// them or none.
+    // A rejection carries its snapshot for the 429's headers; it is returned rarely.
+    #[allow(clippy::result_large_err)]
     pub fn admit(&self, key_id: &str, tier: &Tier, tokens: u64) -> Result<Admission, Rejection> {
         let now = self.now();
         let entry_ref = self.entry(key_id, now);
@@ -167,6 +169,7 @@ impl Limiter {
 
     /// Charges `tokens` more to an open stream of `key_id` (TPM and TPD only, both or
     /// neither). On rejection the stream should end; nothing was charged.
+    #[allow(clippy::result_large_err)]
     pub fn charge_more(&self, key_id: &str, tier: &Tier, tokens: u64) -> Result<RateSnapshot, Rejection> {
         let now = self.now();
         let entry_ref = self.entry(key_id, now);

@@ -83,7 +83,7 @@ pub fn format_reset(d: Duration) -> String {
         return "0s".into();
     }
     if d < Duration::from_secs(1) {
-        let ms = d.as_millis() + u128::from(d.as_nanos() % 1_000_000 > 0);
+        let ms = d.as_nanos().div_ceil(1_000_000);
         return format!("{ms}ms");
     }
     let total = whole_seconds(d);
