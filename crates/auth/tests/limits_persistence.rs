@@ -104,3 +104,19 @@ async fn the_maintenance_task_ends_with_the_last_limiter_handle() {
     drop(limiter);
     tokio::time::timeout(Duration::from_secs(10), task).await.expect("task ended").unwrap();
 }
+
+#[tokio::test]
+async fn usage_not_yet_written_keeps_its_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let clock = ManualClock::new(START_MS);
+    let shared: SharedClock = Arc::new(clock.clone());
+    let pool = open_pool(&dir.path().join("smai.db")).await;
+    let limiter = Limiter::with_store(shared, pool.clone()).await.unwrap();
+    drop(limiter.admit("key", &TIER, 100).unwrap());
+    limiter.refund("key", 100);
+    clock.advance_ms(61_000);
+    assert_eq!(limiter.sweep(), 0, "the refund must reach the store before the entry goes");
+    limiter.flush().await.unwrap();
+    assert_eq!(limiter.sweep(), 1);
+    assert_eq!(stored_rows(&pool).await, 0);
+}
