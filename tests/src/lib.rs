@@ -57,6 +57,32 @@ impl Transcriber for ByteCountTranscriber {
     }
 }
 
+/// Holds every transcription open until `release` is set, to keep requests in flight.
+pub struct HeldTranscriber {
+    pub release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Transcriber for HeldTranscriber {
+    fn models(&self) -> Vec<ModelInfo> {
+        ByteCountTranscriber.models()
+    }
+    fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
+        let mut inner = ByteCountTranscriber.transcribe(audio, options)?;
+        let (tx, rx) = mpsc::channel(4);
+        let mut release = self.release.clone();
+        tokio::spawn(async move {
+            if let Some(started) = inner.recv().await {
+                let _ = tx.send(started).await;
+            }
+            let _ = release.wait_for(|open| *open).await;
+            while let Some(event) = inner.recv().await {
+                let _ = tx.send(event).await;
+            }
+        });
+        Ok(rx)
+    }
+}
+
 pub struct TestServer {
     pub server: RunningServer,
     pub clock: ManualClock,
@@ -71,12 +97,16 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
+        let engines = Engines { transcriber: Some(Arc::new(ByteCountTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
+        Self::start_full(configure, engines).await
+    }
+
+    pub async fn start_full(configure: impl FnOnce(&mut ServeConfig), engines: Engines) -> Self {
         let dir = tempfile::tempdir().expect("temp dir");
         let db = dir.path().join("smai.db");
         let mut config = ServeConfig::for_tests(db.clone());
         configure(&mut config);
         let clock = ManualClock::new(SystemClock.now_ms());
-        let engines = Engines { transcriber: Some(Arc::new(ByteCountTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
         let server = smai_server::start(&config, Arc::new(clock.clone()), engines).await.expect("server starts");
         let base = format!("http://{}", server.addr);
         Self { server, clock, db, base, dir }

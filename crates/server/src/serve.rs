@@ -3,7 +3,7 @@
 use crate::config::{AuthMode, ServeConfig};
 use crate::http::router;
 use crate::state::AppState;
-use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, UsageLog};
+use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, UsageLog};
 use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
 use sqlx::SqlitePool;
 use std::net::SocketAddr;
@@ -24,16 +24,21 @@ pub struct RunningServer {
     pool: SqlitePool,
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
+    maintenance: JoinHandle<()>,
 }
 
 pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
     let pool = open_database(&config.db).await?;
     let store = KeyStore::new(pool.clone(), clock.clone());
     let auth_config = AuthenticatorConfig { cache_ttl: config.key_cache_ttl, ..Default::default() };
+    // Token-per-day usage is reloaded from SQLite and written back every few seconds.
+    let limiter = Limiter::with_store(clock.clone(), pool.clone()).await?;
+    let maintenance = limiter.spawn_maintenance();
     let state = AppState {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
         usage: UsageLog::start(pool.clone()),
+        limiter,
         clock,
         transcriber: engines.transcriber,
         synthesizer: engines.synthesizer,
@@ -58,7 +63,7 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
             .await
     });
     tracing::info!(%addr, db = %config.db.display(), "smai listening");
-    Ok(RunningServer { addr, state, pool, stop, task })
+    Ok(RunningServer { addr, state, pool, stop, task, maintenance })
 }
 
 impl RunningServer {
@@ -67,6 +72,8 @@ impl RunningServer {
         let _ = self.stop.send(());
         self.task.await??;
         self.state.usage.shutdown().await;
+        self.maintenance.abort();
+        self.state.limiter.flush().await?;
         self.pool.close().await;
         Ok(())
     }

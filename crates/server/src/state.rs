@@ -1,7 +1,7 @@
 //! Shared state handed to every handler: a cheap clone with `Arc`s inside.
 
 use crate::config::AuthMode;
-use smai_auth::{Authenticator, UsageLog};
+use smai_auth::{Authenticator, Limiter, UsageLog};
 use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
 use std::sync::Arc;
 
@@ -10,6 +10,7 @@ pub struct AppState {
     pub auth_mode: AuthMode,
     pub authenticator: Authenticator,
     pub usage: UsageLog,
+    pub limiter: Limiter,
     pub clock: SharedClock,
     pub transcriber: Option<Arc<dyn Transcriber>>,
     pub synthesizer: Option<Arc<dyn Synthesizer>>,

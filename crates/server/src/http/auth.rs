@@ -3,6 +3,7 @@
 
 use super::context::RequestId;
 use super::error::ApiError;
+use super::limits::{charges_tokens, RateContext};
 use crate::config::AuthMode;
 use crate::state::AppState;
 use axum::extract::{MatchedPath, Request, State};
@@ -38,8 +39,17 @@ pub async fn authenticate(State(state): State<AppState>, mut request: Request, n
     };
     let (response, principal) = match principal {
         Ok(principal) => {
-            request.extensions_mut().insert(principal.clone());
-            (next.run(request).await, Some(principal))
+            let rate = RateContext::new(state.limiter.clone(), principal.clone());
+            let admitted = if charges_tokens(&route) { Ok(()) } else { rate.admit(0) };
+            let response = match admitted {
+                Ok(()) => {
+                    request.extensions_mut().insert(principal.clone());
+                    request.extensions_mut().insert(rate.clone());
+                    next.run(request).await
+                }
+                Err(rejected) => rejected.into_response(),
+            };
+            (rate.finish(response), Some(principal))
         }
         Err(e) => (ApiError(e).into_response(), None),
     };

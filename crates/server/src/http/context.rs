@@ -6,7 +6,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use smai_core::{Error, ErrorCode};
 use tracing::Instrument;
 
@@ -39,7 +39,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
     let error = pending.or_else(|| bare_error(&response));
     if let Some(error) = error {
         let _guard = span.enter();
-        response = render_error(response.status(), error, &id);
+        render_error(&mut response, error, &id);
     }
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
@@ -82,17 +82,18 @@ fn bare_error(response: &Response) -> Option<Error> {
     Some(Error::new(code, message))
 }
 
-fn render_error(status: StatusCode, error: Error, request_id: &str) -> Response {
+/// Replaces the body with the contract's error JSON, keeping headers set further in (rate
+/// limits among them).
+fn render_error(response: &mut Response, error: Error, request_id: &str) {
     if error.code == ErrorCode::Internal {
         tracing::error!(detail = error.detail.as_deref().unwrap_or(""), "internal error");
     } else {
         tracing::debug!(code = error.code.as_str(), message = %error.message, "request refused");
     }
     // Framework rejections of bad input (422 and the like) become our 400.
-    let status = match status {
-        StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED => StatusCode::BAD_REQUEST,
-        s => s,
-    };
+    if matches!(response.status(), StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED) {
+        *response.status_mut() = StatusCode::BAD_REQUEST;
+    }
     let body = serde_json::json!({
         "error": {
             "code": error.code.as_str(),
@@ -101,8 +102,10 @@ fn render_error(status: StatusCode, error: Error, request_id: &str) -> Response 
             "request_id": request_id,
         }
     });
-    let mut response = (status, [(header::CONTENT_TYPE, "application/json")], Body::from(body.to_string())).into_response();
+    *response.body_mut() = Body::from(body.to_string());
     let headers = response.headers_mut();
+    headers.remove(header::CONTENT_LENGTH);
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     if error.code == ErrorCode::Unauthorized {
         headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
     }
@@ -110,5 +113,4 @@ fn render_error(status: StatusCode, error: Error, request_id: &str) -> Response 
         let seconds = after.as_millis().div_ceil(1000).max(1);
         headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds as u64));
     }
-    response
 }

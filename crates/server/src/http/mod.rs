@@ -3,6 +3,7 @@
 mod auth;
 mod context;
 mod error;
+pub mod limits;
 mod meta;
 mod speech;
 mod transcriptions;

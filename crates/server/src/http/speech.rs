@@ -2,6 +2,7 @@
 
 use super::auth::{require_service, Charged};
 use super::error::{ApiError, ApiResult};
+use super::limits::RateContext;
 use crate::state::AppState;
 use axum::body::Bytes;
 use axum::extract::State;
@@ -30,6 +31,7 @@ pub struct SpeechRequest {
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(rate): Extension<RateContext>,
     body: Bytes,
 ) -> ApiResult<Response> {
     require_service(&principal, Service::Tts)?;
@@ -59,6 +61,7 @@ pub async fn create(
         return Err(Error::new(ErrorCode::VoiceNotAllowed, format!("this API key may not use voice {:?}", request.voice)).into());
     }
 
+    rate.admit(chars as u64)?;
     let mut stream = synthesizer.synthesize(text.to_owned(), SpeechOptions { voice: request.voice, speed })?;
     let mut samples = Vec::new();
     let mut sample_rate = 0;

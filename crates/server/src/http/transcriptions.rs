@@ -2,6 +2,7 @@
 
 use super::auth::{require_service, Charged};
 use super::error::ApiResult;
+use super::limits::RateContext;
 use crate::state::AppState;
 use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
@@ -12,6 +13,7 @@ use smai_core::{Error, Principal, Service, TranscribeOptions, TranscriptEvent};
 pub async fn create(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
+    Extension(rate): Extension<RateContext>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
     require_service(&principal, Service::Asr)?;
@@ -45,7 +47,12 @@ pub async fn create(
     let mut duration = 0.0;
     while let Some(event) = stream.recv().await {
         match event? {
-            TranscriptEvent::Started { duration: d, .. } => duration = d,
+            TranscriptEvent::Started { duration: d, .. } => {
+                duration = d;
+                // Charged once the duration is known and before any decoding; a refusal drops
+                // the stream, which stops the engine's work on it.
+                rate.admit(asr_tokens(d))?;
+            }
             TranscriptEvent::Segment(segment) => text.push_str(&segment.text),
         }
     }
@@ -54,7 +61,13 @@ pub async fn create(
         "text" => text.into_response(),
         _ => Json(serde_json::json!({ "text": text })).into_response(),
     };
-    let tokens = (duration * 10.0).ceil() as u64;
+    let tokens = asr_tokens(duration);
     response.extensions_mut().insert(Charged { service: Service::Asr, tokens });
     Ok(response)
+}
+
+/// One token per started 100 ms of audio, as the API contract counts them.
+fn asr_tokens(seconds: f64) -> u64 {
+    // The small epsilon keeps 1.1 s at 11 tokens despite binary floating point.
+    (seconds.max(0.0) * 10.0 - 1e-6).ceil().max(0.0) as u64
 }
