@@ -97,10 +97,13 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
     if options.word_timestamps {
         return Err(Error::invalid("word timestamps are not supported yet"));
     }
-    if options.beam_size.is_some_and(|b| b > 1) {
-        return Err(Error::invalid("only greedy decoding (beam_size 1) is supported yet"));
-    }
     let mut o = WhisperOptions { language: options.language.clone(), task: options.task, ..Default::default() };
+    if let Some(b) = options.beam_size {
+        if !(1..=16).contains(&b) {
+            return Err(Error::invalid("beam_size must be between 1 and 16"));
+        }
+        o.beam_size = b;
+    }
     if let Some(t) = options.temperature {
         if !(0.0..=1.0).contains(&t) {
             return Err(Error::invalid("temperature must be between 0 and 1"));

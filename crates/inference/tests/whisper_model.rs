@@ -5,7 +5,7 @@
 use smai_core::{ErrorCode, TranscribeOptions, TranscriptEvent, Transcriber};
 use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
 use smai_inference::cli::wer::corpus_wer;
-use smai_inference::whisper::WhisperModel;
+use smai_inference::whisper::{WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
 use std::path::PathBuf;
 
@@ -73,14 +73,38 @@ fn tiny_en_matches_faster_whisper_on_dev_clips() {
 }
 
 #[test]
+fn beam_search_matches_faster_whisper_beam_5() {
+    let dir = models_dir();
+    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_en_beam5_reference.json");
+    let reference: RefFile = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let opts = WhisperOptions { beam_size: 5, ..reference_options() };
+    let mut pairs = Vec::new();
+    let mut identical = 0;
+    for r in &reference.results {
+        let ours = transcribe_file(&mut model, &eval_dir().join(&r.path), &opts).unwrap();
+        if ours.text == r.text {
+            identical += 1;
+        } else {
+            eprintln!("{}\n  ours:   {}\n  theirs: {}", r.path, ours.text, r.text);
+        }
+        pairs.push((r.text.clone(), ours.text));
+    }
+    assert!(identical + 1 >= reference.results.len(), "{identical} of {} identical", reference.results.len());
+    let wer = corpus_wer(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    assert!(wer <= 0.05, "WER against faster-whisper beam 5: {wer}");
+}
+
+#[test]
 fn engine_streams_segments_and_refuses_when_full() {
     let engine = WhisperEngine::load(&models_dir(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 1).unwrap();
     let info = engine.models();
     assert_eq!(info[0].id, "tiny.en");
     assert!(!info[0].multilingual);
     let audio = std::fs::read(eval_dir().join(CLIPS[0])).unwrap();
+    let greedy = TranscribeOptions { beam_size: Some(1), temperature: Some(0.0), ..Default::default() };
 
-    let mut stream = engine.transcribe(audio.clone(), TranscribeOptions::default()).unwrap();
+    let mut stream = engine.transcribe(audio.clone(), greedy).unwrap();
     let mut refused = false;
     let mut extra = Vec::new();
     for _ in 0..3 {

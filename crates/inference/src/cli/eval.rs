@@ -81,6 +81,7 @@ pub fn reference_options() -> WhisperOptions {
     WhisperOptions {
         language: Some("en".into()),
         temperatures: vec![0.0],
+        beam_size: 1,
         condition_on_previous_text: false,
         ..Default::default()
     }

@@ -12,6 +12,8 @@ use std::io::Write;
 pub struct DecodeOptions {
     pub temperatures: Vec<f32>,
     pub best_of: usize,
+    /// Beam width at temperature 0 (1: greedy).
+    pub beam_size: usize,
     pub compression_ratio_threshold: Option<f32>,
     pub log_prob_threshold: Option<f32>,
     pub no_speech_threshold: Option<f32>,
@@ -141,7 +143,15 @@ pub fn generate_with_fallback(
         last_temperature = temperature;
         let runs = if temperature > 0.0 { opts.best_of.max(1) } else { 1 };
         let mut best: Option<(Hypothesis, f32)> = None;
+        if temperature <= 0.0 && opts.beam_size > 1 {
+            let (tokens, sum_logprob, ns) =
+                super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, max_new)?;
+            best = Some((Hypothesis { tokens, sum_logprob }, ns));
+        }
         for _ in 0..runs {
+            if best.is_some() && temperature <= 0.0 {
+                break;
+            }
             let (h, ns) = decode_once(model, encoded, prompt, &opts.rules, temperature, max_new, &mut rng)?;
             // Length penalty 1: rank by mean log-probability.
             let score = |h: &Hypothesis| h.sum_logprob / h.tokens.len().max(1) as f32;

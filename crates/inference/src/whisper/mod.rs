@@ -2,6 +2,7 @@
 //! faster-whisper decoding procedure, and long-form transcription.
 
 pub mod ct2;
+pub mod beam;
 pub mod generate;
 pub mod load;
 pub mod logits;

@@ -154,6 +154,7 @@ pub struct Decoder {
 
 /// Per-sequence decoding state: cached self-attention keys/values and the cross-attention
 /// keys/values of one encoded window.
+#[derive(Clone)]
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,

@@ -20,6 +20,7 @@ pub struct WhisperOptions {
     pub task: Task,
     pub temperatures: Vec<f32>,
     pub best_of: usize,
+    pub beam_size: usize,
     pub compression_ratio_threshold: Option<f32>,
     pub log_prob_threshold: Option<f32>,
     pub no_speech_threshold: Option<f32>,
@@ -37,6 +38,7 @@ impl Default for WhisperOptions {
             task: Task::Transcribe,
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
             best_of: 5,
+            beam_size: 5,
             compression_ratio_threshold: Some(2.4),
             log_prob_threshold: Some(-1.0),
             no_speech_threshold: Some(0.6),
@@ -168,6 +170,7 @@ pub fn transcribe(
     let decode_opts = DecodeOptions {
         temperatures: opts.temperatures.clone(),
         best_of: opts.best_of,
+        beam_size: opts.beam_size,
         compression_ratio_threshold: opts.compression_ratio_threshold,
         log_prob_threshold: opts.log_prob_threshold,
         no_speech_threshold: opts.no_speech_threshold,
