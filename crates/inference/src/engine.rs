@@ -91,13 +91,15 @@ fn model_languages(model: &WhisperModel) -> Vec<String> {
 
 /// Maps request options onto the decoding options; refuses what is not implemented.
 pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Error> {
-    if options.prompt.as_deref().is_some_and(|p| !p.trim().is_empty()) {
-        return Err(Error::invalid("prompt is not supported yet"));
-    }
     if options.word_timestamps {
         return Err(Error::invalid("word timestamps are not supported yet"));
     }
-    let mut o = WhisperOptions { language: options.language.clone(), task: options.task, ..Default::default() };
+    let mut o = WhisperOptions {
+        language: options.language.clone(),
+        task: options.task,
+        initial_prompt: options.prompt.clone().filter(|p| !p.trim().is_empty()),
+        ..Default::default()
+    };
     if let Some(b) = options.beam_size {
         if !(1..=16).contains(&b) {
             return Err(Error::invalid("beam_size must be between 1 and 16"));

@@ -96,6 +96,24 @@ fn beam_search_matches_faster_whisper_beam_5() {
 }
 
 #[test]
+fn prompt_encoding_matches_the_reference_tokenizer() {
+    let dir = models_dir();
+    let model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bpe_reference.json");
+    let cases: Vec<Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let bpe = model.bpe.as_ref().expect("tiny.en ships tokenizer.json");
+    for c in cases {
+        assert_eq!(bpe.encode(&c.text), c.ids, "{:?}", c.text);
+        assert_eq!(model.tokenizer.decode(&c.ids), c.text);
+    }
+}
+
+#[test]
 fn engine_streams_segments_and_refuses_when_full() {
     let engine = WhisperEngine::load(&models_dir(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 1).unwrap();
     let info = engine.models();

@@ -3,6 +3,7 @@
 
 pub mod ct2;
 pub mod beam;
+pub mod bpe;
 pub mod generate;
 pub mod load;
 pub mod logits;

@@ -3,6 +3,7 @@
 
 use super::load::{load_dir, GenerationConfig, LoadError};
 use super::network::{Decoder, DecoderState, Encoder};
+use super::bpe::BpeEncoder;
 use super::tokenizer::WhisperTokenizer;
 use crate::audio::mel::{LogMel, N_FRAMES};
 use candle_core::{Device, IndexOp, Tensor};
@@ -15,6 +16,8 @@ pub struct WhisperModel {
     decoder: Decoder,
     pub config: Config,
     pub tokenizer: WhisperTokenizer,
+    /// Prompt encoder, when the model ships `tokenizer.json`.
+    pub bpe: Option<BpeEncoder>,
     pub generation: GenerationConfig,
     pub mel: LogMel,
     pub device: Device,
@@ -30,6 +33,10 @@ impl WhisperModel {
         let vocab =
             std::fs::read_to_string(&vocab_path).map_err(|e| LoadError::Io(vocab_path.display().to_string(), e))?;
         let tokenizer = WhisperTokenizer::from_vocabulary(&vocab).map_err(LoadError::Config)?;
+        let bpe = match std::fs::read_to_string(dir.join("tokenizer.json")) {
+            Ok(text) => Some(BpeEncoder::from_tokenizer_json(&text).map_err(LoadError::Config)?),
+            Err(_) => None,
+        };
         let w = load_dir(dir, device)?;
         if w.config.vocab_size != tokenizer.vocab_size() {
             return Err(LoadError::Config(format!(
@@ -45,6 +52,7 @@ impl WhisperModel {
             mel: LogMel::new(w.config.num_mel_bins),
             config: w.config,
             tokenizer,
+            bpe,
             generation: w.generation,
             device: device.clone(),
         })

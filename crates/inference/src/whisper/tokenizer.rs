@@ -22,7 +22,7 @@ pub struct WhisperTokenizer {
 }
 
 /// GPT-2's reversible byte -> printable char table.
-fn bytes_to_unicode() -> Vec<(u8, char)> {
+pub(crate) fn bytes_to_unicode() -> Vec<(u8, char)> {
     let mut printable: Vec<u32> = (b'!' as u32..=b'~' as u32).chain(0xA1..=0xAC).chain(0xAE..=0xFF).collect();
     let mut chars: Vec<u32> = printable.clone();
     let mut n = 0;

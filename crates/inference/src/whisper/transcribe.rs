@@ -18,6 +18,8 @@ const INPUT_STRIDE: usize = 2;
 pub struct WhisperOptions {
     pub language: Option<String>,
     pub task: Task,
+    /// Text the first window is conditioned on (faster-whisper's `initial_prompt`).
+    pub initial_prompt: Option<String>,
     pub temperatures: Vec<f32>,
     pub best_of: usize,
     pub beam_size: usize,
@@ -36,6 +38,7 @@ impl Default for WhisperOptions {
         Self {
             language: None,
             task: Task::Transcribe,
+            initial_prompt: None,
             temperatures: vec![0.0, 0.2, 0.4, 0.6, 0.8, 1.0],
             best_of: 5,
             beam_size: 5,
@@ -181,6 +184,10 @@ pub fn transcribe(
 
     let mut seek = 0usize;
     let mut all_tokens: Vec<u32> = Vec::new();
+    if let Some(p) = opts.initial_prompt.as_deref() {
+        let bpe = model.bpe.as_ref().ok_or_else(|| Error::invalid("this model cannot encode a prompt"))?;
+        all_tokens = bpe.encode(&format!(" {}", p.trim()));
+    }
     let mut prompt_reset_since = 0usize;
     let mut next_id = 0usize;
     while seek < content_frames {
