@@ -1,0 +1,105 @@
+//! Output formats of a transcription: text, json, verbose_json, srt, vtt (as the REST API).
+
+use serde_json::json;
+use smai_core::{Segment, Task};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+#[value(rename_all = "snake_case")]
+pub enum OutputFormat {
+    Text,
+    Json,
+    VerboseJson,
+    Srt,
+    Vtt,
+}
+
+/// A finished transcription of one file.
+#[derive(Debug, Clone)]
+pub struct Transcript {
+    pub language: String,
+    pub duration: f64,
+    pub task: Task,
+    pub segments: Vec<Segment>,
+}
+
+impl Transcript {
+    pub fn text(&self) -> String {
+        self.segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string()
+    }
+}
+
+fn clock(seconds: f64, decimal: char) -> String {
+    let ms = (seconds.max(0.0) * 1000.0).round() as u64;
+    let (h, m, s, ms) = (ms / 3_600_000, ms / 60_000 % 60, ms / 1000 % 60, ms % 1000);
+    format!("{h:02}:{m:02}:{s:02}{decimal}{ms:03}")
+}
+
+pub fn render(t: &Transcript, format: OutputFormat) -> String {
+    match format {
+        // One line per input file.
+        OutputFormat::Text => t.text().replace('\n', " "),
+        OutputFormat::Json => json!({ "text": t.text() }).to_string(),
+        OutputFormat::VerboseJson => json!({
+            "task": t.task,
+            "language": t.language,
+            "duration": t.duration,
+            "text": t.text(),
+            "segments": t.segments,
+        })
+        .to_string(),
+        OutputFormat::Srt => t
+            .segments
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{}\n{} --> {}\n{}\n", i + 1, clock(s.start, ','), clock(s.end, ','), s.text.trim()))
+            .collect::<Vec<_>>()
+            .join("\n"),
+        OutputFormat::Vtt => {
+            let cues: String = t
+                .segments
+                .iter()
+                .map(|s| format!("{} --> {}\n{}\n\n", clock(s.start, '.'), clock(s.end, '.'), s.text.trim()))
+                .collect();
+            format!("WEBVTT\n\n{cues}").trim_end().to_string() + "\n"
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(id: usize, start: f64, end: f64, text: &str) -> Segment {
+        Segment {
+            id,
+            start,
+            end,
+            text: text.into(),
+            tokens: vec![],
+            temperature: 0.0,
+            avg_logprob: -0.2,
+            compression_ratio: 1.1,
+            no_speech_prob: 0.01,
+            words: vec![],
+        }
+    }
+
+    #[test]
+    fn renders_subtitles_and_text() {
+        let t = Transcript {
+            language: "en".into(),
+            duration: 3725.5,
+            task: Task::Transcribe,
+            segments: vec![seg(1, 0.0, 1.5, " Hello."), seg(2, 3723.25, 3725.5, " World.")],
+        };
+        assert_eq!(render(&t, OutputFormat::Text), "Hello. World.");
+        assert_eq!(
+            render(&t, OutputFormat::Srt),
+            "1\n00:00:00,000 --> 00:00:01,500\nHello.\n\n2\n01:02:03,250 --> 01:02:05,500\nWorld.\n"
+        );
+        assert!(render(&t, OutputFormat::Vtt).starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:01.500\nHello.\n"));
+        let v: serde_json::Value = serde_json::from_str(&render(&t, OutputFormat::VerboseJson)).unwrap();
+        assert_eq!(v["task"], "transcribe");
+        assert_eq!(v["segments"][1]["start"], 3723.25);
+    }
+}

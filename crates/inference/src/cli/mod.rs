@@ -1,0 +1,86 @@
+//! Command-line entry points the `smai` binary wires in: `transcribe` and `asr-eval`.
+
+pub mod eval;
+mod format;
+pub mod wer;
+
+pub use eval::{run_asr_eval, AsrEvalArgs};
+pub use format::{render, OutputFormat, Transcript};
+
+use crate::engine::{device_from_name, WhisperEngine};
+use clap::Args;
+use smai_core::{Error, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    Transcribe,
+    Translate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct TranscribeArgs {
+    /// Audio files (wav, flac, mp3, ogg/vorbis, m4a/aac).
+    #[arg(required = true)]
+    pub files: Vec<PathBuf>,
+    /// Model id from the models manifest.
+    #[arg(long, default_value = "tiny.en")]
+    pub model: String,
+    #[arg(long)]
+    pub language: Option<String>,
+    #[arg(long, value_enum, default_value = "transcribe")]
+    pub task: TaskArg,
+    #[arg(long, value_enum, default_value = "text")]
+    pub format: OutputFormat,
+    #[arg(long)]
+    pub word_timestamps: bool,
+    #[arg(long)]
+    pub beam_size: Option<usize>,
+    /// A single temperature instead of the fallback schedule.
+    #[arg(long)]
+    pub temperature: Option<f32>,
+    #[arg(long, default_value = "cpu")]
+    pub device: String,
+    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
+    pub models_dir: PathBuf,
+}
+
+/// Collects a stream into a finished transcript (blocking; not for async contexts).
+pub fn collect(mut stream: smai_core::TranscriptStream, task: Task) -> Result<Transcript, Error> {
+    let mut t = Transcript { language: String::new(), duration: 0.0, task, segments: Vec::new() };
+    while let Some(event) = stream.blocking_recv() {
+        match event? {
+            TranscriptEvent::Started { language, duration } => {
+                t.language = language;
+                t.duration = duration;
+            }
+            TranscriptEvent::Segment(s) => t.segments.push(s),
+        }
+    }
+    Ok(t)
+}
+
+/// Transcribes each file and prints it in the chosen format (text: one line per file).
+pub fn run_transcribe(args: TranscribeArgs) -> Result<(), Error> {
+    let device = device_from_name(&args.device)?;
+    let engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
+    let task = match args.task {
+        TaskArg::Transcribe => Task::Transcribe,
+        TaskArg::Translate => Task::Translate,
+    };
+    for file in &args.files {
+        let audio = std::fs::read(file).map_err(|e| Error::invalid(format!("{}: {e}", file.display())))?;
+        let options = TranscribeOptions {
+            model: Some(args.model.clone()),
+            language: args.language.clone(),
+            task,
+            prompt: None,
+            temperature: args.temperature,
+            word_timestamps: args.word_timestamps,
+            beam_size: args.beam_size,
+        };
+        let transcript = collect(engine.transcribe(audio, options)?, task)?;
+        println!("{}", render(&transcript, args.format));
+    }
+    Ok(())
+}

@@ -1,0 +1,151 @@
+//! The Whisper engine behind `smai_core::Transcriber`: each loaded model runs on its own
+//! worker thread and takes jobs from a bounded queue, so a full queue is refused at once
+//! (`overloaded`) instead of piling up, and a caller that goes away stops its decoding.
+
+use crate::audio::decode_to_mono_16k;
+use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
+use candle_core::Device;
+use smai_core::{Error, ModelInfo, TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber};
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::time::Duration;
+use tokio::sync::mpsc;
+
+/// Events buffered per request before the worker waits for the caller.
+const STREAM_BUFFER: usize = 64;
+
+struct Job {
+    audio: Vec<u8>,
+    options: TranscribeOptions,
+    out: mpsc::Sender<Result<TranscriptEvent, Error>>,
+}
+
+struct Worker {
+    info: ModelInfo,
+    queue: SyncSender<Job>,
+}
+
+pub struct WhisperEngine {
+    workers: Vec<Worker>,
+    default_model: String,
+}
+
+/// `cpu`, `cuda` or `metal` (the latter two need the crate feature of that name).
+pub fn device_from_name(name: &str) -> Result<Device, Error> {
+    match name {
+        "cpu" => Ok(Device::Cpu),
+        "cuda" => Device::new_cuda(0).map_err(|e| Error::invalid(format!("cuda device unavailable: {e}"))),
+        "metal" => Device::new_metal(0).map_err(|e| Error::invalid(format!("metal device unavailable: {e}"))),
+        other => Err(Error::invalid(format!("unknown device {other:?} (cpu, cuda, metal)"))),
+    }
+}
+
+impl WhisperEngine {
+    /// Loads each model id from `<models_dir>/<id>` on its own thread; the first is the default.
+    /// `queue_depth` jobs may wait per model beyond the one being decoded.
+    pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
+        let default_model = ids.first().cloned().ok_or_else(|| Error::invalid("no Whisper model to load"))?;
+        let mut workers = Vec::new();
+        for id in ids {
+            let dir = models_dir.join(id);
+            let (ready_tx, ready_rx) = sync_channel::<Result<ModelInfo, Error>>(1);
+            let (queue, jobs) = sync_channel::<Job>(queue_depth);
+            let (id_owned, device) = (id.clone(), device.clone());
+            std::thread::Builder::new()
+                .name(format!("whisper-{id}"))
+                .spawn(move || {
+                    let mut model = match WhisperModel::load(&id_owned, &dir, &device) {
+                        Ok(m) => m,
+                        Err(e) => {
+                            let _ = ready_tx.send(Err(Error::internal(e)));
+                            return;
+                        }
+                    };
+                    let info = ModelInfo {
+                        id: id_owned.clone(),
+                        languages: model_languages(&model),
+                        multilingual: model.tokenizer.multilingual,
+                    };
+                    if ready_tx.send(Ok(info)).is_err() {
+                        return;
+                    }
+                    while let Ok(job) = jobs.recv() {
+                        run_job(&mut model, job);
+                    }
+                })
+                .map_err(Error::internal)?;
+            let info = ready_rx.recv().map_err(|_| Error::internal(format!("worker for {id} exited")))??;
+            workers.push(Worker { info, queue });
+        }
+        Ok(Self { workers, default_model })
+    }
+}
+
+fn model_languages(model: &WhisperModel) -> Vec<String> {
+    if !model.tokenizer.multilingual {
+        return vec!["en".into()];
+    }
+    let ids = &model.generation.lang_ids;
+    ids.iter().filter_map(|&i| model.tokenizer.language_code(i).map(str::to_string)).collect()
+}
+
+/// Maps request options onto the decoding options; refuses what is not implemented.
+pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Error> {
+    if options.word_timestamps {
+        return Err(Error::invalid("word timestamps are not supported yet"));
+    }
+    let mut o = WhisperOptions {
+        language: options.language.clone(),
+        task: options.task,
+        initial_prompt: options.prompt.clone().filter(|p| !p.trim().is_empty()),
+        ..Default::default()
+    };
+    if let Some(b) = options.beam_size {
+        if !(1..=16).contains(&b) {
+            return Err(Error::invalid("beam_size must be between 1 and 16"));
+        }
+        o.beam_size = b;
+    }
+    if let Some(t) = options.temperature {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::invalid("temperature must be between 0 and 1"));
+        }
+        o.temperatures = vec![t];
+    }
+    Ok(o)
+}
+
+fn run_job(model: &mut WhisperModel, job: Job) {
+    if job.out.is_closed() {
+        return;
+    }
+    let result = whisper_options(&job.options).and_then(|opts| {
+        let audio = decode_to_mono_16k(&job.audio)?;
+        transcribe(model, &audio, &opts, |event| job.out.blocking_send(Ok(event)).is_ok())
+    });
+    if let Err(e) = result {
+        let _ = job.out.blocking_send(Err(e));
+    }
+}
+
+impl Transcriber for WhisperEngine {
+    fn models(&self) -> Vec<ModelInfo> {
+        self.workers.iter().map(|w| w.info.clone()).collect()
+    }
+
+    fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
+        let id = options.model.clone().unwrap_or_else(|| self.default_model.clone());
+        let worker = self
+            .workers
+            .iter()
+            .find(|w| w.info.id == id)
+            .ok_or_else(|| Error::not_found(format!("model {id:?} is not loaded")))?;
+        whisper_options(&options)?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        match worker.queue.try_send(Job { audio, options, out: tx }) {
+            Ok(()) => Ok(rx),
+            Err(TrySendError::Full(_)) => Err(Error::overloaded(Duration::from_secs(1))),
+            Err(TrySendError::Disconnected(_)) => Err(Error::internal(format!("worker of {id} stopped"))),
+        }
+    }
+}

@@ -1,0 +1,65 @@
+//! `smai models pull|list`.
+
+use super::{models_dir, pull_model, Manifest, ModelsError, PullOutcome};
+use clap::{Args, Subcommand};
+use std::path::PathBuf;
+
+#[derive(Debug, Clone, Args)]
+pub struct ModelsArgs {
+    /// Where models are installed (`<dir>/<model id>/<file>`).
+    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache", global = true)]
+    pub dir: PathBuf,
+    /// A manifest to use instead of the one built in.
+    #[arg(long, global = true)]
+    pub manifest: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: ModelsCommand,
+}
+
+#[derive(Debug, Clone, Subcommand)]
+pub enum ModelsCommand {
+    /// Download, verify and install models (all of them unless --only).
+    Pull {
+        #[arg(long)]
+        only: Option<String>,
+        /// Command that runs pip.
+        #[arg(long, env = "SMAI_PIP", default_value = "pip")]
+        pip: String,
+    },
+    /// List the manifest's models and whether each is installed.
+    List,
+}
+
+pub fn run_models(args: ModelsArgs) -> Result<(), ModelsError> {
+    let manifest = match &args.manifest {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).map_err(|source| ModelsError::Io { path: p.clone(), source })?;
+            Manifest::parse(&text)?
+        }
+        None => Manifest::builtin(),
+    };
+    let dir = if args.dir.as_os_str().is_empty() { models_dir() } else { args.dir.clone() };
+    match args.command {
+        ModelsCommand::Pull { only, pip } => {
+            let chosen: Vec<_> = match &only {
+                Some(id) => vec![manifest.get(id)?],
+                None => manifest.models.iter().collect(),
+            };
+            for m in chosen {
+                eprintln!("{}: checking", m.id);
+                match pull_model(m, &dir, &pip, true)? {
+                    PullOutcome::AlreadyPresent => println!("{}: already installed", m.id),
+                    PullOutcome::Installed => println!("{}: installed into {}", m.id, dir.join(&m.id).display()),
+                }
+            }
+        }
+        ModelsCommand::List => {
+            for m in &manifest.models {
+                let state = if super::installed(m, &dir)? { "installed" } else { "missing" };
+                let default = if m.default { " (default)" } else { "" };
+                println!("{}\t{}\t{}\t{}{}", m.id, m.kind, m.license, state, default);
+            }
+        }
+    }
+    Ok(())
+}

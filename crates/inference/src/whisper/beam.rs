@@ -1,0 +1,86 @@
+//! Beam search at temperature 0, following the beam search faster-whisper requests from
+//! CTranslate2 (beam 5, patience 1, length penalty 1): each live beam proposes its best
+//! continuations, the best `beam_size` unfinished ones survive, and decoding stops once
+//! `beam_size` hypotheses have ended; the winner has the best mean log-probability.
+
+use super::logits::{log_softmax, LogitRules};
+use super::model::WhisperModel;
+use super::network::DecoderState;
+use candle_core::Tensor;
+
+struct Beam {
+    tokens: Vec<u32>,
+    sum_logprob: f32,
+    state: DecoderState,
+    logits: Vec<f32>,
+}
+
+/// Returns (tokens, summed log-probability, no-speech probability).
+pub fn beam_search(
+    model: &WhisperModel,
+    encoded: &Tensor,
+    prompt: &[u32],
+    rules: &LogitRules,
+    beam_size: usize,
+    max_new: usize,
+) -> candle_core::Result<(Vec<u32>, f32, f32)> {
+    let eot = model.tokenizer.eot;
+    let sot_index = prompt.iter().position(|&t| t == model.tokenizer.sot).unwrap_or(0);
+    let mut state = model.start(encoded)?;
+    let mut first = model.feed(&mut state, prompt, &[sot_index, prompt.len() - 1])?;
+    let logits = first.pop().expect("two positions requested");
+    let no_speech_prob = log_softmax(&first[0]).get(model.tokenizer.no_speech as usize).map_or(0.0, |v| v.exp());
+    let mut beams = vec![Beam { tokens: vec![], sum_logprob: 0.0, state, logits }];
+    let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
+    for _ in 0..max_new {
+        // (beam index, token, cumulative log-probability)
+        let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
+        for (b, beam) in beams.iter().enumerate() {
+            let mut logits = beam.logits.clone();
+            rules.apply(&mut logits, &beam.tokens);
+            let lp = log_softmax(&logits);
+            let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+            let k = (beam_size + 1).min(order.len());
+            order.select_nth_unstable_by(k - 1, |&x, &y| lp[y as usize].total_cmp(&lp[x as usize]));
+            for &t in &order[..k] {
+                if lp[t as usize].is_finite() {
+                    candidates.push((b, t, beam.sum_logprob + lp[t as usize]));
+                }
+            }
+        }
+        candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
+        let mut next: Vec<(usize, u32, f32)> = Vec::new();
+        for c in candidates {
+            if c.1 == eot {
+                if finished.len() < beam_size {
+                    finished.push((beams[c.0].tokens.clone(), c.2));
+                }
+            } else {
+                next.push(c);
+                // Ended hypotheses ranked below the last surviving beam are not kept.
+                if next.len() == beam_size {
+                    break;
+                }
+            }
+        }
+        if finished.len() >= beam_size || next.is_empty() {
+            break;
+        }
+        let mut new_beams = Vec::with_capacity(next.len());
+        for (b, t, score) in next {
+            let parent = &beams[b];
+            let mut state = parent.state.clone();
+            let logits = model.feed(&mut state, &[t], &[0])?.pop().expect("one position requested");
+            let mut tokens = parent.tokens.clone();
+            tokens.push(t);
+            new_beams.push(Beam { tokens, sum_logprob: score, state, logits });
+        }
+        beams = new_beams;
+    }
+    if finished.is_empty() {
+        finished = beams.into_iter().map(|b| (b.tokens, b.sum_logprob)).collect();
+    }
+    let score = |(t, s): &(Vec<u32>, f32)| s / t.len().max(1) as f32;
+    let best = finished.into_iter().max_by(|a, b| score(a).total_cmp(&score(b))).expect("at least one hypothesis");
+    Ok((best.0, best.1, no_speech_prob))
+}

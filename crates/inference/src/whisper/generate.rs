@@ -1,0 +1,223 @@
+//! Decoding one 30 s window, following faster-whisper's `generate_with_fallback` over
+//! CTranslate2's Whisper `generate`: greedy at temperature 0, sampling (best of N) at higher
+//! temperatures, falling back while the text is too repetitive (gzip compression ratio) or
+//! too unlikely (average log-probability), unless the window is silence (no-speech prob).
+
+use super::logits::{log_softmax, LogitRules};
+use super::model::WhisperModel;
+use candle_core::Tensor;
+use std::io::Write;
+
+#[derive(Debug, Clone)]
+pub struct DecodeOptions {
+    pub temperatures: Vec<f32>,
+    pub best_of: usize,
+    /// Beam width at temperature 0 (1: greedy).
+    pub beam_size: usize,
+    pub compression_ratio_threshold: Option<f32>,
+    pub log_prob_threshold: Option<f32>,
+    pub no_speech_threshold: Option<f32>,
+    pub rules: LogitRules,
+    /// Longest prompt + generated sequence (Whisper's text context).
+    pub max_length: usize,
+}
+
+#[derive(Debug, Clone)]
+pub struct DecodeResult {
+    pub tokens: Vec<u32>,
+    pub avg_logprob: f32,
+    pub no_speech_prob: f32,
+    pub temperature: f32,
+    pub compression_ratio: f32,
+}
+
+/// `len(text) / len(zlib(text))`, as faster-whisper measures repetitiveness.
+pub fn compression_ratio(text: &str) -> f32 {
+    let bytes = text.as_bytes();
+    if bytes.is_empty() {
+        return 0.0;
+    }
+    let mut enc = flate2::write::ZlibEncoder::new(Vec::new(), flate2::Compression::default());
+    let compressed = enc.write_all(bytes).and_then(|_| enc.finish()).map(|c| c.len()).unwrap_or(bytes.len());
+    bytes.len() as f32 / compressed.max(1) as f32
+}
+
+/// Small deterministic generator for temperature sampling (xorshift64*).
+struct Rng(u64);
+impl Rng {
+    fn next_f32(&mut self) -> f32 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        ((self.0.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32) / (1u64 << 24) as f32
+    }
+}
+
+struct Hypothesis {
+    tokens: Vec<u32>,
+    sum_logprob: f32,
+}
+
+/// One decoding pass. Returns the hypothesis and the no-speech probability, read from the
+/// raw logits at the `<|startoftranscript|>` position as CTranslate2 does.
+fn decode_once(
+    model: &mut WhisperModel,
+    encoded: &Tensor,
+    prompt: &[u32],
+    rules: &LogitRules,
+    temperature: f32,
+    max_new: usize,
+    rng: &mut Rng,
+) -> candle_core::Result<(Hypothesis, f32)> {
+    let sot_index = prompt.iter().position(|&t| t == model.tokenizer.sot).unwrap_or(0);
+    let mut state = model.start(encoded)?;
+    let mut generated: Vec<u32> = Vec::new();
+    let mut sum_logprob = 0.0f32;
+    let mut no_speech_prob = 0.0;
+    for step in 0..max_new {
+        let mut logits = if step == 0 {
+            let mut both = model.feed(&mut state, prompt, &[sot_index, prompt.len() - 1])?;
+            let last = both.pop().expect("two positions requested");
+            let lp = log_softmax(&both[0]);
+            no_speech_prob = lp.get(model.tokenizer.no_speech as usize).map_or(0.0, |v| v.exp());
+            last
+        } else {
+            let token = *generated.last().expect("a token per step");
+            model.feed(&mut state, &[token], &[0])?.pop().expect("one position requested")
+        };
+        rules.apply(&mut logits, &generated);
+        let token = if temperature > 0.0 {
+            for v in logits.iter_mut() {
+                *v /= temperature;
+            }
+            sample(&logits, rng)
+        } else {
+            argmax(&logits)
+        };
+        sum_logprob += log_softmax(&logits)[token as usize];
+        if token == model.tokenizer.eot {
+            break;
+        }
+        generated.push(token);
+    }
+    Ok((Hypothesis { tokens: generated, sum_logprob }, no_speech_prob))
+}
+
+fn argmax(v: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, &x) in v.iter().enumerate() {
+        if x > v[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+fn sample(logits: &[f32], rng: &mut Rng) -> u32 {
+    let lp = log_softmax(logits);
+    let mut r = rng.next_f32();
+    for (i, &l) in lp.iter().enumerate() {
+        let p = l.exp();
+        if r < p {
+            return i as u32;
+        }
+        r -= p;
+    }
+    argmax(logits)
+}
+
+/// Decodes a window with temperature fallback.
+pub fn generate_with_fallback(
+    model: &mut WhisperModel,
+    encoded: &Tensor,
+    prompt: &[u32],
+    opts: &DecodeOptions,
+) -> candle_core::Result<DecodeResult> {
+    // CTranslate2 bounds new tokens by half the text context.
+    let max_new = (opts.max_length / 2).min(opts.max_length.saturating_sub(prompt.len()));
+    let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+    let mut all: Vec<DecodeResult> = Vec::new();
+    let mut below_cr: Vec<usize> = Vec::new();
+    let mut last_temperature = 0.0;
+    for &temperature in &opts.temperatures {
+        last_temperature = temperature;
+        let runs = if temperature > 0.0 { opts.best_of.max(1) } else { 1 };
+        let mut best: Option<(Hypothesis, f32)> = None;
+        if temperature <= 0.0 && opts.beam_size > 1 {
+            let (tokens, sum_logprob, ns) =
+                super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, max_new)?;
+            best = Some((Hypothesis { tokens, sum_logprob }, ns));
+        }
+        for _ in 0..runs {
+            if best.is_some() && temperature <= 0.0 {
+                break;
+            }
+            let (h, ns) = decode_once(model, encoded, prompt, &opts.rules, temperature, max_new, &mut rng)?;
+            // Length penalty 1: rank by mean log-probability.
+            let score = |h: &Hypothesis| h.sum_logprob / h.tokens.len().max(1) as f32;
+            if best.as_ref().is_none_or(|(b, _)| score(&h) > score(b)) {
+                best = Some((h, ns));
+            }
+        }
+        let (h, no_speech_prob) = best.expect("at least one run");
+        let avg_logprob = h.sum_logprob / (h.tokens.len() + 1) as f32;
+        let text = model.tokenizer.decode(&h.tokens);
+        let cr = compression_ratio(text.trim());
+        let result = DecodeResult { tokens: h.tokens, avg_logprob, no_speech_prob, temperature, compression_ratio: cr };
+        let mut needs_fallback = false;
+        if let Some(th) = opts.compression_ratio_threshold {
+            if cr > th {
+                needs_fallback = true;
+            } else {
+                below_cr.push(all.len());
+            }
+        }
+        let low_logprob = opts.log_prob_threshold.is_some_and(|th| avg_logprob < th);
+        if low_logprob {
+            needs_fallback = true;
+        }
+        if opts.no_speech_threshold.is_some_and(|th| no_speech_prob > th) && low_logprob {
+            needs_fallback = false; // silence: nothing better to find
+        }
+        all.push(result);
+        if !needs_fallback {
+            return Ok(all.pop().expect("just pushed"));
+        }
+    }
+    // Every temperature failed: the most likely result, preferring non-repetitive ones.
+    let pool: Vec<usize> = if below_cr.is_empty() { (0..all.len()).collect() } else { below_cr };
+    let best = pool
+        .into_iter()
+        .max_by(|&a, &b| all[a].avg_logprob.total_cmp(&all[b].avg_logprob))
+        .expect("at least one temperature");
+    let mut chosen = all.swap_remove(best);
+    chosen.temperature = last_temperature;
+    Ok(chosen)
+}
+
+/// Probabilities of the model's language tokens for an encoded window, best first.
+pub fn detect_language(model: &WhisperModel, encoded: &Tensor) -> candle_core::Result<Vec<(u32, f32)>> {
+    let sot = model.tokenizer.sot;
+    let mut state = model.start(encoded)?;
+    let logits = model.feed(&mut state, &[sot], &[0])?.pop().expect("one position");
+    let ids = model.generation.lang_ids.clone();
+    let lang_logits: Vec<f32> = ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)).collect();
+    let lp = log_softmax(&lang_logits);
+    let mut out: Vec<(u32, f32)> = ids.into_iter().zip(lp.into_iter().map(f32::exp)).collect();
+    out.sort_by(|a, b| b.1.total_cmp(&a.1));
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn compression_ratio_flags_repetition() {
+        let plain = "And so my fellow Americans, ask not what your country can do for you.";
+        let looped = "thank you ".repeat(30);
+        assert!(compression_ratio(plain) < 1.5);
+        assert!(compression_ratio(&looped) > 2.4);
+        assert_eq!(compression_ratio(""), 0.0);
+    }
+}

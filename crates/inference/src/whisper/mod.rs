@@ -1,0 +1,17 @@
+//! Whisper speech recognition on candle: CTranslate2 / Hugging Face weight loading, the
+//! faster-whisper decoding procedure, and long-form transcription.
+
+pub mod ct2;
+pub mod beam;
+pub mod bpe;
+pub mod generate;
+pub mod load;
+pub mod logits;
+pub mod model;
+pub mod network;
+pub mod tokenizer;
+pub mod transcribe;
+
+pub use load::LoadError;
+pub use model::WhisperModel;
+pub use transcribe::{transcribe, WhisperOptions};

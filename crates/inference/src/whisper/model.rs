@@ -1,0 +1,86 @@
+//! A loaded Whisper model: the network, the tokenizer, generation config and the mel front
+//! end, with the calls decoding needs (encode a 30 s window; run tokens against it).
+
+use super::load::{load_dir, GenerationConfig, LoadError};
+use super::network::{Decoder, DecoderState, Encoder};
+use super::bpe::BpeEncoder;
+use super::tokenizer::WhisperTokenizer;
+use crate::audio::mel::{LogMel, N_FRAMES};
+use candle_core::{Device, IndexOp, Tensor};
+use candle_transformers::models::whisper::Config;
+use std::path::Path;
+
+pub struct WhisperModel {
+    pub id: String,
+    encoder: Encoder,
+    decoder: Decoder,
+    pub config: Config,
+    pub tokenizer: WhisperTokenizer,
+    /// Prompt encoder, when the model ships `tokenizer.json`.
+    pub bpe: Option<BpeEncoder>,
+    pub generation: GenerationConfig,
+    pub mel: LogMel,
+    pub device: Device,
+}
+
+impl WhisperModel {
+    /// Loads `dir` (CTranslate2 or Hugging Face layout) plus `vocabulary.txt`.
+    pub fn load(id: &str, dir: &Path, device: &Device) -> Result<Self, LoadError> {
+        let vocab_path = dir.join("vocabulary.txt");
+        if !vocab_path.is_file() {
+            return Err(LoadError::Missing(dir.display().to_string()));
+        }
+        let vocab =
+            std::fs::read_to_string(&vocab_path).map_err(|e| LoadError::Io(vocab_path.display().to_string(), e))?;
+        let tokenizer = WhisperTokenizer::from_vocabulary(&vocab).map_err(LoadError::Config)?;
+        let bpe = match std::fs::read_to_string(dir.join("tokenizer.json")) {
+            Ok(text) => Some(BpeEncoder::from_tokenizer_json(&text).map_err(LoadError::Config)?),
+            Err(_) => None,
+        };
+        let w = load_dir(dir, device)?;
+        if w.config.vocab_size != tokenizer.vocab_size() {
+            return Err(LoadError::Config(format!(
+                "vocabulary.txt has {} tokens but the weights {}",
+                tokenizer.vocab_size(),
+                w.config.vocab_size
+            )));
+        }
+        Ok(Self {
+            id: id.to_string(),
+            encoder: w.encoder,
+            decoder: w.decoder,
+            mel: LogMel::new(w.config.num_mel_bins),
+            config: w.config,
+            tokenizer,
+            bpe,
+            generation: w.generation,
+            device: device.clone(),
+        })
+    }
+
+    pub fn max_target_positions(&self) -> usize {
+        self.config.max_target_positions
+    }
+
+    /// Encodes one window of features, `n_mels x N_FRAMES` row-major (zero padded).
+    pub fn encode(&self, window: &[f32]) -> candle_core::Result<Tensor> {
+        let x = Tensor::from_slice(window, (1, self.mel.n_mels(), N_FRAMES), &self.device)?;
+        self.encoder.forward(&x)
+    }
+
+    /// A decoding state against an encoded window.
+    pub fn start(&self, encoded: &Tensor) -> candle_core::Result<DecoderState> {
+        self.decoder.start(encoded)
+    }
+
+    /// Feeds `tokens` and returns the logits at each of `positions` (indices into `tokens`).
+    pub fn feed(
+        &self,
+        state: &mut DecoderState,
+        tokens: &[u32],
+        positions: &[usize],
+    ) -> candle_core::Result<Vec<Vec<f32>>> {
+        let hidden = self.decoder.forward(tokens, state)?;
+        positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
+    }
+}

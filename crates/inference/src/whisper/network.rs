@@ -1,0 +1,242 @@
+//! The Whisper network, following openai/whisper `model.py` (AudioEncoder, TextDecoder),
+//! with exact (erf) GELU as the reference uses, and a self-attention key/value cache so each
+//! decoding step only runs the new token. Weights use the Hugging Face / candle-transformers
+//! names (`model.encoder.layers.0.self_attn.q_proj.weight`, ...), read through a VarBuilder.
+
+use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
+use candle_transformers::models::whisper::Config;
+
+fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+    let w = vb.get((out_dim, in_dim), "weight")?;
+    let b = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
+    Ok(Linear::new(w, b))
+}
+
+fn layer_norm(vb: &VarBuilder, dim: usize) -> Result<LayerNorm> {
+    Ok(LayerNorm::new(vb.get(dim, "weight")?, vb.get(dim, "bias")?, 1e-5))
+}
+
+struct Attention {
+    q: Linear,
+    k: Linear,
+    v: Linear,
+    out: Linear,
+    n_head: usize,
+}
+
+impl Attention {
+    fn load(vb: &VarBuilder, d: usize, n_head: usize) -> Result<Self> {
+        Ok(Self {
+            q: linear(&vb.pp("q_proj"), d, d, true)?,
+            k: linear(&vb.pp("k_proj"), d, d, false)?,
+            v: linear(&vb.pp("v_proj"), d, d, true)?,
+            out: linear(&vb.pp("out_proj"), d, d, true)?,
+            n_head,
+        })
+    }
+
+    /// (b, t, d) -> (b, heads, t, d_head)
+    fn heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        x.reshape((b, t, self.n_head, d / self.n_head))?.transpose(1, 2)?.contiguous()
+    }
+
+    /// Attention of `x` over keys/values `k`, `v` (already split into heads).
+    fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        let (b, t, d) = x.dims3()?;
+        let scale = ((d / self.n_head) as f64).powf(-0.25);
+        let q = (self.heads(&self.q.forward(x)?)? * scale)?;
+        let k = (k * scale)?;
+        let mut w = q.matmul(&k.t()?)?;
+        if let Some(m) = mask {
+            w = w.broadcast_add(m)?;
+        }
+        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y)
+    }
+
+    fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
+        Ok((self.heads(&self.k.forward(x)?)?, self.heads(&self.v.forward(x)?)?))
+    }
+}
+
+struct Mlp {
+    ln: LayerNorm,
+    fc1: Linear,
+    fc2: Linear,
+}
+
+impl Mlp {
+    fn load(vb: &VarBuilder, d: usize) -> Result<Self> {
+        Ok(Self {
+            ln: layer_norm(&vb.pp("final_layer_norm"), d)?,
+            fc1: linear(&vb.pp("fc1"), d, 4 * d, true)?,
+            fc2: linear(&vb.pp("fc2"), 4 * d, d, true)?,
+        })
+    }
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        x + self.fc2.forward(&self.fc1.forward(&self.ln.forward(x)?)?.gelu_erf()?)?
+    }
+}
+
+struct EncoderBlock {
+    ln: LayerNorm,
+    attn: Attention,
+    mlp: Mlp,
+}
+
+pub struct Encoder {
+    conv1: Conv1d,
+    conv2: Conv1d,
+    positions: Tensor,
+    blocks: Vec<EncoderBlock>,
+    ln_post: LayerNorm,
+}
+
+fn conv(vb: &VarBuilder, cin: usize, cout: usize, stride: usize) -> Result<Conv1d> {
+    let cfg = Conv1dConfig { padding: 1, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
+    Ok(Conv1d::new(vb.get((cout, cin, 3), "weight")?, Some(vb.get(cout, "bias")?), cfg))
+}
+
+impl Encoder {
+    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        let d = cfg.d_model;
+        let blocks = (0..cfg.encoder_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                Ok(EncoderBlock {
+                    ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
+                    attn: Attention::load(&vb.pp("self_attn"), d, cfg.encoder_attention_heads)?,
+                    mlp: Mlp::load(&vb, d)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            conv1: conv(&vb.pp("conv1"), cfg.num_mel_bins, d, 1)?,
+            conv2: conv(&vb.pp("conv2"), d, d, 2)?,
+            positions: vb.get((cfg.max_source_positions, d), "embed_positions.weight")?,
+            blocks,
+            ln_post: layer_norm(&vb.pp("layer_norm"), d)?,
+        })
+    }
+
+    /// (1, n_mels, 3000) features -> (1, 1500, d) audio states.
+    pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
+        let x = self.conv1.forward(mel)?.gelu_erf()?;
+        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
+        for b in &self.blocks {
+            let h = b.ln.forward(&x)?;
+            let (k, v) = b.attn.keys_values(&h)?;
+            x = (&x + b.attn.attend(&h, &k, &v, None)?)?;
+            x = b.mlp.forward(&x)?;
+        }
+        self.ln_post.forward(&x)
+    }
+}
+
+struct DecoderBlock {
+    ln: LayerNorm,
+    attn: Attention,
+    cross_ln: LayerNorm,
+    cross: Attention,
+    mlp: Mlp,
+}
+
+pub struct Decoder {
+    embed: Tensor,
+    positions: Tensor,
+    blocks: Vec<DecoderBlock>,
+    ln: LayerNorm,
+}
+
+/// Per-sequence decoding state: cached self-attention keys/values and the cross-attention
+/// keys/values of one encoded window.
+#[derive(Clone)]
+pub struct DecoderState {
+    self_kv: Vec<Option<(Tensor, Tensor)>>,
+    cross_kv: Vec<(Tensor, Tensor)>,
+    pub length: usize,
+}
+
+impl Decoder {
+    pub fn load(vb: VarBuilder, cfg: &Config) -> Result<Self> {
+        let d = cfg.d_model;
+        let h = cfg.decoder_attention_heads;
+        let blocks = (0..cfg.decoder_layers)
+            .map(|i| {
+                let vb = vb.pp(format!("layers.{i}"));
+                Ok(DecoderBlock {
+                    ln: layer_norm(&vb.pp("self_attn_layer_norm"), d)?,
+                    attn: Attention::load(&vb.pp("self_attn"), d, h)?,
+                    cross_ln: layer_norm(&vb.pp("encoder_attn_layer_norm"), d)?,
+                    cross: Attention::load(&vb.pp("encoder_attn"), d, h)?,
+                    mlp: Mlp::load(&vb, d)?,
+                })
+            })
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            embed: vb.get((cfg.vocab_size, d), "embed_tokens.weight")?,
+            positions: vb.get((cfg.max_target_positions, d), "embed_positions.weight")?,
+            blocks,
+            ln: layer_norm(&vb.pp("layer_norm"), d)?,
+        })
+    }
+
+    pub fn max_positions(&self) -> usize {
+        self.positions.dim(0).unwrap_or(448)
+    }
+
+    /// A fresh state for one encoded window.
+    pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
+        let cross_kv = self.blocks.iter().map(|b| b.cross.keys_values(audio)).collect::<Result<_>>()?;
+        Ok(DecoderState { self_kv: vec![None; self.blocks.len()], cross_kv, length: 0 })
+    }
+
+    /// Runs `tokens` after what `state` holds; returns their final hidden states (1, n, d).
+    pub fn forward(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
+        let dev = self.embed.device();
+        let n = tokens.len();
+        let offset = state.length;
+        if offset + n > self.max_positions() {
+            candle_core::bail!("sequence of {} tokens exceeds the text context", offset + n);
+        }
+        let ids = Tensor::new(tokens, dev)?;
+        let mut x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
+        let mask = causal_mask(n, offset, dev)?;
+        for (i, b) in self.blocks.iter().enumerate() {
+            let h = b.ln.forward(&x)?;
+            let (k_new, v_new) = b.attn.keys_values(&h)?;
+            let (k, v) = match &state.self_kv[i] {
+                Some((k, v)) => (Tensor::cat(&[k, &k_new], 2)?, Tensor::cat(&[v, &v_new], 2)?),
+                None => (k_new, v_new),
+            };
+            x = (&x + b.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            state.self_kv[i] = Some((k, v));
+            let (ck, cv) = &state.cross_kv[i];
+            x = (&x + b.cross.attend(&b.cross_ln.forward(&x)?, ck, cv, None)?)?;
+            x = b.mlp.forward(&x)?;
+        }
+        state.length += n;
+        self.ln.forward(&x)
+    }
+
+    /// Logits of one hidden state (d) over the vocabulary (tied output projection).
+    pub fn logits(&self, hidden: &Tensor) -> Result<Vec<f32>> {
+        hidden.reshape((1, ()))?.matmul(&self.embed.t()?)?.flatten_all()?.to_vec1::<f32>()
+    }
+}
+
+/// Mask so token i of the new block sees cached positions and new positions up to i.
+fn causal_mask(n: usize, offset: usize, dev: &Device) -> Result<Option<Tensor>> {
+    if n <= 1 {
+        return Ok(None);
+    }
+    let total = offset + n;
+    let m: Vec<f32> = (0..n)
+        .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
+        .collect();
+    Tensor::from_vec(m, (n, total), dev)?.to_dtype(DType::F32).map(Some)
+}

@@ -1,0 +1,42 @@
+//! Log-mel features against faster-whisper's FeatureExtractor on the same samples
+//! (fixtures recorded by fixtures/record_references.py `mel`).
+
+use smai_inference::audio::{decode_audio, mel::LogMel};
+
+#[derive(serde::Deserialize)]
+struct Slice {
+    columns: Vec<usize>,
+    values: Vec<Vec<f32>>,
+}
+
+#[derive(serde::Deserialize)]
+struct Reference {
+    frames: usize,
+    mel80: Slice,
+    mel128: Slice,
+}
+
+/// Both sides round to 1e-6 and use float32 FFTs; differences stay far below what moves a
+/// decoded token.
+const TOLERANCE: f32 = 2e-3;
+
+#[test]
+fn matches_faster_whisper_feature_extractor() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures");
+    let wav = std::fs::read(format!("{dir}/mel_input.wav")).unwrap();
+    let reference: Reference =
+        serde_json::from_slice(&std::fs::read(format!("{dir}/mel_reference.json")).unwrap()).unwrap();
+    let audio = decode_audio(&wav).unwrap();
+    assert_eq!(audio.sample_rate, 16_000);
+    for (n_mels, slice) in [(80, &reference.mel80), (128, &reference.mel128)] {
+        let (frames, mel) = LogMel::new(n_mels).compute(&audio.samples);
+        assert_eq!(frames, reference.frames);
+        let mut worst = 0.0f32;
+        for (m, row) in slice.values.iter().enumerate() {
+            for (k, &col) in slice.columns.iter().enumerate() {
+                worst = worst.max((mel[m * frames + col] - row[k]).abs());
+            }
+        }
+        assert!(worst < TOLERANCE, "{n_mels} mels: max abs difference {worst}");
+    }
+}

@@ -1,0 +1,173 @@
+//! Whisper tiny.en with real weights against faster-whisper 1.2.1's greedy transcripts of the
+//! same dev clips (fixtures/tiny_en_dev_reference.json, recorded by record_references.py).
+//! Weights come from $SMAI_MODELS_DIR (default models/cache), installed by `smai models pull`.
+
+use smai_core::{ErrorCode, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
+use smai_inference::cli::wer::corpus_wer;
+use smai_inference::whisper::{WhisperModel, WhisperOptions};
+use smai_inference::WhisperEngine;
+use std::path::PathBuf;
+
+fn workspace() -> PathBuf {
+    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
+}
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
+    assert!(
+        dir.join("tiny.en/model.bin").is_file(),
+        "Whisper weights missing in {}: run `smai models pull --only tiny.en` (or set SMAI_MODELS_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+fn eval_dir() -> PathBuf {
+    let dir = std::env::var_os("SMAI_EVAL_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    assert!(dir.join("manifest.tsv").is_file(), "dev set missing at {} (set SMAI_EVAL_DIR)", dir.display());
+    dir
+}
+
+fn reference() -> RefFile {
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_en_dev_reference.json");
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// 16 kHz clips (no resampling, so both sides see the same samples) plus the 44.1 kHz JFK clip.
+const CLIPS: &[&str] = &[
+    "librispeech_devclean_misc/forte_test_audio_0__1272-141231-0000.flac",
+    "librispeech_devclean_misc/forte_test_audio_1__1272-128104-0001.flac",
+    "librispeech_devclean_misc/picovoice_leopard_test__1272-128104-0000.wav",
+    "jfk_openai_whisper/jfk.flac",
+];
+
+#[test]
+fn tiny_en_matches_faster_whisper_on_dev_clips() {
+    let dir = models_dir();
+    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let reference = reference();
+    let opts = reference_options();
+    let mut identical = 0;
+    let mut pairs = Vec::new();
+    for clip in CLIPS {
+        let ours = transcribe_file(&mut model, &eval_dir().join(clip), &opts).unwrap();
+        let theirs = reference.results.iter().find(|r| r.path == *clip).expect("clip in reference");
+        let ours_tokens: Vec<u32> = ours.segments.iter().flat_map(|s| s.tokens.clone()).collect();
+        let their_tokens: Vec<u32> = theirs.segments.iter().flat_map(|s| s.tokens.clone()).collect();
+        if ours_tokens == their_tokens {
+            identical += 1;
+        } else {
+            eprintln!("{clip}\n  ours:   {}\n  theirs: {}", ours.text, theirs.text);
+        }
+        pairs.push((theirs.text.clone(), ours.text));
+    }
+    // 16 kHz clips decode to the same features, so greedy tokens should agree exactly there.
+    assert!(identical >= 3, "only {identical} of {} token sequences match faster-whisper", CLIPS.len());
+    let wer = corpus_wer(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    assert!(wer <= 0.02, "WER against faster-whisper's transcripts {wer}");
+    let jfk = &pairs[3].1;
+    assert!(jfk.contains("ask not what your country can do for you"), "{jfk}");
+}
+
+#[test]
+fn beam_search_matches_faster_whisper_beam_5() {
+    let dir = models_dir();
+    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_en_beam5_reference.json");
+    let reference: RefFile = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let opts = WhisperOptions { beam_size: 5, ..reference_options() };
+    let mut pairs = Vec::new();
+    let mut identical = 0;
+    for r in &reference.results {
+        let ours = transcribe_file(&mut model, &eval_dir().join(&r.path), &opts).unwrap();
+        if ours.text == r.text {
+            identical += 1;
+        } else {
+            eprintln!("{}\n  ours:   {}\n  theirs: {}", r.path, ours.text, r.text);
+        }
+        pairs.push((r.text.clone(), ours.text));
+    }
+    assert!(identical + 1 >= reference.results.len(), "{identical} of {} identical", reference.results.len());
+    let wer = corpus_wer(pairs.iter().map(|(a, b)| (a.as_str(), b.as_str())));
+    assert!(wer <= 0.05, "WER against faster-whisper beam 5: {wer}");
+}
+
+#[test]
+fn prompt_encoding_matches_the_reference_tokenizer() {
+    let dir = models_dir();
+    let model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    #[derive(serde::Deserialize)]
+    struct Case {
+        text: String,
+        ids: Vec<u32>,
+    }
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/bpe_reference.json");
+    let cases: Vec<Case> = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let bpe = model.bpe.as_ref().expect("tiny.en ships tokenizer.json");
+    for c in cases {
+        assert_eq!(bpe.encode(&c.text), c.ids, "{:?}", c.text);
+        assert_eq!(model.tokenizer.decode(&c.ids), c.text);
+    }
+}
+
+#[test]
+fn engine_streams_segments_and_refuses_when_full() {
+    let engine = WhisperEngine::load(&models_dir(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 1).unwrap();
+    let info = engine.models();
+    assert_eq!(info[0].id, "tiny.en");
+    assert!(!info[0].multilingual);
+    let audio = std::fs::read(eval_dir().join(CLIPS[0])).unwrap();
+    let greedy = TranscribeOptions { beam_size: Some(1), temperature: Some(0.0), ..Default::default() };
+
+    let mut stream = engine.transcribe(audio.clone(), greedy).unwrap();
+    let mut refused = false;
+    let mut extra = Vec::new();
+    for _ in 0..3 {
+        match engine.transcribe(audio.clone(), TranscribeOptions::default()) {
+            Ok(s) => extra.push(s),
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::Overloaded);
+                refused = true;
+            }
+        }
+    }
+    assert!(refused, "a queue of depth 1 must refuse the fourth concurrent job");
+    drop(extra); // callers that go away: their jobs are skipped or stopped
+
+    match stream.blocking_recv().unwrap().unwrap() {
+        TranscriptEvent::Started { language, duration } => {
+            assert_eq!(language, "en");
+            assert!((duration - 4.65).abs() < 0.01, "{duration}");
+        }
+        other => panic!("expected Started, got {other:?}"),
+    }
+    let mut text = String::new();
+    while let Some(event) = stream.blocking_recv() {
+        if let TranscriptEvent::Segment(s) = event.unwrap() {
+            assert!(s.end > s.start);
+            text.push_str(&s.text);
+        }
+    }
+
+    let reference = reference();
+    let expected = &reference.results.iter().find(|r| r.path == CLIPS[0]).unwrap().text;
+    assert_eq!(text.trim(), expected);
+
+    // The dropped jobs may still hold the queue for a moment.
+    let submit = || {
+        for _ in 0..100 {
+            match engine.transcribe(b"not audio".to_vec(), TranscribeOptions::default()) {
+                Err(e) if e.code == ErrorCode::Overloaded => std::thread::sleep(std::time::Duration::from_millis(50)),
+                other => return other.unwrap(),
+            }
+        }
+        panic!("queue never drained");
+    };
+    let bad = submit().blocking_recv();
+    assert!(matches!(bad, Some(Err(ref e)) if e.code != ErrorCode::Internal));
+    let unknown = TranscribeOptions { model: Some("large".into()), ..Default::default() };
+    assert_eq!(engine.transcribe(vec![], unknown).unwrap_err().code, ErrorCode::NotFound);
+}
