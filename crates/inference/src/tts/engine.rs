@@ -114,12 +114,13 @@ impl PiperSynthesizer {
         Ok(Self { voices, order, workers })
     }
 
-    /// Like [`Synthesizer::synthesize`] with explicit sampling scales (tests, benches).
-    pub fn synthesize_with_scales(
+    /// Like [`Synthesizer::synthesize`] with the sampling noise set (0 and 0: deterministic,
+    /// for tests and benches); the voice's length scale and `speed` still apply.
+    pub fn synthesize_with_noise(
         &self,
         text: String,
         options: &SpeechOptions,
-        scales: Option<InferenceScales>,
+        noise: Option<(f32, f32)>,
     ) -> Result<AudioStream, Error> {
         let voice = self
             .voices
@@ -131,7 +132,11 @@ impl PiperSynthesizer {
         if text.trim().is_empty() {
             return Err(Error::invalid("input text is empty"));
         }
-        let mut scales = scales.unwrap_or(voice.scales);
+        let mut scales = voice.scales;
+        if let Some((noise_scale, noise_w)) = noise {
+            scales.noise_scale = noise_scale;
+            scales.noise_w = noise_w;
+        }
         scales.length_scale /= options.speed;
         let (reply, stream) = mpsc::channel(STREAM_BUFFER);
         let job = Job { text, speaker: voice.speaker, scales, reply };
@@ -149,7 +154,7 @@ impl Synthesizer for PiperSynthesizer {
     }
 
     fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error> {
-        self.synthesize_with_scales(text, &options, None)
+        self.synthesize_with_noise(text, &options, None)
     }
 }
 
