@@ -94,3 +94,40 @@ fn bad_requests_and_a_full_queue_are_refused() {
     // Dropping the streams lets the worker skip the rest of their sentences.
     drop(streams);
 }
+
+#[test]
+fn synthesize_command_writes_the_requested_format() {
+    use smai_inference::tts::cli::{run_synthesize, SynthesizeArgs, VoicesArgs};
+    let dir = std::env::temp_dir().join(format!("smai-synth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let voices = VoicesArgs { models_dir: Some(models_dir()), voices_config: None };
+    let wav = dir.join("out.wav");
+    run_synthesize(SynthesizeArgs {
+        text: "Hello there.".into(),
+        voice: "joe".into(),
+        output: Some(wav.clone()),
+        format: None,
+        speed: 1.0,
+        sample_rate: Some(16000),
+        voices: voices.clone(),
+    })
+    .unwrap();
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16000);
+    assert!(reader.duration() > 8000, "at least half a second of speech");
+
+    let mp3 = dir.join("out.bin");
+    run_synthesize(SynthesizeArgs {
+        text: "Hello there.".into(),
+        voice: "joe-slow".into(),
+        output: Some(mp3.clone()),
+        format: Some(smai_inference::tts::AudioFormat::Mp3),
+        speed: 1.0,
+        sample_rate: None,
+        voices,
+    })
+    .unwrap();
+    let bytes = std::fs::read(&mp3).unwrap();
+    assert!(bytes.len() > 1000 && bytes[0] == 0xff);
+    let _ = std::fs::remove_dir_all(&dir);
+}
