@@ -4,14 +4,14 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{ops::leaky_relu, Conv1d, VarBuilder};
 
-use super::layers::{conv1d, conv1d_bias};
+use super::layers::{conv1d, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
 
 const LRELU_SLOPE: f64 = 0.1;
 
 /// Residual block: kind "1" has two convs per dilation, kind "2" one.
 struct ResBlock {
-    convs: Vec<(Conv1d, Option<Conv1d>)>,
+    convs: Vec<(TapConv1d, Option<TapConv1d>)>,
 }
 
 impl ResBlock {
@@ -20,10 +20,10 @@ impl ResBlock {
         for (j, &d) in dilations.iter().enumerate() {
             convs.push(match kind {
                 ResBlockKind::One => (
-                    conv1d(vb.pp(format!("convs1.{j}")), ch, ch, kernel, d)?,
-                    Some(conv1d(vb.pp(format!("convs2.{j}")), ch, ch, kernel, 1)?),
+                    TapConv1d::load(vb.pp(format!("convs1.{j}")), ch, ch, kernel, d, true)?,
+                    Some(TapConv1d::load(vb.pp(format!("convs2.{j}")), ch, ch, kernel, 1, true)?),
                 ),
-                ResBlockKind::Two => (conv1d(vb.pp(format!("convs.{j}")), ch, ch, kernel, d)?, None),
+                ResBlockKind::Two => (TapConv1d::load(vb.pp(format!("convs.{j}")), ch, ch, kernel, d, true)?, None),
             });
         }
         Ok(Self { convs })
@@ -65,7 +65,7 @@ pub struct Generator {
     ups: Vec<Upsample>,
     resblocks: Vec<ResBlock>,
     kernels_per_stage: usize,
-    conv_post: Conv1d,
+    conv_post: TapConv1d,
 }
 
 impl Generator {
@@ -101,7 +101,7 @@ impl Generator {
             ups,
             resblocks,
             kernels_per_stage: cfg.resblock_kernel_sizes.len(),
-            conv_post: conv1d_bias(vb.pp("conv_post"), ch, 1, 7, 1, false)?,
+            conv_post: TapConv1d::load(vb.pp("conv_post"), ch, 1, 7, 1, false)?,
         })
     }
 
