@@ -42,20 +42,63 @@ impl ResBlock {
     }
 }
 
-/// ConvTranspose1d computed with padding 0 and then trimmed: candle's CPU kernel is fast only
-/// without padding.
+/// ConvTranspose1d (stride s, kernel K) split into s output phases: output sample u*s + p is
+/// a plain convolution of the input with kernel taps p, p + s, ... Each group of taps is one
+/// matrix product for all phases at once, which keeps the CPU on its fast matmul kernel (candle's
+/// own transposed convolution is slow when padding is not 0).
 struct Upsample {
-    weight: Tensor,
-    bias: Tensor,
+    /// Per tap group q: `[s * out, in]`, row `p * out + o` holding `W[:, o, p + q * s]`.
+    groups: Vec<Tensor>,
+    bias: Tensor, // [out, 1]
     stride: usize,
+    kernel: usize,
     padding: usize,
+    out_channels: usize,
 }
 
 impl Upsample {
+    fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, stride: usize) -> Result<Self> {
+        let weight = vb.get((cin, cout, kernel), "weight")?;
+        let n_groups = kernel.div_ceil(stride);
+        let weight = weight.pad_with_zeros(2, 0, n_groups * stride - kernel)?;
+        let groups = (0..n_groups)
+            .map(|q| weight.narrow(2, q * stride, stride)?.permute((2, 1, 0))?.reshape((stride * cout, cin)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            groups,
+            bias: vb.get(cout, "bias")?.reshape((cout, 1))?,
+            stride,
+            kernel,
+            padding: (kernel - stride) / 2,
+            out_channels: cout,
+        })
+    }
+
+    /// `[1, in, t]` -> `[1, out, (t - 1) * stride + kernel - 2 * padding]`
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let y = x.conv_transpose1d(&self.weight, 0, 0, self.stride, 1, 1)?;
-        let len = y.dim(2)? - 2 * self.padding;
-        y.narrow(2, self.padding, len)?.broadcast_add(&self.bias)
+        let len = x.dim(2)?;
+        let q_len = self.groups.len();
+        let frames = len + q_len - 1;
+        let padded = x.squeeze(0)?.pad_with_zeros(1, q_len - 1, q_len - 1)?;
+        let mut phases: Option<Tensor> = None;
+        for (q, group) in self.groups.iter().enumerate() {
+            let shifted = padded.narrow(1, q_len - 1 - q, frames)?.contiguous()?;
+            let y = group.matmul(&shifted)?;
+            phases = Some(match phases {
+                Some(acc) => (acc + y)?,
+                None => y,
+            });
+        }
+        let phases = phases.ok_or_else(|| candle_core::Error::Msg("upsampler without taps".into()))?;
+        // [s * out, frames] -> [out, frames * s], sample u * s + p from phase p.
+        let y = phases
+            .reshape((self.stride, self.out_channels, frames))?
+            .permute((1, 2, 0))?
+            .contiguous()?
+            .reshape((self.out_channels, frames * self.stride))?;
+        let full = (len - 1) * self.stride + self.kernel;
+        let y = y.narrow(1, self.padding, full - 2 * self.padding)?.broadcast_add(&self.bias)?;
+        y.unsqueeze(0)
     }
 }
 
@@ -77,13 +120,7 @@ impl Generator {
         let mut ch = ch0;
         for (i, (&rate, &kernel)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
             let out = ch / 2;
-            let up = vb.pp(format!("ups.{i}"));
-            ups.push(Upsample {
-                weight: up.get((ch, out, kernel), "weight")?,
-                bias: up.get(out, "bias")?.reshape((1, out, 1))?,
-                stride: rate,
-                padding: (kernel - rate) / 2,
-            });
+            ups.push(Upsample::load(vb.pp(format!("ups.{i}")), ch, out, kernel, rate)?);
             for (j, (&k, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate() {
                 let idx = i * cfg.resblock_kernel_sizes.len() + j;
                 resblocks.push(ResBlock::load(vb.pp(format!("resblocks.{idx}")), cfg.resblock, out, k, dil)?);
