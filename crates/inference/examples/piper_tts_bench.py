@@ -1,0 +1,46 @@
+"""piper-tts (onnxruntime) side of examples/tts_bench.rs: same voice, same texts, same measures.
+
+    pip install piper-tts==1.8.0
+    python crates/inference/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
+"""
+
+import json
+import resource
+import sys
+import time
+from pathlib import Path
+
+from piper import PiperVoice
+
+texts = json.loads((Path(__file__).parent / "bench_texts.json").read_text())
+started = time.perf_counter()
+voice = PiperVoice.load(sys.argv[1])
+print(f"load: {time.perf_counter() - started:.2f} s")
+
+
+def run(text):
+    start = time.perf_counter()
+    first = None
+    samples = 0
+    rate = 1
+    for chunk in voice.synthesize(text):
+        if first is None:
+            first = time.perf_counter() - start
+        samples += len(chunk.audio_float_array)
+        rate = chunk.sample_rate
+    return time.perf_counter() - start, first, samples / rate
+
+
+run(texts["short"])  # warm-up
+for name in ("short", "long"):
+    total = audio = 0.0
+    for _ in range(texts["repeats"]):
+        secs, _, audio_secs = run(texts[name])
+        total += secs
+        audio += audio_secs
+    n = texts["repeats"]
+    print(f"{name}: {total / n:.3f} s per synthesis for {audio / n:.2f} s of audio "
+          f"(real-time factor {total / audio:.3f})")
+firsts = sorted(run(texts["paragraph"])[1] for _ in range(texts["repeats"]))
+print(f"paragraph: first chunk after {firsts[len(firsts) // 2]:.3f} s (median of {len(firsts)})")
+print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")

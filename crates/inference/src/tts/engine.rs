@@ -1,0 +1,208 @@
+//! The speech synthesis engine: each Piper model runs on its own worker thread behind a bounded
+//! queue; a request is split into sentences and each sentence's audio is sent on the stream as
+//! soon as it is computed.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use candle_core::Device;
+use smai_core::{AudioChunk, AudioStream, Error, SpeechOptions, Synthesizer, VoiceInfo};
+use tokio::sync::mpsc;
+
+use super::voices::{model_path, VoicesConfig};
+use crate::phonemize::{phonemes_to_ids, phonemize};
+use crate::vits::{InferenceScales, Voice};
+
+/// Requests waiting per model beyond the one being synthesized.
+pub const DEFAULT_QUEUE: usize = 8;
+/// Sentences buffered per stream before the worker waits for the reader.
+const STREAM_BUFFER: usize = 4;
+const MIN_SPEED: f32 = 0.25;
+const MAX_SPEED: f32 = 4.0;
+
+/// A voice as the engine serves it: its model worker and its settings.
+#[derive(Clone)]
+struct ServedVoice {
+    info: VoiceInfo,
+    worker: usize,
+    speaker: i64,
+    scales: InferenceScales,
+}
+
+struct Job {
+    text: String,
+    speaker: i64,
+    scales: InferenceScales,
+    reply: mpsc::Sender<Result<AudioChunk, Error>>,
+}
+
+struct Worker {
+    queue: SyncSender<Job>,
+}
+
+pub struct PiperSynthesizer {
+    voices: HashMap<String, ServedVoice>,
+    order: Vec<String>,
+    workers: Vec<Arc<Worker>>,
+}
+
+impl PiperSynthesizer {
+    /// Loads every model the voices use (once per model) and starts their workers.
+    pub fn load(config: &VoicesConfig, models_dir: &Path, device: &Device, queue: usize) -> Result<Self, Error> {
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        let mut workers = Vec::new();
+        let mut by_model: HashMap<String, (usize, Arc<Voice>)> = HashMap::new();
+        let mut voices = HashMap::new();
+        let mut order = Vec::new();
+        for spec in &config.voices {
+            let (worker, voice) = match by_model.get(&spec.model) {
+                Some(found) => found.clone(),
+                None => {
+                    let path = model_path(models_dir, &spec.model);
+                    if !path.exists() {
+                        return Err(Error::not_found(format!(
+                            "model {} of voice {} is not installed (expected {}; run `smai models pull {}`)",
+                            spec.model,
+                            spec.id,
+                            path.display(),
+                            spec.model
+                        )));
+                    }
+                    let voice = Arc::new(
+                        Voice::load(&path, None, device)
+                            .map_err(|e| Error::internal(format!("loading voice model {}: {e}", path.display())))?,
+                    );
+                    workers.push(Arc::new(start_worker(voice.clone(), queue, &spec.model)?));
+                    let entry = (workers.len() - 1, voice);
+                    by_model.insert(spec.model.clone(), entry.clone());
+                    entry
+                }
+            };
+            let defaults = voice.config.inference;
+            let speaker = voice
+                .config
+                .speaker_id(spec.speaker.as_deref())
+                .map_err(|e| Error::invalid(format!("voice {}: {e}", spec.id)))?;
+            let language = spec
+                .language
+                .clone()
+                .or_else(|| voice.config.language.as_ref().map(|l| l.code.clone()))
+                .unwrap_or_else(|| voice.config.espeak_voice().to_string());
+            voices.insert(
+                spec.id.clone(),
+                ServedVoice {
+                    info: VoiceInfo {
+                        id: spec.id.clone(),
+                        language,
+                        sample_rate: voice.config.audio.sample_rate,
+                        quality: voice.config.audio.quality.clone().unwrap_or_else(|| "unknown".into()),
+                    },
+                    worker,
+                    speaker,
+                    scales: InferenceScales {
+                        noise_scale: spec.noise_scale.unwrap_or(defaults.noise_scale),
+                        length_scale: spec.length_scale.unwrap_or(defaults.length_scale),
+                        noise_w: spec.noise_w.unwrap_or(defaults.noise_w),
+                    },
+                },
+            );
+            order.push(spec.id.clone());
+        }
+        Ok(Self { voices, order, workers })
+    }
+
+    /// Like [`Synthesizer::synthesize`] with the sampling noise set (0 and 0: deterministic,
+    /// for tests and benches); the voice's length scale and `speed` still apply.
+    pub fn synthesize_with_noise(
+        &self,
+        text: String,
+        options: &SpeechOptions,
+        noise: Option<(f32, f32)>,
+    ) -> Result<AudioStream, Error> {
+        let voice = self
+            .voices
+            .get(&options.voice)
+            .ok_or_else(|| Error::invalid(format!("unknown voice {:?}", options.voice)))?;
+        if !options.speed.is_finite() || !(MIN_SPEED..=MAX_SPEED).contains(&options.speed) {
+            return Err(Error::invalid(format!("speed must be between {MIN_SPEED} and {MAX_SPEED}")));
+        }
+        if text.trim().is_empty() {
+            return Err(Error::invalid("input text is empty"));
+        }
+        let mut scales = voice.scales;
+        if let Some((noise_scale, noise_w)) = noise {
+            scales.noise_scale = noise_scale;
+            scales.noise_w = noise_w;
+        }
+        scales.length_scale /= options.speed;
+        let (reply, stream) = mpsc::channel(STREAM_BUFFER);
+        let job = Job { text, speaker: voice.speaker, scales, reply };
+        match self.workers[voice.worker].queue.try_send(job) {
+            Ok(()) => Ok(stream),
+            Err(TrySendError::Full(_)) => Err(Error::overloaded(Duration::from_secs(1))),
+            Err(TrySendError::Disconnected(_)) => Err(Error::internal("synthesis worker stopped")),
+        }
+    }
+}
+
+impl Synthesizer for PiperSynthesizer {
+    fn voices(&self) -> Vec<VoiceInfo> {
+        self.order.iter().map(|id| self.voices[id].info.clone()).collect()
+    }
+
+    fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error> {
+        self.synthesize_with_noise(text, &options, None)
+    }
+}
+
+fn start_worker(voice: Arc<Voice>, queue: usize, name: &str) -> Result<Worker, Error> {
+    let (tx, rx) = sync_channel::<Job>(queue);
+    std::thread::Builder::new()
+        .name(format!("tts-{name}"))
+        .spawn(move || {
+            while let Ok(job) = rx.recv() {
+                run_job(&voice, job);
+            }
+        })
+        .map_err(|e| Error::internal(format!("cannot start synthesis worker: {e}")))?;
+    Ok(Worker { queue: tx })
+}
+
+/// Synthesizes sentence by sentence; stops early when the reader has gone.
+fn run_job(voice: &Voice, job: Job) {
+    let sample_rate = voice.config.audio.sample_rate;
+    let sentences = match phonemize(voice.config.espeak_voice(), &job.text) {
+        Ok(s) => s,
+        Err(e) => {
+            let _ = job.reply.blocking_send(Err(Error::internal(e)));
+            return;
+        }
+    };
+    for phonemes in sentences {
+        if job.reply.is_closed() {
+            return;
+        }
+        let result = phonemes_to_ids(&phonemes, &voice.config.phoneme_id_map)
+            .map_err(Error::internal)
+            .and_then(|ids| voice.model.synthesize(&ids, job.scales, job.speaker).map_err(Error::internal));
+        let chunk = result.map(|samples| AudioChunk { samples: normalize(samples), sample_rate });
+        let failed = chunk.is_err();
+        if job.reply.blocking_send(chunk).is_err() || failed {
+            return;
+        }
+    }
+}
+
+/// Peak normalisation per sentence, as piper-tts does by default.
+pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
+    let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+    if peak < 1e-8 {
+        samples.iter_mut().for_each(|s| *s = 0.0);
+    } else {
+        samples.iter_mut().for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
+    }
+    samples
+}

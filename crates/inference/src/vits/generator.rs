@@ -1,0 +1,169 @@
+//! HiFi-GAN generator of VITS (`Generator` in Piper's training code): transposed-conv
+//! upsampling with multi-receptive-field residual blocks, latent frames -> waveform.
+
+use candle_core::{Module, Result, Tensor};
+use candle_nn::{ops::leaky_relu, Conv1d, VarBuilder};
+
+use super::layers::{conv1d, TapConv1d};
+use super::{ResBlockKind, VitsConfig};
+
+const LRELU_SLOPE: f64 = 0.1;
+
+/// Residual block: kind "1" has two convs per dilation, kind "2" one.
+struct ResBlock {
+    convs: Vec<(TapConv1d, Option<TapConv1d>)>,
+}
+
+impl ResBlock {
+    fn load(vb: VarBuilder, kind: ResBlockKind, ch: usize, kernel: usize, dilations: &[usize]) -> Result<Self> {
+        let mut convs = Vec::with_capacity(dilations.len());
+        for (j, &d) in dilations.iter().enumerate() {
+            convs.push(match kind {
+                ResBlockKind::One => (
+                    TapConv1d::load(vb.pp(format!("convs1.{j}")), ch, ch, kernel, d, true)?,
+                    Some(TapConv1d::load(vb.pp(format!("convs2.{j}")), ch, ch, kernel, 1, true)?),
+                ),
+                ResBlockKind::Two => (TapConv1d::load(vb.pp(format!("convs.{j}")), ch, ch, kernel, d, true)?, None),
+            });
+        }
+        Ok(Self { convs })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let mut x = x.clone();
+        for (c1, c2) in &self.convs {
+            let mut y = c1.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+            if let Some(c2) = c2 {
+                y = c2.forward(&leaky_relu(&y, LRELU_SLOPE)?)?;
+            }
+            x = (x + y)?;
+        }
+        Ok(x)
+    }
+}
+
+/// ConvTranspose1d (stride s, kernel K) split into s output phases: output sample u*s + p is
+/// a plain convolution of the input with kernel taps p, p + s, ... Each group of taps is one
+/// matrix product for all phases at once, which keeps the CPU on its fast matmul kernel (candle's
+/// own transposed convolution is slow when padding is not 0).
+struct Upsample {
+    /// Per tap group q: `[s * out, in]`, row `p * out + o` holding `W[:, o, p + q * s]`.
+    groups: Vec<Tensor>,
+    bias: Tensor, // [out, 1]
+    stride: usize,
+    kernel: usize,
+    padding: usize,
+    out_channels: usize,
+}
+
+impl Upsample {
+    fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, stride: usize) -> Result<Self> {
+        let weight = vb.get((cin, cout, kernel), "weight")?;
+        let n_groups = kernel.div_ceil(stride);
+        let weight = weight.pad_with_zeros(2, 0, n_groups * stride - kernel)?;
+        let groups = (0..n_groups)
+            .map(|q| weight.narrow(2, q * stride, stride)?.permute((2, 1, 0))?.reshape((stride * cout, cin)))
+            .collect::<Result<_>>()?;
+        Ok(Self {
+            groups,
+            bias: vb.get(cout, "bias")?.reshape((cout, 1))?,
+            stride,
+            kernel,
+            padding: (kernel - stride) / 2,
+            out_channels: cout,
+        })
+    }
+
+    /// `[1, in, t]` -> `[1, out, (t - 1) * stride + kernel - 2 * padding]`
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let len = x.dim(2)?;
+        let q_len = self.groups.len();
+        let frames = len + q_len - 1;
+        let padded = x.squeeze(0)?.pad_with_zeros(1, q_len - 1, q_len - 1)?;
+        let mut phases: Option<Tensor> = None;
+        for (q, group) in self.groups.iter().enumerate() {
+            let shifted = padded.narrow(1, q_len - 1 - q, frames)?.contiguous()?;
+            let y = group.matmul(&shifted)?;
+            phases = Some(match phases {
+                Some(acc) => (acc + y)?,
+                None => y,
+            });
+        }
+        let phases = phases.ok_or_else(|| candle_core::Error::Msg("upsampler without taps".into()))?;
+        // [s * out, frames] -> [out, frames * s], sample u * s + p from phase p.
+        let y = phases
+            .reshape((self.stride, self.out_channels, frames))?
+            .permute((1, 2, 0))?
+            .contiguous()?
+            .reshape((self.out_channels, frames * self.stride))?;
+        let full = (len - 1) * self.stride + self.kernel;
+        let y = y.narrow(1, self.padding, full - 2 * self.padding)?.broadcast_add(&self.bias)?;
+        y.unsqueeze(0)
+    }
+}
+
+pub struct Generator {
+    conv_pre: Conv1d,
+    cond: Option<Conv1d>,
+    ups: Vec<Upsample>,
+    resblocks: Vec<ResBlock>,
+    kernels_per_stage: usize,
+    conv_post: TapConv1d,
+}
+
+impl Generator {
+    pub fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
+        let ch0 = cfg.upsample_initial_channel;
+        let conv_pre = conv1d(vb.pp("conv_pre"), cfg.inter_channels, ch0, 7, 1)?;
+        let mut ups = Vec::new();
+        let mut resblocks = Vec::new();
+        let mut ch = ch0;
+        for (i, (&rate, &kernel)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
+            let out = ch / 2;
+            ups.push(Upsample::load(vb.pp(format!("ups.{i}")), ch, out, kernel, rate)?);
+            for (j, (&k, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate() {
+                let idx = i * cfg.resblock_kernel_sizes.len() + j;
+                resblocks.push(ResBlock::load(vb.pp(format!("resblocks.{idx}")), cfg.resblock, out, k, dil)?);
+            }
+            ch = out;
+        }
+        let cond = if cfg.gin_channels > 0 {
+            Some(conv1d(vb.pp("cond"), cfg.gin_channels, ch0, 1, 1)?)
+        } else {
+            None
+        };
+        Ok(Self {
+            conv_pre,
+            cond,
+            ups,
+            resblocks,
+            kernels_per_stage: cfg.resblock_kernel_sizes.len(),
+            conv_post: TapConv1d::load(vb.pp("conv_post"), ch, 1, 7, 1, false)?,
+        })
+    }
+
+    /// `[1, inter, frames]` -> `[1, 1, samples]` in [-1, 1].
+    pub fn forward(&self, z: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {
+        let mut x = self.conv_pre.forward(z)?;
+        if let (Some(cond), Some(g)) = (&self.cond, g) {
+            x = x.broadcast_add(&cond.forward(g)?)?;
+        }
+        for (i, up) in self.ups.iter().enumerate() {
+            x = up.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+            let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
+            let mut sum: Option<Tensor> = None;
+            for block in blocks {
+                let y = block.forward(&x)?;
+                sum = Some(match sum {
+                    Some(s) => (s + y)?,
+                    None => y,
+                });
+            }
+            let sum = sum.ok_or_else(|| candle_core::Error::Msg("generator stage without resblocks".into()))?;
+            x = (sum / self.kernels_per_stage as f64)?;
+        }
+        // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
+        let x = leaky_relu(&x, 0.01)?;
+        self.conv_post.forward(&x)?.tanh()
+    }
+}

@@ -1,0 +1,289 @@
+//! Piper voices (VITS) on candle. The model follows Piper's VITS training code (`vits/models.py`
+//! of the piper repository), inference path only; weights come from the voice's ONNX export.
+
+pub mod config;
+mod duration;
+mod flow;
+mod generator;
+mod layers;
+pub mod onnx;
+mod spline;
+mod text_encoder;
+
+use std::collections::HashMap;
+use std::path::Path;
+
+use candle_core::{DType, Device, Module, Tensor};
+use candle_nn::VarBuilder;
+
+pub use config::{InferenceScales, PiperConfig};
+use onnx::OnnxWeights;
+
+#[derive(Debug, thiserror::Error)]
+pub enum VoiceError {
+    #[error("cannot read voice file {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("corrupt voice: {0}")]
+    Corrupt(String),
+    #[error("unsupported voice: {0}")]
+    Unsupported(String),
+    #[error("voice file lacks the weight {0}")]
+    MissingWeight(String),
+    #[error("unknown speaker {0:?}")]
+    Speaker(String),
+    #[error("model: {0}")]
+    Model(#[from] candle_core::Error),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResBlockKind {
+    One,
+    Two,
+}
+
+/// Hyper-parameters of a VITS voice, read off the weight shapes and the graph's conv settings
+/// (Piper's .onnx.json does not carry them).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VitsConfig {
+    pub n_vocab: usize,
+    pub hidden_channels: usize,
+    pub filter_channels: usize,
+    pub n_heads: usize,
+    pub n_layers: usize,
+    pub ffn_kernel_size: usize,
+    pub window_size: usize,
+    pub inter_channels: usize,
+    pub dp_filter_channels: usize,
+    pub dp_kernel_size: usize,
+    pub dp_n_flows: usize,
+    pub flow_n_layers: usize,
+    pub flow_kernel_size: usize,
+    pub flow_wn_layers: usize,
+    pub gin_channels: usize,
+    pub n_speakers: usize,
+    pub upsample_initial_channel: usize,
+    pub upsample_rates: Vec<usize>,
+    pub upsample_kernel_sizes: Vec<usize>,
+    pub resblock: ResBlockKind,
+    pub resblock_kernel_sizes: Vec<usize>,
+    pub resblock_dilations: Vec<Vec<usize>>,
+}
+
+impl VitsConfig {
+    pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
+        let shape = |name: &str| -> Result<&[usize], VoiceError> {
+            w.tensors
+                .get(name)
+                .map(|t| t.shape.as_slice())
+                .ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
+        };
+        let dim = |name: &str, i: usize| -> Result<usize, VoiceError> {
+            shape(name)?
+                .get(i)
+                .copied()
+                .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
+        };
+        let count = |f: &dyn Fn(usize) -> String| (0..).take_while(|&i| w.tensors.contains_key(&f(i))).count();
+
+        let hidden = dim("enc_p.emb.weight", 1)?;
+        let rel_k = shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
+        let (rel, k_channels) = (rel_k.get(1).copied().unwrap_or(0), rel_k.get(2).copied().unwrap_or(0));
+        if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
+            return Err(VoiceError::Unsupported(format!("relative attention embedding of shape {rel_k:?}")));
+        }
+        let n_ups = count(&|i| format!("dec.ups.{i}.weight"));
+        let resblock = if w.tensors.contains_key("dec.resblocks.0.convs1.0.weight") {
+            ResBlockKind::One
+        } else {
+            ResBlockKind::Two
+        };
+        let n_blocks = count(&|i| format!("dec.resblocks.{i}.convs1.0.weight"))
+            .max(count(&|i| format!("dec.resblocks.{i}.convs.0.weight")));
+        if n_ups == 0 || n_blocks == 0 || n_blocks % n_ups != 0 {
+            return Err(VoiceError::MissingWeight("dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into()));
+        }
+        let conv_name = if resblock == ResBlockKind::One { "convs1" } else { "convs" };
+        let mut resblock_kernel_sizes = Vec::new();
+        let mut resblock_dilations = Vec::new();
+        for j in 0..n_blocks / n_ups {
+            resblock_kernel_sizes.push(dim(&format!("dec.resblocks.{j}.{conv_name}.0.weight"), 2)?);
+            let n = count(&|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
+            resblock_dilations.push(
+                (0..n)
+                    .map(|m| w.convs.get(&format!("dec.resblocks.{j}.{conv_name}.{m}")).map_or(1, |a| a.dilation))
+                    .collect(),
+            );
+        }
+        let mut upsample_rates = Vec::new();
+        let mut upsample_kernel_sizes = Vec::new();
+        for i in 0..n_ups {
+            upsample_kernel_sizes.push(dim(&format!("dec.ups.{i}.weight"), 2)?);
+            let attrs = w
+                .convs
+                .get(&format!("dec.ups.{i}"))
+                .ok_or_else(|| VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}")))?;
+            upsample_rates.push(attrs.stride);
+        }
+        let dp_flow_max = (1..16).rev().find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
+        let (gin_channels, n_speakers) = match w.tensors.get("emb_g.weight") {
+            Some(t) if t.shape.len() == 2 => (t.shape[1], t.shape[0]),
+            _ => (0, 1),
+        };
+        Ok(Self {
+            n_vocab: dim("enc_p.emb.weight", 0)?,
+            hidden_channels: hidden,
+            filter_channels: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 0)?,
+            n_heads: hidden / k_channels,
+            n_layers: count(&|i| format!("enc_p.encoder.attn_layers.{i}.conv_q.weight")),
+            ffn_kernel_size: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 2)?,
+            window_size: rel / 2,
+            inter_channels: dim("enc_p.proj.weight", 0)? / 2,
+            dp_filter_channels: dim("dp.pre.weight", 0)?,
+            dp_kernel_size: dim("dp.convs.convs_sep.0.weight", 2)?,
+            dp_n_flows: dp_flow_max.map(|i| (i + 1) / 2).ok_or_else(|| VoiceError::MissingWeight("dp.flows.*".into()))?,
+            flow_n_layers: count(&|i| format!("flow.flows.{}.pre.weight", 2 * i)),
+            flow_kernel_size: dim("flow.flows.0.enc.in_layers.0.weight", 2)?,
+            flow_wn_layers: count(&|i| format!("flow.flows.0.enc.in_layers.{i}.weight")),
+            gin_channels,
+            n_speakers,
+            upsample_initial_channel: dim("dec.conv_pre.weight", 0)?,
+            upsample_rates,
+            upsample_kernel_sizes,
+            resblock,
+            resblock_kernel_sizes,
+            resblock_dilations,
+        })
+    }
+
+    /// Output samples per latent frame.
+    pub fn hop_length(&self) -> usize {
+        self.upsample_rates.iter().product()
+    }
+}
+
+/// The VITS synthesizer: phoneme ids -> waveform.
+pub struct Vits {
+    enc_p: text_encoder::TextEncoder,
+    dp: duration::DurationPredictor,
+    flow: flow::CouplingFlow,
+    dec: generator::Generator,
+    emb_g: Option<candle_nn::Embedding>,
+    device: Device,
+    pub config: VitsConfig,
+}
+
+fn missing_as_voice_error(e: candle_core::Error) -> VoiceError {
+    let text = e.to_string();
+    match text.split("cannot find tensor ").nth(1) {
+        Some(name) => VoiceError::MissingWeight(name.trim().to_string()),
+        None => VoiceError::Model(e),
+    }
+}
+
+impl Vits {
+    pub fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self, VoiceError> {
+        let build = || -> candle_core::Result<Self> {
+            let emb_g = if cfg.gin_channels > 0 {
+                Some(candle_nn::Embedding::new(
+                    vb.pp("emb_g").get((cfg.n_speakers, cfg.gin_channels), "weight")?,
+                    cfg.gin_channels,
+                ))
+            } else {
+                None
+            };
+            Ok(Self {
+                enc_p: text_encoder::TextEncoder::load(vb.pp("enc_p"), cfg)?,
+                dp: duration::DurationPredictor::load(vb.pp("dp"), cfg)?,
+                flow: flow::CouplingFlow::load(vb.pp("flow"), cfg)?,
+                dec: generator::Generator::load(vb.pp("dec"), cfg)?,
+                emb_g,
+                device: vb.device().clone(),
+                config: cfg.clone(),
+            })
+        };
+        build().map_err(missing_as_voice_error)
+    }
+
+    /// Loads from parsed ONNX weights onto `device`.
+    pub fn from_onnx(weights: &OnnxWeights, device: &Device) -> Result<Self, VoiceError> {
+        let cfg = VitsConfig::from_weights(weights)?;
+        let mut tensors = HashMap::with_capacity(weights.tensors.len());
+        for (name, raw) in &weights.tensors {
+            let t = Tensor::from_slice(&raw.values, raw.shape.as_slice(), device)?;
+            tensors.insert(name.clone(), t);
+        }
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, device);
+        Self::load(vb, &cfg)
+    }
+
+    /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
+    pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.n_vocab) {
+            return Err(VoiceError::Corrupt(format!("phoneme id {bad} is outside the voice's {} symbols", self.config.n_vocab)));
+        }
+        let g = match &self.emb_g {
+            Some(emb) => {
+                if speaker < 0 || speaker as usize >= self.config.n_speakers {
+                    return Err(VoiceError::Speaker(speaker.to_string()));
+                }
+                let sid = Tensor::new(&[speaker as u32], &self.device)?;
+                Some(emb.forward(&sid)?.unsqueeze(2)?) // [1, gin, 1]
+            }
+            None => None,
+        };
+        let enc = self.enc_p.forward(ids, &self.device)?;
+        let logw = self.dp.reverse(&enc.x, g.as_ref(), scales.noise_w)?;
+        let durations: Vec<f32> = logw.flatten_all()?.to_vec1()?;
+        let mut frames: Vec<u32> = Vec::new();
+        for (t, lw) in durations.iter().enumerate() {
+            let n = (lw.exp() * scales.length_scale).ceil().max(0.0) as usize;
+            frames.extend(std::iter::repeat_n(t as u32, n));
+        }
+        if frames.is_empty() {
+            return Ok(Vec::new());
+        }
+        let index = Tensor::from_vec(frames.clone(), frames.len(), &self.device)?;
+        let m = enc.m.index_select(&index, 2)?;
+        let logs = enc.logs.index_select(&index, 2)?;
+        let z_p = if scales.noise_scale == 0.0 {
+            m
+        } else {
+            let noise = m.randn_like(0.0, 1.0)?;
+            (m + (noise * logs.exp()?)? * scales.noise_scale as f64)?
+        };
+        let z = self.flow.reverse(&z_p, g.as_ref())?;
+        let audio = self.dec.forward(&z, g.as_ref())?;
+        Ok(audio.flatten_all()?.to_vec1()?)
+    }
+}
+
+/// A Piper voice: its model and its .onnx.json.
+pub struct Voice {
+    pub model: Vits,
+    pub config: PiperConfig,
+}
+
+impl Voice {
+    /// Loads `<name>.onnx` and its `<name>.onnx.json` beside it (or `config_path`).
+    pub fn load(onnx_path: &Path, config_path: Option<&Path>, device: &Device) -> Result<Self, VoiceError> {
+        let json_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| {
+            let mut p = onnx_path.as_os_str().to_owned();
+            p.push(".json");
+            p.into()
+        });
+        let read = |p: &Path| std::fs::read(p).map_err(|source| VoiceError::Io { path: p.display().to_string(), source });
+        let config = PiperConfig::parse(&String::from_utf8_lossy(&read(&json_path)?))?;
+        let weights = OnnxWeights::parse(&read(onnx_path)?)?;
+        let model = Vits::from_onnx(&weights, device)?;
+        if config.num_symbols > 0 && config.num_symbols != model.config.n_vocab {
+            return Err(VoiceError::Corrupt(format!(
+                "config has {} symbols but the model embeds {}",
+                config.num_symbols, model.config.n_vocab
+            )));
+        }
+        Ok(Self { model, config })
+    }
+}

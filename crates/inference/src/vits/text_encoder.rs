@@ -1,0 +1,159 @@
+//! VITS text encoder (`TextEncoder` + `attentions.Encoder` of Piper's VITS): phoneme embedding,
+//! transformer layers with windowed relative-position attention, projection to the prior's
+//! mean and log-scale.
+
+use candle_core::{DType, Device, Module, Result, Tensor, D};
+use candle_nn::{Conv1d, Embedding, VarBuilder};
+
+use super::layers::{conv1d, ChannelNorm};
+use super::VitsConfig;
+
+struct RelativeAttention {
+    q: Conv1d,
+    k: Conv1d,
+    v: Conv1d,
+    o: Conv1d,
+    emb_rel_k: Tensor, // [2w+1, k_channels]
+    emb_rel_v: Tensor,
+    heads: usize,
+    window: usize,
+}
+
+impl RelativeAttention {
+    fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
+        let c = cfg.hidden_channels;
+        let kc = c / cfg.n_heads;
+        let rel = 2 * cfg.window_size + 1;
+        Ok(Self {
+            q: conv1d(vb.pp("conv_q"), c, c, 1, 1)?,
+            k: conv1d(vb.pp("conv_k"), c, c, 1, 1)?,
+            v: conv1d(vb.pp("conv_v"), c, c, 1, 1)?,
+            o: conv1d(vb.pp("conv_o"), c, c, 1, 1)?,
+            emb_rel_k: vb.get((1, rel, kc), "emb_rel_k")?.squeeze(0)?,
+            emb_rel_v: vb.get((1, rel, kc), "emb_rel_v")?.squeeze(0)?,
+            heads: cfg.n_heads,
+            window: cfg.window_size,
+        })
+    }
+
+    /// `[b, c, t]` -> `[b, heads, t, c / heads]`
+    fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        x.reshape((b, self.heads, c / self.heads, t))?.transpose(2, 3)?.contiguous()
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let kc = c / self.heads;
+        let q = (self.split_heads(&self.q.forward(x)?)? / (kc as f64).sqrt())?;
+        let k = self.split_heads(&self.k.forward(x)?)?;
+        let v = self.split_heads(&self.v.forward(x)?)?;
+        let scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
+        let rel_logits = q.broadcast_matmul(&self.emb_rel_k.t()?.contiguous()?)?;
+        let scores = (scores + self.band_to_absolute(&rel_logits, t)?)?;
+        let p = candle_nn::ops::softmax_last_dim(&scores)?;
+        let out = p.matmul(&v)?;
+        let out = (out + self.absolute_to_band(&p, t)?.broadcast_matmul(&self.emb_rel_v)?)?;
+        let out = out.transpose(2, 3)?.contiguous()?.reshape((b, c, t))?;
+        self.o.forward(&out)
+    }
+
+    /// `[.., t, 2w+1]` logits per relative offset -> `[.., t, t]`, zero outside the window.
+    fn band_to_absolute(&self, rel: &Tensor, t: usize) -> Result<Tensor> {
+        let w = self.window;
+        let width = 2 * w + 1;
+        let padded = rel.pad_with_zeros(D::Minus1, 0, 1)?;
+        let idx: Vec<u32> = (0..t)
+            .flat_map(|i| {
+                (0..t).map(move |j| {
+                    let d = j as isize - i as isize;
+                    if d.unsigned_abs() <= w { (d + w as isize) as u32 } else { width as u32 }
+                })
+            })
+            .collect();
+        let idx = Tensor::from_vec(idx, (1, 1, t, t), rel.device())?;
+        let (b, h, _, _) = rel.dims4()?;
+        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, t))?.contiguous()?, 3)
+    }
+
+    /// `[.., t, t]` weights -> `[.., t, 2w+1]` by relative offset, zero past the sequence ends.
+    fn absolute_to_band(&self, p: &Tensor, t: usize) -> Result<Tensor> {
+        let w = self.window;
+        let width = 2 * w + 1;
+        let padded = p.pad_with_zeros(D::Minus1, 0, 1)?;
+        let idx: Vec<u32> = (0..t)
+            .flat_map(|i| {
+                (0..width).map(move |d| {
+                    let j = i as isize + d as isize - w as isize;
+                    if j >= 0 && (j as usize) < t { j as u32 } else { t as u32 }
+                })
+            })
+            .collect();
+        let idx = Tensor::from_vec(idx, (1, 1, t, width), p.device())?;
+        let (b, h, _, _) = p.dims4()?;
+        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, width))?.contiguous()?, 3)
+    }
+}
+
+struct FeedForward {
+    conv_1: Conv1d,
+    conv_2: Conv1d,
+}
+
+impl FeedForward {
+    fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
+        let (c, f, k) = (cfg.hidden_channels, cfg.filter_channels, cfg.ffn_kernel_size);
+        Ok(Self { conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?, conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)? })
+    }
+
+    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv_2.forward(&self.conv_1.forward(x)?.relu()?)
+    }
+}
+
+pub struct TextEncoder {
+    emb: Embedding,
+    layers: Vec<(RelativeAttention, ChannelNorm, FeedForward, ChannelNorm)>,
+    proj: Conv1d,
+    hidden: usize,
+}
+
+/// Encoder output `x` (for the duration predictor) and the prior's `m`, `logs`, each `[1, c, t]`.
+pub struct Encoded {
+    pub x: Tensor,
+    pub m: Tensor,
+    pub logs: Tensor,
+}
+
+impl TextEncoder {
+    pub fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
+        let c = cfg.hidden_channels;
+        let emb = Embedding::new(vb.pp("emb").get((cfg.n_vocab, c), "weight")?, c);
+        let enc = vb.pp("encoder");
+        let mut layers = Vec::with_capacity(cfg.n_layers);
+        for i in 0..cfg.n_layers {
+            layers.push((
+                RelativeAttention::load(enc.pp(format!("attn_layers.{i}")), cfg)?,
+                ChannelNorm::load(enc.pp(format!("norm_layers_1.{i}")), c)?,
+                FeedForward::load(enc.pp(format!("ffn_layers.{i}")), cfg)?,
+                ChannelNorm::load(enc.pp(format!("norm_layers_2.{i}")), c)?,
+            ));
+        }
+        let proj = conv1d(vb.pp("proj"), c, 2 * cfg.inter_channels, 1, 1)?;
+        Ok(Self { emb, layers, proj, hidden: c })
+    }
+
+    pub fn forward(&self, ids: &[i64], device: &Device) -> Result<Encoded> {
+        let ids: Vec<u32> = ids.iter().map(|&i| i as u32).collect();
+        let ids = Tensor::from_vec(ids.clone(), (1, ids.len()), device)?;
+        let x = (self.emb.forward(&ids)? * (self.hidden as f64).sqrt())?;
+        let mut x = x.transpose(1, 2)?.contiguous()?.to_dtype(DType::F32)?;
+        for (attn, norm1, ffn, norm2) in &self.layers {
+            x = norm1.forward(&(&x + attn.forward(&x)?)?)?;
+            x = norm2.forward(&(&x + ffn.forward(&x)?)?)?;
+        }
+        let stats = self.proj.forward(&x)?;
+        let half = stats.dim(1)? / 2;
+        Ok(Encoded { m: stats.narrow(1, 0, half)?, logs: stats.narrow(1, half, half)?, x })
+    }
+}

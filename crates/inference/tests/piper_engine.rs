@@ -1,0 +1,133 @@
+//! The synthesis engine on the real en_US-joe-medium voice (from $SMAI_MODELS_DIR, default
+//! models/cache at the workspace root): sentence streaming, voices, speed and back-pressure.
+
+use std::path::PathBuf;
+
+use candle_core::Device;
+use smai_core::{AudioChunk, ErrorCode, SpeechOptions, Synthesizer};
+use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var("SMAI_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/cache"));
+    let onnx = dir.join("en_US-joe-medium/en_US-joe-medium.onnx");
+    assert!(onnx.exists(), "voice en_US-joe-medium is not installed: expected {}", onnx.display());
+    dir
+}
+
+fn engine(queue: usize) -> PiperSynthesizer {
+    PiperSynthesizer::load(&VoicesConfig::default(), &models_dir(), &Device::Cpu, queue).expect("engine loads")
+}
+
+fn collect(engine: &PiperSynthesizer, text: &str, voice: &str, speed: f32) -> Vec<AudioChunk> {
+    let options = SpeechOptions { voice: voice.into(), speed };
+    let mut stream = engine.synthesize_with_noise(text.into(), &options, Some((0.0, 0.0))).unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.blocking_recv() {
+        chunks.push(chunk.unwrap());
+    }
+    chunks
+}
+
+#[test]
+fn streams_one_chunk_per_sentence_and_lists_voices() {
+    let engine = engine(4);
+    let voices = engine.voices();
+    let ids: Vec<&str> = voices.iter().map(|v| v.id.as_str()).collect();
+    assert_eq!(ids, ["joe", "joe-slow"]);
+    assert!(voices.iter().all(|v| v.sample_rate == 22050 && v.language == "en_US" && v.quality == "medium"));
+
+    let paragraph = "The first sentence is short. The second one is a little longer than that. Third!";
+    let chunks = collect(&engine, paragraph, "joe", 1.0);
+    assert_eq!(chunks.len(), 3, "one chunk per sentence");
+    let alone = collect(&engine, "The first sentence is short.", "joe", 1.0);
+    assert_eq!(chunks[0], alone[0], "the first chunk is the first sentence alone");
+    for chunk in &chunks {
+        assert_eq!(chunk.sample_rate, 22050);
+        let peak = chunk.samples.iter().fold(0f32, |m, s| m.max(s.abs()));
+        assert!((peak - 1.0).abs() < 1e-6, "normalised to full scale like piper-tts: {peak}");
+    }
+}
+
+#[test]
+fn slow_voice_and_speed_change_duration() {
+    let engine = engine(4);
+    let text = "Speech synthesis turns text into sound.";
+    let len = |voice: &str, speed: f32| collect(&engine, text, voice, speed)[0].samples.len() as f64;
+    let normal = len("joe", 1.0);
+    let slow = len("joe-slow", 1.0);
+    let fast = len("joe", 2.0);
+    eprintln!("samples: joe {normal}, joe-slow {slow}, joe at speed 2 {fast}");
+    // Durations are rounded up per phoneme, so audio length is not proportional to the scale.
+    assert!(slow / normal > 1.1 && slow / normal < 1.4, "joe-slow / joe = {}", slow / normal);
+    assert!(fast / normal > 0.5 && fast / normal < 0.75, "speed 2 / speed 1 = {}", fast / normal);
+    // joe-slow is joe at length_scale 1.3, which is what speed 1/1.3 asks of joe.
+    assert_eq!(len("joe", 1.0 / 1.3), slow);
+}
+
+#[test]
+fn bad_requests_and_a_full_queue_are_refused() {
+    let engine = engine(1);
+    let opts = |voice: &str, speed: f32| SpeechOptions { voice: voice.into(), speed };
+    let err = engine.synthesize("Hi.".into(), opts("nobody", 1.0)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidRequest);
+    let err = engine.synthesize("Hi.".into(), opts("joe", 0.0)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidRequest);
+    let err = engine.synthesize("   ".into(), opts("joe", 1.0)).unwrap_err();
+    assert_eq!(err.code, ErrorCode::InvalidRequest);
+
+    let long = "This is a sentence that takes the model a while to speak. ".repeat(3);
+    let mut streams = Vec::new();
+    let mut overloaded = 0;
+    for _ in 0..5 {
+        match engine.synthesize(long.clone(), opts("joe", 1.0)) {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                assert_eq!(e.code, ErrorCode::Overloaded);
+                assert!(e.retry_after.is_some());
+                overloaded += 1;
+            }
+        }
+    }
+    assert!(overloaded >= 1, "a queue of one refuses a burst of five");
+    // Dropping the streams lets the worker skip the rest of their sentences.
+    drop(streams);
+}
+
+#[test]
+fn synthesize_command_writes_the_requested_format() {
+    use smai_inference::tts::cli::{run_synthesize, SynthesizeArgs, VoicesArgs};
+    let dir = std::env::temp_dir().join(format!("smai-synth-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let voices = VoicesArgs { models_dir: Some(models_dir()), voices_config: None };
+    let wav = dir.join("out.wav");
+    run_synthesize(SynthesizeArgs {
+        text: "Hello there.".into(),
+        voice: "joe".into(),
+        output: Some(wav.clone()),
+        format: None,
+        speed: 1.0,
+        sample_rate: Some(16000),
+        voices: voices.clone(),
+    })
+    .unwrap();
+    let reader = hound::WavReader::open(&wav).unwrap();
+    assert_eq!(reader.spec().sample_rate, 16000);
+    assert!(reader.duration() > 8000, "at least half a second of speech");
+
+    let mp3 = dir.join("out.bin");
+    run_synthesize(SynthesizeArgs {
+        text: "Hello there.".into(),
+        voice: "joe-slow".into(),
+        output: Some(mp3.clone()),
+        format: Some(smai_inference::tts::AudioFormat::Mp3),
+        speed: 1.0,
+        sample_rate: None,
+        voices,
+    })
+    .unwrap();
+    let bytes = std::fs::read(&mp3).unwrap();
+    assert!(bytes.len() > 1000 && bytes[0] == 0xff);
+    let _ = std::fs::remove_dir_all(&dir);
+}
