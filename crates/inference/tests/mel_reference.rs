@@ -16,9 +16,9 @@ struct Reference {
     mel128: Slice,
 }
 
-/// Both sides round to 1e-6 and use float32 FFTs; differences stay far below what moves a
-/// decoded token.
-const TOLERANCE: f32 = 2e-3;
+/// The fixture is rounded to 1e-6 and both sides use float32 FFTs; measured differences are
+/// about 1e-5 on a feature range of about 2.
+const TOLERANCE: f32 = 1e-4;
 
 #[test]
 fn matches_faster_whisper_feature_extractor() {
@@ -37,6 +37,7 @@ fn matches_faster_whisper_feature_extractor() {
                 worst = worst.max((mel[m * frames + col] - row[k]).abs());
             }
         }
+        eprintln!("{n_mels} mels: max abs difference {worst}");
         assert!(worst < TOLERANCE, "{n_mels} mels: max abs difference {worst}");
     }
 }

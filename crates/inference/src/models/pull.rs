@@ -175,7 +175,7 @@ mod tests {
         zw.finish().unwrap();
         let dest = tmp.path().join("a");
         let sources = vec!["pkg/a.part1".to_string(), "pkg/a.part2".to_string()];
-        let sha = extract(&[wheel.clone()], &sources, &dest, false, "a").unwrap();
+        let sha = extract(std::slice::from_ref(&wheel), &sources, &dest, false, "a").unwrap();
         assert_eq!(std::fs::read(&dest).unwrap(), b"hello world");
         assert_eq!(sha, hex(&Sha256::digest(b"hello world")));
         assert!(extract(&[wheel], &["pkg/missing".to_string()], &dest, false, "a").is_err());
