@@ -3,9 +3,9 @@
 //! flips, the elementwise affine flow) -> log durations.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv1d, DdsConv};
+use super::layers::{conv1d, DdsConv, TapConv1d};
 use super::spline::inverse_rq_spline;
 use super::VitsConfig;
 
@@ -13,9 +13,9 @@ const NUM_BINS: usize = 10;
 const TAIL_BOUND: f32 = 5.0;
 
 struct ConvFlow {
-    pre: Conv1d,
+    pre: TapConv1d,
     convs: DdsConv,
-    proj: Conv1d,
+    proj: TapConv1d,
     filter: usize,
 }
 
@@ -56,10 +56,10 @@ fn flip2(z: &Tensor) -> Result<Tensor> {
 }
 
 pub struct DurationPredictor {
-    pre: Conv1d,
+    pre: TapConv1d,
     convs: DdsConv,
-    proj: Conv1d,
-    cond: Option<Conv1d>,
+    proj: TapConv1d,
+    cond: Option<TapConv1d>,
     /// Conv flows in the order they run in reverse (flows.7, .5, .3; flows.1 is never used).
     flows: Vec<ConvFlow>,
     affine_m: Tensor,    // [1, 2, 1]

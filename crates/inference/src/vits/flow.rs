@@ -2,15 +2,15 @@
 //! WaveNet, alternating with channel flips), run in reverse: prior sample -> latent.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv1d, WaveNet};
+use super::layers::{conv1d, TapConv1d, WaveNet};
 use super::VitsConfig;
 
 struct CouplingLayer {
-    pre: Conv1d,
+    pre: TapConv1d,
     enc: WaveNet,
-    post: Conv1d,
+    post: TapConv1d,
     half: usize,
 }
 

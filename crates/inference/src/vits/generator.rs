@@ -2,7 +2,7 @@
 //! upsampling with multi-receptive-field residual blocks, latent frames -> waveform.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ops::leaky_relu, Conv1d, VarBuilder};
+use candle_nn::{ops::leaky_relu, VarBuilder};
 
 use super::layers::{conv1d, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
@@ -103,8 +103,8 @@ impl Upsample {
 }
 
 pub struct Generator {
-    conv_pre: Conv1d,
-    cond: Option<Conv1d>,
+    conv_pre: TapConv1d,
+    cond: Option<TapConv1d>,
     ups: Vec<Upsample>,
     resblocks: Vec<ResBlock>,
     kernels_per_stage: usize,

@@ -3,31 +3,11 @@
 //! They follow the layers of Piper's VITS training code (`vits/modules.py`).
 
 use candle_core::{Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
+use candle_nn::VarBuilder;
 
-/// Conv1d whose output length equals its input length (odd kernels).
-pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<Conv1d> {
-    conv1d_bias(vb, cin, cout, kernel, dilation, true)
-}
-
-pub fn conv1d_bias(
-    vb: VarBuilder,
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    dilation: usize,
-    bias: bool,
-) -> Result<Conv1d> {
-    let cfg = Conv1dConfig {
-        padding: (kernel * dilation - dilation) / 2,
-        stride: 1,
-        dilation,
-        groups: 1,
-        cudnn_fwd_algo: None,
-    };
-    let weight = vb.get((cout, cin, kernel), "weight")?;
-    let bias = if bias { Some(vb.get(cout, "bias")?) } else { None };
-    Ok(Conv1d::new(weight, bias, cfg))
+/// Conv1d whose output length equals its input length (odd kernels), with bias.
+pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<TapConv1d> {
+    TapConv1d::load(vb, cin, cout, kernel, dilation, true)
 }
 
 /// Conv1d with "same" padding computed as one matrix product per kernel tap on shifted input.
@@ -126,7 +106,7 @@ impl DepthwiseConv {
 
 /// Dilated depthwise-separable conv stack (`DDSConv`), used by the duration predictor.
 pub struct DdsConv {
-    layers: Vec<(DepthwiseConv, ChannelNorm, Conv1d, ChannelNorm)>,
+    layers: Vec<(DepthwiseConv, ChannelNorm, TapConv1d, ChannelNorm)>,
 }
 
 impl DdsConv {
@@ -160,9 +140,9 @@ impl DdsConv {
 
 /// Non-causal WaveNet (`WN`) with gated tanh/sigmoid units and residual/skip outputs.
 pub struct WaveNet {
-    in_layers: Vec<Conv1d>,
-    res_skip: Vec<Conv1d>,
-    cond: Option<Conv1d>,
+    in_layers: Vec<TapConv1d>,
+    res_skip: Vec<TapConv1d>,
+    cond: Option<TapConv1d>,
     hidden: usize,
 }
 

@@ -3,16 +3,16 @@
 //! mean and log-scale.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Embedding, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
-use super::layers::{conv1d, ChannelNorm};
+use super::layers::{conv1d, ChannelNorm, TapConv1d};
 use super::VitsConfig;
 
 struct RelativeAttention {
-    q: Conv1d,
-    k: Conv1d,
-    v: Conv1d,
-    o: Conv1d,
+    q: TapConv1d,
+    k: TapConv1d,
+    v: TapConv1d,
+    o: TapConv1d,
     emb_rel_k: Tensor, // [2w+1, k_channels]
     emb_rel_v: Tensor,
     heads: usize,
@@ -96,8 +96,8 @@ impl RelativeAttention {
 }
 
 struct FeedForward {
-    conv_1: Conv1d,
-    conv_2: Conv1d,
+    conv_1: TapConv1d,
+    conv_2: TapConv1d,
 }
 
 impl FeedForward {
@@ -114,7 +114,7 @@ impl FeedForward {
 pub struct TextEncoder {
     emb: Embedding,
     layers: Vec<(RelativeAttention, ChannelNorm, FeedForward, ChannelNorm)>,
-    proj: Conv1d,
+    proj: TapConv1d,
     hidden: usize,
 }
 
