@@ -6,7 +6,13 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 /// Conv1d whose output length equals its input length (odd kernels), with bias.
-pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<TapConv1d> {
+pub fn conv1d(
+    vb: VarBuilder,
+    cin: usize,
+    cout: usize,
+    kernel: usize,
+    dilation: usize,
+) -> Result<TapConv1d> {
     TapConv1d::load(vb, cin, cout, kernel, dilation, true)
 }
 
@@ -20,13 +26,28 @@ pub struct TapConv1d {
 }
 
 impl TapConv1d {
-    pub fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize, bias: bool) -> Result<Self> {
+    pub fn load(
+        vb: VarBuilder,
+        cin: usize,
+        cout: usize,
+        kernel: usize,
+        dilation: usize,
+        bias: bool,
+    ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel), "weight")?;
         let taps = (0..kernel)
             .map(|k| weight.narrow(2, k, 1)?.squeeze(2)?.contiguous())
             .collect::<Result<_>>()?;
-        let bias = if bias { Some(vb.get(cout, "bias")?.reshape((cout, 1))?) } else { None };
-        Ok(Self { taps, bias, dilation })
+        let bias = if bias {
+            Some(vb.get(cout, "bias")?.reshape((cout, 1))?)
+        } else {
+            None
+        };
+        Ok(Self {
+            taps,
+            bias,
+            dilation,
+        })
     }
 }
 
@@ -45,7 +66,8 @@ impl Module for TapConv1d {
                 None => y,
             });
         }
-        let mut out = out.ok_or_else(|| candle_core::Error::Msg("convolution without taps".into()))?;
+        let mut out =
+            out.ok_or_else(|| candle_core::Error::Msg("convolution without taps".into()))?;
         if let Some(bias) = &self.bias {
             out = out.broadcast_add(bias)?;
         }
@@ -61,7 +83,10 @@ pub struct ChannelNorm {
 
 impl ChannelNorm {
     pub fn load(vb: VarBuilder, channels: usize) -> Result<Self> {
-        Ok(Self { gamma: vb.get(channels, "gamma")?, beta: vb.get(channels, "beta")? })
+        Ok(Self {
+            gamma: vb.get(channels, "gamma")?,
+            beta: vb.get(channels, "beta")?,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -70,7 +95,10 @@ impl ChannelNorm {
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        normed.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?.transpose(1, 2)
+        normed
+            .broadcast_mul(&self.gamma)?
+            .broadcast_add(&self.beta)?
+            .transpose(1, 2)
     }
 }
 
@@ -88,7 +116,11 @@ impl DepthwiseConv {
         let taps = (0..kernel)
             .map(|k| weight.narrow(2, k, 1)?.reshape((1, channels, 1)))
             .collect::<Result<_>>()?;
-        Ok(Self { taps, bias: vb.get(channels, "bias")?.reshape((1, channels, 1))?, dilation })
+        Ok(Self {
+            taps,
+            bias: vb.get(channels, "bias")?.reshape((1, channels, 1))?,
+            dilation,
+        })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -159,16 +191,39 @@ impl WaveNet {
         let mut res_skip = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
             let dilation = dilation_rate.pow(i as u32);
-            in_layers.push(conv1d(vb.pp(format!("in_layers.{i}")), hidden, 2 * hidden, kernel, dilation)?);
+            in_layers.push(conv1d(
+                vb.pp(format!("in_layers.{i}")),
+                hidden,
+                2 * hidden,
+                kernel,
+                dilation,
+            )?);
             let out = if i + 1 < n_layers { 2 * hidden } else { hidden };
-            res_skip.push(conv1d(vb.pp(format!("res_skip_layers.{i}")), hidden, out, 1, 1)?);
+            res_skip.push(conv1d(
+                vb.pp(format!("res_skip_layers.{i}")),
+                hidden,
+                out,
+                1,
+                1,
+            )?);
         }
         let cond = if gin > 0 {
-            Some(conv1d(vb.pp("cond_layer"), gin, 2 * hidden * n_layers, 1, 1)?)
+            Some(conv1d(
+                vb.pp("cond_layer"),
+                gin,
+                2 * hidden * n_layers,
+                1,
+                1,
+            )?)
         } else {
             None
         };
-        Ok(Self { in_layers, res_skip, cond, hidden })
+        Ok(Self {
+            in_layers,
+            res_skip,
+            cond,
+            hidden,
+        })
     }
 
     pub fn forward(&self, x: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {
@@ -185,7 +240,8 @@ impl WaveNet {
             if let Some(cond) = &cond {
                 x_in = x_in.broadcast_add(&cond.narrow(1, i * 2 * h, 2 * h)?)?;
             }
-            let acts = (x_in.narrow(1, 0, h)?.tanh()? * candle_nn::ops::sigmoid(&x_in.narrow(1, h, h)?)?)?;
+            let acts =
+                (x_in.narrow(1, 0, h)?.tanh()? * candle_nn::ops::sigmoid(&x_in.narrow(1, h, h)?)?)?;
             let rs = res_skip.forward(&acts)?;
             let skip = if i + 1 < n {
                 x = (x + rs.narrow(1, 0, h)?)?;
