@@ -146,3 +146,33 @@ fn corrupt_voice_file_is_a_clear_error() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[test]
+fn a_missing_weight_is_named() {
+    use smai_inference::vits::{onnx::OnnxWeights, Vits};
+    let dir = std::env::var("SMAI_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/cache"));
+    let bytes =
+        std::fs::read(dir.join(VOICE).join(format!("{VOICE}.onnx"))).expect("voice installed");
+    let weights = OnnxWeights::parse(&bytes).unwrap();
+    // Recovered names: renamed WaveNet convs, the embedding, the folded affine log-scale.
+    for name in [
+        "flow.flows.6.enc.in_layers.0.weight",
+        "enc_p.emb.weight",
+        "dp.flows.0.logs",
+    ] {
+        assert!(weights.tensors.contains_key(name), "{name} recovered");
+    }
+    for name in [
+        "flow.flows.2.enc.res_skip_layers.3.weight",
+        "dec.conv_pre.weight",
+    ] {
+        let mut broken = OnnxWeights::parse(&bytes).unwrap();
+        broken.tensors.remove(name);
+        let err = Vits::from_onnx(&broken, &Device::Cpu)
+            .err()
+            .expect("refused");
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
