@@ -16,12 +16,14 @@ pub fn conv1d(
     TapConv1d::load(vb, cin, cout, kernel, dilation, true)
 }
 
-/// Conv1d with "same" padding computed as one matrix product per kernel tap on shifted input.
-/// On CPU this is about twice as fast as candle's im2col convolution for the generator's long
-/// sequences, and equal in result.
+/// Conv1d with "same" padding computed as a single matrix product: the kernel taps' shifted
+/// copies of the input are stacked (`[taps * in, t]`) against the weight flattened tap-major
+/// (`[out, taps * in]`). On CPU this is about twice as fast as candle's im2col convolution for
+/// the generator's long sequences, and equal in result.
 pub struct TapConv1d {
-    taps: Vec<Tensor>, // each [out, in]
+    weight: Tensor, // [out, taps * in]
     bias: Option<Tensor>,
+    taps: usize,
     dilation: usize,
 }
 
@@ -35,17 +37,16 @@ impl TapConv1d {
         bias: bool,
     ) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel), "weight")?;
-        let taps = (0..kernel)
-            .map(|k| weight.narrow(2, k, 1)?.squeeze(2)?.contiguous())
-            .collect::<Result<_>>()?;
+        let weight = weight.permute((0, 2, 1))?.reshape((cout, kernel * cin))?;
         let bias = if bias {
             Some(vb.get(cout, "bias")?.reshape((cout, 1))?)
         } else {
             None
         };
         Ok(Self {
-            taps,
+            weight,
             bias,
+            taps: kernel,
             dilation,
         })
     }
@@ -54,20 +55,19 @@ impl TapConv1d {
 impl Module for TapConv1d {
     /// `[1, in, t]` -> `[1, out, t]`
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        let len = x.dim(2)?;
-        let pad = (self.taps.len() - 1) * self.dilation / 2;
-        let padded = x.squeeze(0)?.pad_with_zeros(1, pad, pad)?;
-        let mut out: Option<Tensor> = None;
-        for (k, tap) in self.taps.iter().enumerate() {
-            let shifted = padded.narrow(1, k * self.dilation, len)?.contiguous()?;
-            let y = tap.matmul(&shifted)?;
-            out = Some(match out {
-                Some(acc) => (acc + y)?,
-                None => y,
-            });
-        }
-        let mut out =
-            out.ok_or_else(|| candle_core::Error::Msg("convolution without taps".into()))?;
+        let x = x.squeeze(0)?;
+        let stacked = if self.taps == 1 {
+            x.contiguous()?
+        } else {
+            let len = x.dim(1)?;
+            let pad = (self.taps - 1) * self.dilation / 2;
+            let padded = x.pad_with_zeros(1, pad, pad)?;
+            let shifted = (0..self.taps)
+                .map(|k| padded.narrow(1, k * self.dilation, len))
+                .collect::<Result<Vec<_>>>()?;
+            Tensor::cat(&shifted, 0)?
+        };
+        let mut out = self.weight.matmul(&stacked)?;
         if let Some(bias) = &self.bias {
             out = out.broadcast_add(bias)?;
         }
