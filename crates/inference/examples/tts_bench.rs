@@ -32,15 +32,26 @@ fn peak_rss_mib() -> f64 {
 }
 
 fn main() {
-    let texts: Texts = serde_json::from_str(include_str!("bench_texts.json")).expect("bench_texts.json");
+    let texts: Texts =
+        serde_json::from_str(include_str!("bench_texts.json")).expect("bench_texts.json");
     let started = Instant::now();
-    let engine = PiperSynthesizer::load(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
+    let engine = PiperSynthesizer::load(
+        &VoicesConfig::default(),
+        &default_models_dir(),
+        &Device::Cpu,
+        4,
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
     println!("load: {:.2} s", started.elapsed().as_secs_f64());
-    let options = SpeechOptions { voice: "joe".into(), speed: 1.0 };
+    let options = SpeechOptions {
+        voice: "joe".into(),
+        speed: 1.0,
+    };
     let run = |text: &str| -> (f64, f64, f64) {
         let start = Instant::now();
-        let mut stream = engine.synthesize_with_noise(text.to_string(), &options, None).expect("synthesis starts");
+        let mut stream = engine
+            .synthesize_with_noise(text.to_string(), &options, None)
+            .expect("synthesis starts");
         let mut first = None;
         let mut samples = 0usize;
         let mut rate = 1;
@@ -50,7 +61,11 @@ fn main() {
             samples += chunk.samples.len();
             rate = chunk.sample_rate;
         }
-        (start.elapsed().as_secs_f64(), first.unwrap_or(f64::NAN), samples as f64 / rate as f64)
+        (
+            start.elapsed().as_secs_f64(),
+            first.unwrap_or(f64::NAN),
+            samples as f64 / rate as f64,
+        )
     };
     run(&texts.short); // warm-up
     for (name, text) in [("short", &texts.short), ("long", &texts.long)] {
@@ -74,6 +89,10 @@ fn main() {
         firsts.push(run(&texts.paragraph).1);
     }
     firsts.sort_by(f64::total_cmp);
-    println!("paragraph: first chunk after {:.3} s (median of {})", firsts[firsts.len() / 2], firsts.len());
+    println!(
+        "paragraph: first chunk after {:.3} s (median of {})",
+        firsts[firsts.len() / 2],
+        firsts.len()
+    );
     println!("peak memory: {:.0} MiB", peak_rss_mib());
 }

@@ -83,7 +83,9 @@ fn engine() -> Result<&'static Mutex<()>, PhonemizeError> {
         }
         Ok(Mutex::new(()))
     });
-    state.as_ref().map_err(|e| PhonemizeError::Espeak(e.clone()))
+    state
+        .as_ref()
+        .map_err(|e| PhonemizeError::Espeak(e.clone()))
 }
 
 /// Text to IPA phonemes, clause by clause, with espeak-ng voice `voice` (e.g. "en-us").
@@ -111,7 +113,9 @@ pub fn text_to_clauses(voice: &str, text: &str) -> Result<Vec<Clause>, Phonemize
                 0, // espeakCHARS_AUTO
             );
             if status != sys::espeak_ng_STATUS_ENS_OK {
-                return Err(PhonemizeError::Espeak(format!("text decoder failed ({status})")));
+                return Err(PhonemizeError::Espeak(format!(
+                    "text decoder failed ({status})"
+                )));
             }
             let mut terminator: c_int = 0;
             TranslateClauseWithTerminator(

@@ -89,7 +89,10 @@ fn show_linking_j(phonemes: &str) -> String {
             continue;
         }
         let prev = vowel_at.checked_sub(1).map(|p| chars[p]);
-        let next = chars[i + 1..].iter().find(|&&n| !matches!(n, ' ' | 'ˈ' | 'ˌ')).copied();
+        let next = chars[i + 1..]
+            .iter()
+            .find(|&&n| !matches!(n, ' ' | 'ˈ' | 'ˌ'))
+            .copied();
         let Some(next) = next else { continue };
         let links = match (prev, chars[vowel_at]) {
             // aɪ: only before a- and o-vowels.
@@ -124,7 +127,10 @@ pub fn phonemes_to_ids(
             ids.extend(mapped);
             ids.extend(pad);
         } else {
-            tracing::debug!(phoneme = phoneme.as_str(), "phoneme missing from the voice's id map");
+            tracing::debug!(
+                phoneme = phoneme.as_str(),
+                "phoneme missing from the voice's id map"
+            );
         }
     }
     ids.extend(eos);
@@ -154,11 +160,10 @@ mod tests {
 
     #[test]
     fn ids_are_interspersed_with_pad() {
-        let map: HashMap<String, Vec<i64>> =
-            [("^", 1), ("$", 2), ("_", 0), ("a", 5), ("b", 6)]
-                .into_iter()
-                .map(|(k, v)| (k.to_string(), vec![v]))
-                .collect();
+        let map: HashMap<String, Vec<i64>> = [("^", 1), ("$", 2), ("_", 0), ("a", 5), ("b", 6)]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), vec![v]))
+            .collect();
         let ids = phonemes_to_ids(&["a".into(), "?".into(), "b".into()], &map).unwrap();
         assert_eq!(ids, vec![1, 0, 5, 0, 6, 0, 2]);
     }

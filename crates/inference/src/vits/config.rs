@@ -59,7 +59,11 @@ pub struct InferenceScales {
 
 impl Default for InferenceScales {
     fn default() -> Self {
-        Self { noise_scale: default_noise_scale(), length_scale: 1.0, noise_w: default_noise_w() }
+        Self {
+            noise_scale: default_noise_scale(),
+            length_scale: 1.0,
+            noise_w: default_noise_w(),
+        }
     }
 }
 
@@ -90,10 +94,14 @@ impl PiperConfig {
             )));
         }
         if config.espeak.is_none() {
-            return Err(VoiceError::Corrupt("voice config lacks espeak.voice".into()));
+            return Err(VoiceError::Corrupt(
+                "voice config lacks espeak.voice".into(),
+            ));
         }
         if config.audio.sample_rate == 0 {
-            return Err(VoiceError::Corrupt("voice config has audio.sample_rate 0".into()));
+            return Err(VoiceError::Corrupt(
+                "voice config has audio.sample_rate 0".into(),
+            ));
         }
         Ok(config)
     }

@@ -3,9 +3,9 @@
 //! flips, the elementwise affine flow) -> log durations.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv1d, DdsConv};
+use super::layers::{conv1d, DdsConv, TapConv1d};
 use super::spline::inverse_rq_spline;
 use super::VitsConfig;
 
@@ -13,9 +13,9 @@ const NUM_BINS: usize = 10;
 const TAIL_BOUND: f32 = 5.0;
 
 struct ConvFlow {
-    pre: Conv1d,
+    pre: TapConv1d,
     convs: DdsConv,
-    proj: Conv1d,
+    proj: TapConv1d,
     filter: usize,
 }
 
@@ -33,7 +33,9 @@ impl ConvFlow {
     fn reverse(&self, z: &Tensor, g: &Tensor) -> Result<Tensor> {
         let x0 = z.narrow(1, 0, 1)?;
         let x1: Vec<f32> = z.narrow(1, 1, 1)?.flatten_all()?.to_vec1()?;
-        let h = self.proj.forward(&self.convs.forward(&self.pre.forward(&x0)?, Some(g))?)?;
+        let h = self
+            .proj
+            .forward(&self.convs.forward(&self.pre.forward(&x0)?, Some(g))?)?;
         let params: Vec<Vec<f32>> = h.squeeze(0)?.t()?.to_vec2()?; // [t][3 * bins - 1]
         let scale = (self.filter as f32).sqrt();
         let out: Vec<f32> = x1
@@ -41,7 +43,10 @@ impl ConvFlow {
             .zip(&params)
             .map(|(&x, p)| {
                 let widths: Vec<f32> = p[..NUM_BINS].iter().map(|v| v / scale).collect();
-                let heights: Vec<f32> = p[NUM_BINS..2 * NUM_BINS].iter().map(|v| v / scale).collect();
+                let heights: Vec<f32> = p[NUM_BINS..2 * NUM_BINS]
+                    .iter()
+                    .map(|v| v / scale)
+                    .collect();
                 inverse_rq_spline(x, &widths, &heights, &p[2 * NUM_BINS..], TAIL_BOUND)
             })
             .collect();
@@ -56,10 +61,10 @@ fn flip2(z: &Tensor) -> Result<Tensor> {
 }
 
 pub struct DurationPredictor {
-    pre: Conv1d,
+    pre: TapConv1d,
     convs: DdsConv,
-    proj: Conv1d,
-    cond: Option<Conv1d>,
+    proj: TapConv1d,
+    cond: Option<TapConv1d>,
     /// Conv flows in the order they run in reverse (flows.7, .5, .3; flows.1 is never used).
     flows: Vec<ConvFlow>,
     affine_m: Tensor,    // [1, 2, 1]
@@ -68,7 +73,11 @@ pub struct DurationPredictor {
 
 impl DurationPredictor {
     pub fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
-        let (c, f, k) = (cfg.hidden_channels, cfg.dp_filter_channels, cfg.dp_kernel_size);
+        let (c, f, k) = (
+            cfg.hidden_channels,
+            cfg.dp_filter_channels,
+            cfg.dp_kernel_size,
+        );
         let mut flows = Vec::new();
         for i in (3..=2 * cfg.dp_n_flows - 1).rev().step_by(2) {
             flows.push(ConvFlow::load(vb.pp(format!("flows.{i}")), f, k)?);
@@ -106,7 +115,9 @@ impl DurationPredictor {
             z = flow.reverse(&flip2(&z)?, &h)?;
         }
         z = flip2(&z)?;
-        let z = z.broadcast_sub(&self.affine_m)?.broadcast_mul(&self.affine_logs.neg()?.exp()?)?;
+        let z = z
+            .broadcast_sub(&self.affine_m)?
+            .broadcast_mul(&self.affine_logs.neg()?.exp()?)?;
         z.narrow(1, 0, 1)
     }
 }

@@ -2,15 +2,15 @@
 //! WaveNet, alternating with channel flips), run in reverse: prior sample -> latent.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{Conv1d, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv1d, WaveNet};
+use super::layers::{conv1d, TapConv1d, WaveNet};
 use super::VitsConfig;
 
 struct CouplingLayer {
-    pre: Conv1d,
+    pre: TapConv1d,
     enc: WaveNet,
-    post: Conv1d,
+    post: TapConv1d,
     half: usize,
 }
 
@@ -20,7 +20,14 @@ impl CouplingLayer {
         let h = cfg.hidden_channels;
         Ok(Self {
             pre: conv1d(vb.pp("pre"), half, h, 1, 1)?,
-            enc: WaveNet::load(vb.pp("enc"), h, cfg.flow_kernel_size, 1, cfg.flow_wn_layers, cfg.gin_channels)?,
+            enc: WaveNet::load(
+                vb.pp("enc"),
+                h,
+                cfg.flow_kernel_size,
+                1,
+                cfg.flow_wn_layers,
+                cfg.gin_channels,
+            )?,
             post: conv1d(vb.pp("post"), h, half, 1, 1)?,
             half,
         })
@@ -47,7 +54,8 @@ impl CouplingFlow {
             .map(|i| CouplingLayer::load(vb.pp(format!("flows.{}", 2 * i)), cfg))
             .collect::<Result<_>>()?;
         let c = cfg.inter_channels as u32;
-        let flip_index = Tensor::from_vec((0..c).rev().collect::<Vec<u32>>(), c as usize, vb.device())?;
+        let flip_index =
+            Tensor::from_vec((0..c).rev().collect::<Vec<u32>>(), c as usize, vb.device())?;
         Ok(Self { layers, flip_index })
     }
 

@@ -3,16 +3,16 @@
 //! mean and log-scale.
 
 use candle_core::{DType, Device, Module, Result, Tensor, D};
-use candle_nn::{Conv1d, Embedding, VarBuilder};
+use candle_nn::{Embedding, VarBuilder};
 
-use super::layers::{conv1d, ChannelNorm};
+use super::layers::{conv1d, ChannelNorm, TapConv1d};
 use super::VitsConfig;
 
 struct RelativeAttention {
-    q: Conv1d,
-    k: Conv1d,
-    v: Conv1d,
-    o: Conv1d,
+    q: TapConv1d,
+    k: TapConv1d,
+    v: TapConv1d,
+    o: TapConv1d,
     emb_rel_k: Tensor, // [2w+1, k_channels]
     emb_rel_v: Tensor,
     heads: usize,
@@ -39,7 +39,9 @@ impl RelativeAttention {
     /// `[b, c, t]` -> `[b, heads, t, c / heads]`
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
-        x.reshape((b, self.heads, c / self.heads, t))?.transpose(2, 3)?.contiguous()
+        x.reshape((b, self.heads, c / self.heads, t))?
+            .transpose(2, 3)?
+            .contiguous()
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -53,7 +55,10 @@ impl RelativeAttention {
         let scores = (scores + self.band_to_absolute(&rel_logits, t)?)?;
         let p = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = p.matmul(&v)?;
-        let out = (out + self.absolute_to_band(&p, t)?.broadcast_matmul(&self.emb_rel_v)?)?;
+        let out = (out
+            + self
+                .absolute_to_band(&p, t)?
+                .broadcast_matmul(&self.emb_rel_v)?)?;
         let out = out.transpose(2, 3)?.contiguous()?.reshape((b, c, t))?;
         self.o.forward(&out)
     }
@@ -67,13 +72,19 @@ impl RelativeAttention {
             .flat_map(|i| {
                 (0..t).map(move |j| {
                     let d = j as isize - i as isize;
-                    if d.unsigned_abs() <= w { (d + w as isize) as u32 } else { width as u32 }
+                    if d.unsigned_abs() <= w {
+                        (d + w as isize) as u32
+                    } else {
+                        width as u32
+                    }
                 })
             })
             .collect();
         let idx = Tensor::from_vec(idx, (1, 1, t, t), rel.device())?;
         let (b, h, _, _) = rel.dims4()?;
-        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, t))?.contiguous()?, 3)
+        padded
+            .contiguous()?
+            .gather(&idx.broadcast_as((b, h, t, t))?.contiguous()?, 3)
     }
 
     /// `[.., t, t]` weights -> `[.., t, 2w+1]` by relative offset, zero past the sequence ends.
@@ -85,25 +96,38 @@ impl RelativeAttention {
             .flat_map(|i| {
                 (0..width).map(move |d| {
                     let j = i as isize + d as isize - w as isize;
-                    if j >= 0 && (j as usize) < t { j as u32 } else { t as u32 }
+                    if j >= 0 && (j as usize) < t {
+                        j as u32
+                    } else {
+                        t as u32
+                    }
                 })
             })
             .collect();
         let idx = Tensor::from_vec(idx, (1, 1, t, width), p.device())?;
         let (b, h, _, _) = p.dims4()?;
-        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, width))?.contiguous()?, 3)
+        padded
+            .contiguous()?
+            .gather(&idx.broadcast_as((b, h, t, width))?.contiguous()?, 3)
     }
 }
 
 struct FeedForward {
-    conv_1: Conv1d,
-    conv_2: Conv1d,
+    conv_1: TapConv1d,
+    conv_2: TapConv1d,
 }
 
 impl FeedForward {
     fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
-        let (c, f, k) = (cfg.hidden_channels, cfg.filter_channels, cfg.ffn_kernel_size);
-        Ok(Self { conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?, conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)? })
+        let (c, f, k) = (
+            cfg.hidden_channels,
+            cfg.filter_channels,
+            cfg.ffn_kernel_size,
+        );
+        Ok(Self {
+            conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?,
+            conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)?,
+        })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -114,7 +138,7 @@ impl FeedForward {
 pub struct TextEncoder {
     emb: Embedding,
     layers: Vec<(RelativeAttention, ChannelNorm, FeedForward, ChannelNorm)>,
-    proj: Conv1d,
+    proj: TapConv1d,
     hidden: usize,
 }
 
@@ -140,7 +164,12 @@ impl TextEncoder {
             ));
         }
         let proj = conv1d(vb.pp("proj"), c, 2 * cfg.inter_channels, 1, 1)?;
-        Ok(Self { emb, layers, proj, hidden: c })
+        Ok(Self {
+            emb,
+            layers,
+            proj,
+            hidden: c,
+        })
     }
 
     pub fn forward(&self, ids: &[i64], device: &Device) -> Result<Encoded> {
@@ -154,6 +183,10 @@ impl TextEncoder {
         }
         let stats = self.proj.forward(&x)?;
         let half = stats.dim(1)? / 2;
-        Ok(Encoded { m: stats.narrow(1, 0, half)?, logs: stats.narrow(1, half, half)?, x })
+        Ok(Encoded {
+            m: stats.narrow(1, 0, half)?,
+            logs: stats.narrow(1, half, half)?,
+            x,
+        })
     }
 }
