@@ -38,6 +38,22 @@ pub struct ServeConfig {
     /// Folder with installed models (`smai models pull` fills it).
     #[arg(long, env = "SMAI_MODELS_DIR", default_value = "./models/cache")]
     pub models_dir: PathBuf,
+
+    /// Whisper models to serve, the first being the default; those not installed are skipped.
+    #[arg(long, env = "SMAI_ASR_MODELS", value_delimiter = ',', default_value = "tiny.en,base")]
+    pub asr_models: Vec<String>,
+
+    /// Voices configuration (JSON); the built-in `joe` and `joe-slow` when absent.
+    #[arg(long, env = "SMAI_VOICES")]
+    pub voices_config: Option<PathBuf>,
+
+    /// Device for the models: cpu, cuda or metal (the last two need the build feature).
+    #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
+    pub device: String,
+
+    /// Requests that may wait per model beyond the one running; past it, 503 `overloaded`.
+    #[arg(long, env = "SMAI_QUEUE_DEPTH", default_value_t = 16)]
+    pub queue_depth: usize,
 }
 
 impl ServeConfig {
@@ -50,6 +66,10 @@ impl ServeConfig {
             key_cache_ttl: Duration::from_secs(5),
             max_body_bytes: 25 * 1024 * 1024,
             models_dir: PathBuf::from("./models/cache"),
+            asr_models: vec![],
+            voices_config: None,
+            device: "cpu".into(),
+            queue_depth: 16,
         }
     }
 }
