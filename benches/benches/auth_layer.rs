@@ -13,10 +13,22 @@ use tower::ServiceExt;
 fn auth_layer(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let t = runtime.block_on(TestServer::start());
-    let (_, key) = runtime.block_on(t.create_key(&[smai_core::Service::Asr], smai_core::VoiceAccess::All, None));
+    // Limits high enough that the bench measures admission, not refusals.
+    let unlimited = smai_core::Tier { rpm: 1_000_000_000, tpm: 1_000_000_000, tpd: 1_000_000_000, concurrency: 1_000 };
+    let new_key = smai_auth::NewKey {
+        org: "bench".into(),
+        name: None,
+        services: [smai_core::Service::Asr].into(),
+        voices: smai_core::VoiceAccess::All,
+        tier: unlimited,
+        expires_in_ms: None,
+    };
+    let (_, key) = runtime.block_on(t.server.state.authenticator.store().create(&new_key)).unwrap();
+    let key = key.as_str().to_owned();
     let with_auth = smai_server::http::router(t.server.state.clone());
     let mut open_state = t.server.state.clone();
     open_state.auth_mode = smai_server::AuthMode::Disabled;
+    open_state.anonymous_tier = unlimited;
     let no_auth = smai_server::http::router(open_state);
     let bare = Router::new().route(
         "/v1/models",
@@ -30,7 +42,7 @@ fn auth_layer(c: &mut Criterion) {
             request = request.header("x-api-key", key);
         }
         let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-        assert!(response.status().is_success());
+        assert!(response.status().is_success(), "{}", response.status());
     };
     group.bench_function("bare_route", |b| b.to_async(&runtime).iter(|| send(bare.clone(), None)));
     group.bench_function("router_no_auth", |b| b.to_async(&runtime).iter(|| send(no_auth.clone(), None)));
