@@ -94,11 +94,18 @@ impl Authenticator {
         let interval = self.config.touch_interval.as_millis() as i64;
         {
             let mut touched = self.last_touch_ms.lock().unwrap_or_else(|p| p.into_inner());
-            let last = touched.entry(record.id.clone()).or_insert(record.last_used_at.unwrap_or(i64::MIN / 2));
-            if now - *last < interval {
-                return;
+            // Look up before inserting so the hot path does not allocate the id.
+            match touched.get_mut(&record.id) {
+                Some(last) if now - *last < interval => return,
+                Some(last) => *last = now,
+                None if record.last_used_at.is_some_and(|t| now - t < interval) => {
+                    touched.insert(record.id.clone(), record.last_used_at.unwrap_or(now));
+                    return;
+                }
+                None => {
+                    touched.insert(record.id.clone(), now);
+                }
             }
-            *last = now;
         }
         let store = self.store.clone();
         let id = record.id.clone();
