@@ -123,12 +123,8 @@ impl Limiter {
         let entry = entry_ref.value();
         let mut state = entry.lock(now);
         let open = entry.open();
-        let reject = |state: &KeyState, limit, retry_after, cannot_succeed, message| Rejection {
-            limit,
-            retry_after,
-            cannot_succeed,
-            snapshot: state.snapshot(tier, open, now),
-            message,
+        let reject = |state: &KeyState, limit, retry_after, cannot_succeed, message| {
+            rejection(state.snapshot(tier, open, now), limit, retry_after, cannot_succeed, message)
         };
 
         if let Some((limit, window, message)) = impossible(tier, tokens, true) {
@@ -176,12 +172,8 @@ impl Limiter {
         let entry = entry_ref.value();
         let mut state = entry.lock(now);
         let open = entry.open();
-        let reject = |state: &KeyState, limit, retry_after, cannot_succeed, message| Rejection {
-            limit,
-            retry_after,
-            cannot_succeed,
-            snapshot: state.snapshot(tier, open, now),
-            message,
+        let reject = |state: &KeyState, limit, retry_after, cannot_succeed, message| {
+            rejection(state.snapshot(tier, open, now), limit, retry_after, cannot_succeed, message)
         };
         if let Some((limit, window, message)) = impossible(tier, tokens, false) {
             return Err(reject(&state, limit, window, true, message));
@@ -340,4 +332,15 @@ fn exceeded_message(limit: LimitKind, tier: &Tier, tokens: u64, wait: Duration) 
         ),
         LimitKind::Concurrency => format!("concurrency limit of {} reached", tier.concurrency),
     }
+}
+
+/// A refusal with the key's limits as they stood, for the 429's headers.
+fn rejection(
+    snapshot: RateSnapshot,
+    limit: LimitKind,
+    retry_after: Duration,
+    cannot_succeed: bool,
+    message: String,
+) -> Rejection {
+    Rejection { limit, retry_after, cannot_succeed, snapshot, message }
 }

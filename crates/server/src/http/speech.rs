@@ -10,6 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
+use smai_auth::limits::tts_tokens;
 use smai_core::{Error, ErrorCode, Principal, Service, SpeechOptions};
 
 pub const MAX_INPUT_CHARS: usize = 4096;
@@ -41,8 +42,8 @@ pub async fn create(
     if text.is_empty() {
         return Err(Error::invalid("input must not be empty").into());
     }
-    let chars = request.input.chars().count();
-    if chars > MAX_INPUT_CHARS {
+    let chars = tts_tokens(&request.input);
+    if chars > MAX_INPUT_CHARS as u64 {
         return Err(Error::invalid(format!("input has {chars} characters; at most {MAX_INPUT_CHARS} are accepted")).into());
     }
     let speed = request.speed.unwrap_or(1.0);
@@ -61,7 +62,7 @@ pub async fn create(
         return Err(Error::new(ErrorCode::VoiceNotAllowed, format!("this API key may not use voice {:?}", request.voice)).into());
     }
 
-    rate.admit(chars as u64)?;
+    rate.admit(chars)?;
     let mut stream = synthesizer.synthesize(text.to_owned(), SpeechOptions { voice: request.voice, speed })?;
     let mut samples = Vec::new();
     let mut sample_rate = 0;
@@ -76,7 +77,7 @@ pub async fn create(
         _ => ("audio/wav", wav_bytes(&pcm, sample_rate)?),
     };
     let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
-    response.extensions_mut().insert(Charged { service: Service::Tts, tokens: chars as u64 });
+    response.extensions_mut().insert(Charged { service: Service::Tts, tokens: chars });
     Ok(response)
 }
 

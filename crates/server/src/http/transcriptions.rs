@@ -8,6 +8,7 @@ use axum::extract::multipart::{Multipart, MultipartRejection};
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
+use smai_auth::limits::asr_tokens;
 use smai_core::{Error, Principal, Service, TranscribeOptions, TranscriptEvent};
 
 pub async fn create(
@@ -44,14 +45,15 @@ pub async fn create(
     let transcriber = state.transcriber.as_ref().ok_or_else(|| Error::not_found("no speech recognition model is loaded"))?;
     let mut stream = transcriber.transcribe(file, options)?;
     let mut text = String::new();
-    let mut duration = 0.0;
+    let mut tokens = 0;
     while let Some(event) = stream.recv().await {
         match event? {
-            TranscriptEvent::Started { duration: d, .. } => {
-                duration = d;
+            TranscriptEvent::Started { duration, .. } => {
                 // Charged once the duration is known and before any decoding; a refusal drops
-                // the stream, which stops the engine's work on it.
-                rate.admit(asr_tokens(d))?;
+                // the stream, which stops the engine's work on it. The engine measures audio
+                // at 16 kHz, so the duration is a whole number of those samples.
+                tokens = asr_tokens((duration * 16_000.0).round() as u64, 16_000);
+                rate.admit(tokens)?;
             }
             TranscriptEvent::Segment(segment) => text.push_str(&segment.text),
         }
@@ -61,13 +63,7 @@ pub async fn create(
         "text" => text.into_response(),
         _ => Json(serde_json::json!({ "text": text })).into_response(),
     };
-    let tokens = asr_tokens(duration);
     response.extensions_mut().insert(Charged { service: Service::Asr, tokens });
     Ok(response)
 }
 
-/// One token per started 100 ms of audio, as the API contract counts them.
-fn asr_tokens(seconds: f64) -> u64 {
-    // The small epsilon keeps 1.1 s at 11 tokens despite binary floating point.
-    (seconds.max(0.0) * 10.0 - 1e-6).ceil().max(0.0) as u64
-}
