@@ -1,9 +1,10 @@
 //! The synthesis engine on the real en_US-joe-medium voice (from $SMAI_MODELS_DIR, default
 //! models/cache at the workspace root): sentence streaming, voices, speed and back-pressure.
 
+mod common;
+
 use std::path::PathBuf;
 
-use candle_core::Device;
 use smai_core::{AudioChunk, ErrorCode, SpeechOptions, Synthesizer};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 
@@ -21,7 +22,7 @@ fn models_dir() -> PathBuf {
 }
 
 fn engine(queue: usize) -> PiperSynthesizer {
-    PiperSynthesizer::load(&VoicesConfig::default(), &models_dir(), &Device::Cpu, queue)
+    PiperSynthesizer::load(&VoicesConfig::default(), &models_dir(), &common::test_device(), queue)
         .expect("engine loads")
 }
 

@@ -2,6 +2,8 @@
 //! Needs the en_US-joe-medium voice in $SMAI_MODELS_DIR (default: models/cache at the
 //! workspace root).
 
+mod common;
+
 use std::path::PathBuf;
 use std::sync::OnceLock;
 
@@ -28,7 +30,7 @@ fn voice() -> &'static Voice {
             "voice {VOICE} is not installed: expected {} (run `smai models pull {VOICE}` or set SMAI_MODELS_DIR)",
             onnx.display()
         );
-        Voice::load(&onnx, None, &Device::Cpu).expect("voice loads")
+        Voice::load(&onnx, None, &common::test_device()).expect("voice loads")
     })
 }
 

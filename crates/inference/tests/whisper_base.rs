@@ -1,6 +1,8 @@
 //! Multilingual Whisper base with real weights: language detection and the translate task
 //! against faster-whisper 1.2.1 (fixtures/base_reference.json, from record_references.py).
 
+mod common;
+
 use smai_core::{Task, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
 use smai_inference::cli::wer::corpus_wer;
@@ -43,7 +45,7 @@ fn base_detects_language_and_translates_like_faster_whisper() {
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/base_reference.json")).unwrap(),
     )
     .unwrap();
-    let mut model = WhisperModel::load("base", &models.join("base"), &candle_core::Device::Cpu).unwrap();
+    let mut model = WhisperModel::load("base", &models.join("base"), &common::test_device()).unwrap();
     assert!(model.tokenizer.multilingual);
     let (mut identical, mut pairs) = (0, Vec::new());
     for r in &reference.results {

@@ -2,6 +2,8 @@
 //! same dev clips (fixtures/tiny_en_dev_reference.json, recorded by record_references.py).
 //! Weights come from $SMAI_MODELS_DIR (default models/cache), installed by `smai models pull`.
 
+mod common;
+
 use smai_core::{ErrorCode, TranscribeOptions, TranscriptEvent, Transcriber};
 use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
 use smai_inference::cli::wer::corpus_wer;
@@ -47,7 +49,7 @@ const CLIPS: &[&str] = &[
 #[test]
 fn tiny_en_matches_faster_whisper_on_dev_clips() {
     let dir = models_dir();
-    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &common::test_device()).unwrap();
     let reference = reference();
     let opts = reference_options();
     let mut identical = 0;
@@ -75,7 +77,7 @@ fn tiny_en_matches_faster_whisper_on_dev_clips() {
 #[test]
 fn beam_search_matches_faster_whisper_beam_5() {
     let dir = models_dir();
-    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &common::test_device()).unwrap();
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/tiny_en_beam5_reference.json");
     let reference: RefFile = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
     let opts = WhisperOptions { beam_size: 5, ..reference_options() };
@@ -98,7 +100,7 @@ fn beam_search_matches_faster_whisper_beam_5() {
 #[test]
 fn prompt_encoding_matches_the_reference_tokenizer() {
     let dir = models_dir();
-    let model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
+    let model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &common::test_device()).unwrap();
     #[derive(serde::Deserialize)]
     struct Case {
         text: String,
@@ -115,7 +117,7 @@ fn prompt_encoding_matches_the_reference_tokenizer() {
 
 #[test]
 fn engine_streams_segments_and_refuses_when_full() {
-    let engine = WhisperEngine::load(&models_dir(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 1).unwrap();
+    let engine = WhisperEngine::load(&models_dir(), &["tiny.en".to_string()], &common::test_device(), 1).unwrap();
     let info = engine.models();
     assert_eq!(info[0].id, "tiny.en");
     assert!(!info[0].multilingual);
