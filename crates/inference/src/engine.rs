@@ -91,13 +91,11 @@ fn model_languages(model: &WhisperModel) -> Vec<String> {
 
 /// Maps request options onto the decoding options; refuses what is not implemented.
 pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Error> {
-    if options.word_timestamps {
-        return Err(Error::invalid("word timestamps are not supported yet"));
-    }
     let mut o = WhisperOptions {
         language: options.language.clone(),
         task: options.task,
         initial_prompt: options.prompt.clone().filter(|p| !p.trim().is_empty()),
+        word_timestamps: options.word_timestamps,
         ..Default::default()
     };
     if let Some(b) = options.beam_size {

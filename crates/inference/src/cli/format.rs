@@ -1,7 +1,7 @@
 //! Output formats of a transcription: text, json, verbose_json, srt, vtt (as the REST API).
 
 use serde_json::json;
-use smai_core::{Segment, Task};
+use smai_core::{Segment, Task, Word};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 #[value(rename_all = "snake_case")]
@@ -23,6 +23,15 @@ pub struct Transcript {
 }
 
 impl Transcript {
+    /// Every word of every segment (empty unless word timestamps were asked for).
+    pub fn words(&self) -> Vec<&Word> {
+        self.segments.iter().flat_map(|s| &s.words).collect()
+    }
+
+    pub fn has_words(&self) -> bool {
+        self.segments.iter().any(|s| !s.words.is_empty())
+    }
+
     pub fn text(&self) -> String {
         self.segments.iter().map(|s| s.text.as_str()).collect::<String>().trim().to_string()
     }
@@ -38,15 +47,21 @@ pub fn render(t: &Transcript, format: OutputFormat) -> String {
     match format {
         // One line per input file.
         OutputFormat::Text => t.text().replace('\n', " "),
+        OutputFormat::Json if t.has_words() => json!({ "text": t.text(), "words": t.words() }).to_string(),
         OutputFormat::Json => json!({ "text": t.text() }).to_string(),
-        OutputFormat::VerboseJson => json!({
-            "task": t.task,
-            "language": t.language,
-            "duration": t.duration,
-            "text": t.text(),
-            "segments": t.segments,
-        })
-        .to_string(),
+        OutputFormat::VerboseJson => {
+            let mut v = json!({
+                "task": t.task,
+                "language": t.language,
+                "duration": t.duration,
+                "text": t.text(),
+                "segments": t.segments,
+            });
+            if t.has_words() {
+                v["words"] = json!(t.words());
+            }
+            v.to_string()
+        }
         OutputFormat::Srt => t
             .segments
             .iter()
@@ -101,5 +116,22 @@ mod tests {
         let v: serde_json::Value = serde_json::from_str(&render(&t, OutputFormat::VerboseJson)).unwrap();
         assert_eq!(v["task"], "transcribe");
         assert_eq!(v["segments"][1]["start"], 3723.25);
+        assert!(v.get("words").is_none());
+    }
+
+    #[test]
+    fn json_formats_carry_words_when_present() {
+        let mut s = seg(1, 0.0, 1.0, " Hi there.");
+        s.words = vec![
+            Word { word: " Hi".into(), start: 0.0, end: 0.4, probability: 0.9 },
+            Word { word: " there.".into(), start: 0.4, end: 1.0, probability: 0.8 },
+        ];
+        let t = Transcript { language: "en".into(), duration: 1.0, task: Task::Transcribe, segments: vec![s] };
+        let v: serde_json::Value = serde_json::from_str(&render(&t, OutputFormat::VerboseJson)).unwrap();
+        assert_eq!(v["words"][1]["word"], " there.");
+        assert_eq!(v["segments"][0]["words"][0]["end"], 0.4);
+        let j: serde_json::Value = serde_json::from_str(&render(&t, OutputFormat::Json)).unwrap();
+        assert_eq!(j["words"][0]["start"], 0.0);
+        assert_eq!(j["text"], "Hi there.");
     }
 }

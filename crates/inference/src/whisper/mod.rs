@@ -1,6 +1,7 @@
 //! Whisper speech recognition on candle: CTranslate2 / Hugging Face weight loading, the
 //! faster-whisper decoding procedure, and long-form transcription.
 
+pub mod alignment;
 pub mod ct2;
 pub mod beam;
 pub mod bpe;
@@ -11,6 +12,7 @@ pub mod model;
 pub mod network;
 pub mod tokenizer;
 pub mod transcribe;
+pub mod words;
 
 pub use load::LoadError;
 pub use model::WhisperModel;

@@ -83,4 +83,14 @@ impl WhisperModel {
         let hidden = self.decoder.forward(tokens, state)?;
         positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
     }
+
+    /// One pass of `tokens` from an empty context for the word alignment: returns the
+    /// raw logits at every position (n, vocab) and the cross-attention scores of the
+    /// model's alignment heads, each (n, audio frames).
+    pub fn alignment_pass(&self, encoded: &Tensor, tokens: &[u32]) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
+        let mut state = self.decoder.start(encoded)?;
+        let heads = &self.generation.alignment_heads;
+        let (hidden, scores) = self.decoder.forward_with_cross_scores(tokens, &mut state, heads)?;
+        Ok((self.decoder.all_logits(&hidden)?, scores))
+    }
 }

@@ -3,7 +3,7 @@
 //! decoding step only runs the new token. Weights use the Hugging Face / candle-transformers
 //! names (`model.encoder.layers.0.self_attn.q_proj.weight`, ...), read through a VarBuilder.
 
-use candle_core::{DType, Device, Module, Result, Tensor};
+use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
@@ -44,17 +44,22 @@ impl Attention {
 
     /// Attention of `x` over keys/values `k`, `v` (already split into heads).
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        Ok(self.attend_scored(x, k, v, mask)?.0)
+    }
+
+    /// As `attend`, also returning the scaled scores before the softmax, (b, heads, t, keys).
+    fn attend_scored(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (b, t, d) = x.dims3()?;
         let scale = ((d / self.n_head) as f64).powf(-0.25);
         let q = (self.heads(&self.q.forward(x)?)? * scale)?;
         let k = (k * scale)?;
-        let mut w = q.matmul(&k.t()?)?;
+        let mut scores = q.matmul(&k.t()?)?;
         if let Some(m) = mask {
-            w = w.broadcast_add(m)?;
+            scores = scores.broadcast_add(m)?;
         }
-        let w = candle_nn::ops::softmax_last_dim(&w)?;
+        let w = candle_nn::ops::softmax_last_dim(&scores)?;
         let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&y)
+        Ok((self.out.forward(&y)?, scores))
     }
 
     fn keys_values(&self, x: &Tensor) -> Result<(Tensor, Tensor)> {
@@ -197,6 +202,17 @@ impl Decoder {
 
     /// Runs `tokens` after what `state` holds; returns their final hidden states (1, n, d).
     pub fn forward(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
+        Ok(self.forward_with_cross_scores(tokens, state, &[])?.0)
+    }
+
+    /// As `forward`, also returning the cross-attention scores (before the softmax) of each
+    /// `(layer, head)` in `heads`, each (n, audio frames): the word alignment reads these.
+    pub fn forward_with_cross_scores(
+        &self,
+        tokens: &[u32],
+        state: &mut DecoderState,
+        heads: &[(usize, usize)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
         let dev = self.embed.device();
         let n = tokens.len();
         let offset = state.length;
@@ -206,6 +222,7 @@ impl Decoder {
         let ids = Tensor::new(tokens, dev)?;
         let mut x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
         let mask = causal_mask(n, offset, dev)?;
+        let mut picked: Vec<Option<Tensor>> = vec![None; heads.len()];
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.ln.forward(&x)?;
             let (k_new, v_new) = b.attn.keys_values(&h)?;
@@ -216,11 +233,24 @@ impl Decoder {
             x = (&x + b.attn.attend(&h, &k, &v, mask.as_ref())?)?;
             state.self_kv[i] = Some((k, v));
             let (ck, cv) = &state.cross_kv[i];
-            x = (&x + b.cross.attend(&b.cross_ln.forward(&x)?, ck, cv, None)?)?;
+            let (y, scores) = b.cross.attend_scored(&b.cross_ln.forward(&x)?, ck, cv, None)?;
+            for (k, &(layer, head)) in heads.iter().enumerate() {
+                if layer == i {
+                    picked[k] = Some(scores.i((0, head))?);
+                }
+            }
+            x = (&x + y)?;
             x = b.mlp.forward(&x)?;
         }
         state.length += n;
-        self.ln.forward(&x)
+        let picked = picked.into_iter().collect::<Option<Vec<_>>>();
+        let picked = picked.ok_or_else(|| candle_core::Error::Msg(format!("alignment heads {heads:?} out of range")))?;
+        Ok((self.ln.forward(&x)?, picked))
+    }
+
+    /// Logits of each hidden state of (1, n, d) over the vocabulary: (n, vocab).
+    pub fn all_logits(&self, hidden: &Tensor) -> Result<Tensor> {
+        hidden.squeeze(0)?.matmul(&self.embed.t()?)
     }
 
     /// Logits of one hidden state (d) over the vocabulary (tied output projection).

@@ -111,6 +111,75 @@ impl WhisperTokenizer {
     }
 }
 
+/// Python's `string.punctuation`; membership is tested as a substring, as the reference does.
+const ASCII_PUNCTUATION: &str = "!\"#$%&'()*+,-./:;<=>?@[\\]^_`{|}~";
+
+/// Languages written without spaces between words: split wherever a whole character ends.
+const NO_SPACE_LANGUAGES: [&str; 6] = ["zh", "ja", "th", "lo", "my", "yue"];
+
+impl WhisperTokenizer {
+    /// Text of any tokens; special tokens read as themselves (`<|endoftext|>`).
+    fn decode_with_specials(&self, ids: &[u32]) -> String {
+        let mut bytes = Vec::new();
+        for &id in ids {
+            let Some(tok) = self.tokens.get(id as usize) else { continue };
+            if id < self.eot {
+                bytes.extend(tok.chars().filter_map(|c| self.byte_of_char.get(&c)));
+            } else {
+                bytes.extend_from_slice(tok.as_bytes());
+            }
+        }
+        String::from_utf8_lossy(&bytes).into_owned()
+    }
+
+    /// Groups tokens into words as faster-whisper's `split_to_word_tokens` does: at spaces
+    /// and punctuation, or, for languages without spaces, at character boundaries.
+    pub fn split_to_word_tokens(&self, tokens: &[u32], language: &str) -> (Vec<String>, Vec<Vec<u32>>) {
+        let (subwords, subword_tokens) = self.split_on_characters(tokens);
+        if NO_SPACE_LANGUAGES.contains(&language) {
+            return (subwords, subword_tokens);
+        }
+        let mut words: Vec<String> = Vec::new();
+        let mut word_tokens: Vec<Vec<u32>> = Vec::new();
+        for (subword, toks) in subwords.into_iter().zip(subword_tokens) {
+            let special = toks.first().is_some_and(|&t| t >= self.eot);
+            let with_space = subword.starts_with(' ');
+            let punctuation = ASCII_PUNCTUATION.contains(subword.trim());
+            match (words.last_mut(), word_tokens.last_mut()) {
+                (Some(w), Some(t)) if !(special || with_space || punctuation) => {
+                    w.push_str(&subword);
+                    t.extend(toks);
+                }
+                _ => {
+                    words.push(subword);
+                    word_tokens.push(toks);
+                }
+            }
+        }
+        (words, word_tokens)
+    }
+
+    /// Cuts where the text decoded so far holds no partial character (a replacement
+    /// character that the full text does not also have at that place).
+    fn split_on_characters(&self, tokens: &[u32]) -> (Vec<String>, Vec<Vec<u32>>) {
+        const REPLACEMENT: char = '\u{fffd}';
+        let full: Vec<char> = self.decode_with_specials(tokens).chars().collect();
+        let (mut words, mut word_tokens, mut current) = (Vec::new(), Vec::new(), Vec::new());
+        let mut offset = 0usize;
+        for &token in tokens {
+            current.push(token);
+            let decoded = self.decode_with_specials(&current);
+            let bad = decoded.chars().position(|c| c == REPLACEMENT).map(|i| i + offset);
+            if bad.is_none_or(|i| full.get(i) == Some(&REPLACEMENT)) {
+                offset += decoded.chars().count();
+                words.push(decoded);
+                word_tokens.push(std::mem::take(&mut current));
+            }
+        }
+        (words, word_tokens)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,5 +198,24 @@ mod tests {
         assert_eq!(t.timestamp_begin, 14);
         assert_eq!(t.sot_sequence(t.language_token("en"), false), vec![5, 6, 9]);
         assert_eq!(t.language_code(6), Some("en"));
+    }
+
+    #[test]
+    fn splits_words_at_spaces_and_punctuation() {
+        let mut toks: Vec<String> = ["ĠHello", ",", "Ġwor", "ld", ".", "Ġ\"", "Hi", "\"", "ĠÃ", "©"].map(String::from).to_vec();
+        toks.push("<|endoftext|>".into());
+        for s in ["<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
+            "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
+        {
+            toks.push(s.into());
+        }
+        let t = WhisperTokenizer::from_tokens(toks, true).unwrap();
+        let (words, groups) = t.split_to_word_tokens(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "en");
+        assert_eq!(words, [" Hello", ",", " world", ".", " \"Hi", "\"", " é", "<|endoftext|>"]);
+        let expected: Vec<Vec<u32>> = vec![vec![0], vec![1], vec![2, 3], vec![4], vec![5, 6], vec![7], vec![8, 9], vec![10]];
+        assert_eq!(groups, expected);
+        // A character split across tokens stays whole where words are not spaced.
+        let (chars, _) = t.split_to_word_tokens(&[8, 9, 2], "ja");
+        assert_eq!(chars, [" é", " wor"]);
     }
 }

@@ -5,6 +5,7 @@
 use super::generate::{detect_language, generate_with_fallback, DecodeOptions};
 use super::logits::{LogitRules, TimestampTokens};
 use super::model::WhisperModel;
+use super::words::{attach_window_words, last_word_end, TimedSegment};
 use crate::audio::mel::N_FRAMES;
 use smai_core::{Error, Segment, Task, TranscriptEvent};
 
@@ -31,6 +32,8 @@ pub struct WhisperOptions {
     pub suppress_blank: bool,
     pub without_timestamps: bool,
     pub max_initial_timestamp: f64,
+    /// Word-level timestamps from cross-attention alignment.
+    pub word_timestamps: bool,
 }
 
 impl Default for WhisperOptions {
@@ -50,6 +53,7 @@ impl Default for WhisperOptions {
             suppress_blank: true,
             without_timestamps: false,
             max_initial_timestamp: 1.0,
+            word_timestamps: false,
         }
     }
 }
@@ -74,6 +78,12 @@ struct Piece {
     tokens: Vec<u32>,
 }
 
+/// A window whose last token is a timestamp preceded by text has no speech after it.
+fn single_timestamp_ending(tokens: &[u32], ts_begin: u32) -> bool {
+    let n = tokens.len();
+    n >= 2 && tokens[n - 2] < ts_begin && tokens[n - 1] >= ts_begin
+}
+
 /// Cuts a window's tokens at consecutive timestamps; returns the pieces and the new seek.
 fn split_by_timestamps(
     tokens: &[u32],
@@ -85,7 +95,7 @@ fn split_by_timestamps(
 ) -> (Vec<Piece>, usize) {
     let is_ts = |t: u32| t >= ts_begin;
     let n = tokens.len();
-    let single_timestamp_ending = n >= 2 && !is_ts(tokens[n - 2]) && is_ts(tokens[n - 1]);
+    let single_timestamp_ending = single_timestamp_ending(tokens, ts_begin);
     let consecutive: Vec<usize> = (1..n).filter(|&i| is_ts(tokens[i]) && is_ts(tokens[i - 1])).collect();
     let time = |t: u32| time_offset + (t - ts_begin) as f64 * TIME_PRECISION;
     if consecutive.is_empty() {
@@ -190,6 +200,7 @@ pub fn transcribe(
     }
     let mut prompt_reset_since = 0usize;
     let mut next_id = 0usize;
+    let mut last_speech = 0.0f64;
     while seek < content_frames {
         let time_offset = seek as f64 * TIME_PER_FRAME;
         let segment_size = N_FRAMES.min(content_frames - seek);
@@ -221,28 +232,49 @@ pub fn transcribe(
             }
         }
         let previous_seek = seek;
-        let (pieces, new_seek) =
+        let (pieces, mut new_seek) =
             split_by_timestamps(&result.tokens, tok.timestamp_begin, time_offset, segment_size, segment_duration, seek);
+        let (mut timed, piece_tokens): (Vec<TimedSegment>, Vec<Vec<u32>>) = pieces
+            .into_iter()
+            .map(|p| {
+                let text_tokens = p.tokens.iter().copied().filter(|&t| t < tok.eot).collect();
+                (TimedSegment { start: p.start, end: p.end, text_tokens, words: Vec::new() }, p.tokens)
+            })
+            .unzip();
+        if opts.word_timestamps {
+            last_speech = attach_window_words(
+                model, &encoded, &sot_sequence, &language, &mut timed, time_offset, segment_size, last_speech,
+            )
+            .map_err(internal)?;
+            let end = last_word_end(&timed);
+            // Unless the window ended on a lone timestamp, resume where the last word ends.
+            if !single_timestamp_ending(&result.tokens, tok.timestamp_begin) {
+                if let Some(end) = end.filter(|&e| e > time_offset) {
+                    new_seek = (end / TIME_PER_FRAME).round() as usize;
+                }
+            }
+            last_speech = end.unwrap_or(last_speech);
+        }
         // A window that yields no progress would loop forever; always move forward.
         seek = if new_seek > previous_seek { new_seek } else { previous_seek + segment_size };
-        for piece in pieces {
-            let text = tok.decode(&piece.tokens);
+        for (piece, tokens) in timed.into_iter().zip(piece_tokens) {
+            let text = tok.decode(&tokens);
             if piece.start == piece.end || text.trim().is_empty() {
                 continue;
             }
-            all_tokens.extend_from_slice(&piece.tokens);
+            all_tokens.extend_from_slice(&tokens);
             next_id += 1;
             let segment = Segment {
                 id: next_id,
                 start: piece.start,
                 end: piece.end,
                 text,
-                tokens: piece.tokens,
+                tokens,
                 temperature: result.temperature,
                 avg_logprob: result.avg_logprob,
                 compression_ratio: result.compression_ratio,
                 no_speech_prob: result.no_speech_prob,
-                words: Vec::new(),
+                words: piece.words,
             };
             if !emit(TranscriptEvent::Segment(segment)) {
                 return Ok(());
