@@ -1,7 +1,10 @@
 """piper-tts (onnxruntime) side of examples/tts_bench.rs: same voice, same texts, same measures.
+The Rust bench runs this script as a child process; it can also be run alone:
 
     pip install piper-tts==1.8.0
     python crates/inference/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
+
+The last line printed is the figures as JSON, for the Rust side to read.
 """
 
 import json
@@ -15,7 +18,8 @@ from piper import PiperVoice
 texts = json.loads((Path(__file__).parent / "bench_texts.json").read_text())
 started = time.perf_counter()
 voice = PiperVoice.load(sys.argv[1])
-print(f"load: {time.perf_counter() - started:.2f} s")
+load_s = time.perf_counter() - started
+print(f"load: {load_s:.2f} s")
 
 
 def run(text):
@@ -31,6 +35,7 @@ def run(text):
     return time.perf_counter() - start, first, samples / rate
 
 
+figures = {"load_s": load_s}
 run(texts["short"])  # warm-up
 for name in ("short", "long"):
     total = audio = 0.0
@@ -39,8 +44,12 @@ for name in ("short", "long"):
         total += secs
         audio += audio_secs
     n = texts["repeats"]
+    figures[name] = {"seconds": total / n, "audio_seconds": audio / n}
     print(f"{name}: {total / n:.3f} s per synthesis for {audio / n:.2f} s of audio "
           f"(real-time factor {total / audio:.3f})")
 firsts = sorted(run(texts["paragraph"])[1] for _ in range(texts["repeats"]))
-print(f"paragraph: first chunk after {firsts[len(firsts) // 2]:.3f} s (median of {len(firsts)})")
-print(f"peak memory: {resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024:.0f} MiB")
+figures["first_chunk_s"] = firsts[len(firsts) // 2]
+print(f"paragraph: first chunk after {figures['first_chunk_s']:.3f} s (median of {len(firsts)})")
+figures["peak_rss_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+print(f"peak memory: {figures['peak_rss_mib']:.0f} MiB")
+print(json.dumps(figures))

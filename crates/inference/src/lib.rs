@@ -10,6 +10,6 @@ pub mod tts;
 pub mod vits;
 pub mod whisper;
 
-pub use cli::{run_asr_eval, run_transcribe, AsrEvalArgs, TranscribeArgs};
+pub use cli::{run_asr_bench, run_asr_eval, run_transcribe, AsrBenchArgs, AsrEvalArgs, TranscribeArgs};
 pub use engine::WhisperEngine;
 pub use models::{run_models, ModelsArgs};

@@ -1,9 +1,11 @@
-//! Command-line entry points the `smai` binary wires in: `transcribe` and `asr-eval`.
+//! Command-line entry points the `smai` binary wires in: `transcribe`, `asr-eval` and `bench asr`.
 
+pub mod bench;
 pub mod eval;
 mod format;
 pub mod wer;
 
+pub use bench::{run_asr_bench, AsrBenchArgs};
 pub use eval::{run_asr_eval, AsrEvalArgs};
 pub use format::{render, OutputFormat, Transcript};
 
