@@ -4,7 +4,7 @@
 use smai_auth::NewKey;
 use smai_core::{
     AudioChunk, AudioStream, Error, ManualClock, ModelInfo, Segment, SpeechOptions, Synthesizer, SystemClock, Clock,
-    TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber, VoiceAccess, VoiceInfo, Service, Tier,
+    TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber, VoiceAccess, VoiceInfo, Service, Tier, Word,
 };
 use smai_server::serve::{Engines, RunningServer};
 use smai_server::ServeConfig;
@@ -83,6 +83,108 @@ impl Transcriber for HeldTranscriber {
     }
 }
 
+/// Synthesises one 0.1 s tone per sentence (split on '.') at 22.05 kHz; every sentence after
+/// the first waits until `release` is set, so a test can watch a stream mid-way.
+pub struct GatedSynthesizer {
+    pub release: tokio::sync::watch::Receiver<bool>,
+}
+
+pub const GATED_RATE: u32 = 22_050;
+
+impl Synthesizer for GatedSynthesizer {
+    fn voices(&self) -> Vec<VoiceInfo> {
+        vec![VoiceInfo { id: "joe".into(), language: "en_US".into(), sample_rate: GATED_RATE, quality: "medium".into() }]
+    }
+    fn synthesize(&self, text: String, _options: SpeechOptions) -> Result<AudioStream, Error> {
+        let sentences = text.split('.').filter(|s| !s.trim().is_empty()).count().max(1);
+        let (tx, rx) = mpsc::channel(1);
+        let mut release = self.release.clone();
+        tokio::spawn(async move {
+            for i in 0..sentences {
+                if i == 1 {
+                    let _ = release.wait_for(|open| *open).await;
+                }
+                let samples = (0..2205).map(|n| ((n + i) as f32 * 0.07).sin() * 0.5).collect();
+                if tx.send(Ok(AudioChunk { samples, sample_rate: GATED_RATE })).await.is_err() {
+                    return;
+                }
+            }
+        });
+        Ok(rx)
+    }
+}
+
+/// Answers with segments that spell out the options it was given, so tests can see what the
+/// server passed through; reports an English-only `tiny.en` and a multilingual `base`.
+pub struct EchoTranscriber;
+
+impl Transcriber for EchoTranscriber {
+    fn models(&self) -> Vec<ModelInfo> {
+        vec![
+            ModelInfo { id: "tiny.en".into(), languages: vec!["en".into()], multilingual: false },
+            ModelInfo { id: "base".into(), languages: vec!["en".into(), "fr".into()], multilingual: true },
+        ]
+    }
+    fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
+        let (tx, rx) = mpsc::channel(8);
+        let texts = [
+            format!(" task={:?} model={} language={}.", options.task, options.model.as_deref().unwrap_or("-"),
+                options.language.as_deref().unwrap_or("-")),
+            format!(" prompt={} temperature={}.", options.prompt.as_deref().unwrap_or("-"),
+                options.temperature.map_or("-".to_owned(), |t| t.to_string())),
+            format!(" bytes={} words={}.", audio.len(), options.word_timestamps),
+        ];
+        tx.try_send(Ok(TranscriptEvent::Started { language: "en".into(), duration: 3.0 })).expect("room");
+        for (id, text) in texts.into_iter().enumerate() {
+            let start = id as f64;
+            let words = if options.word_timestamps {
+                text.split_whitespace()
+                    .enumerate()
+                    .map(|(i, w)| Word { word: format!(" {w}"), start: start + i as f64 * 0.25, end: start + (i + 1) as f64 * 0.25, probability: 0.9 })
+                    .collect()
+            } else {
+                vec![]
+            };
+            let segment = Segment { id, start, end: start + 1.0, text, tokens: vec![], temperature: 0.0, avg_logprob: -0.1,
+                compression_ratio: 1.0, no_speech_prob: 0.0, words };
+            tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
+        }
+        Ok(rx)
+    }
+}
+
+/// A transcriber with a bounded queue like the real engine's: at most `capacity` jobs are
+/// held (until `release` is set); one more is refused with `overloaded` at once.
+pub struct QueuedTranscriber {
+    pub capacity: usize,
+    pub queued: Arc<std::sync::atomic::AtomicUsize>,
+    pub release: tokio::sync::watch::Receiver<bool>,
+}
+
+impl Transcriber for QueuedTranscriber {
+    fn models(&self) -> Vec<ModelInfo> {
+        ByteCountTranscriber.models()
+    }
+    fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
+        use std::sync::atomic::Ordering;
+        if self.queued.fetch_add(1, Ordering::SeqCst) >= self.capacity {
+            self.queued.fetch_sub(1, Ordering::SeqCst);
+            return Err(Error::overloaded(std::time::Duration::from_secs(2)));
+        }
+        let mut inner = ByteCountTranscriber.transcribe(audio, options)?;
+        let (tx, rx) = mpsc::channel(4);
+        let (mut release, queued) = (self.release.clone(), self.queued.clone());
+        tokio::spawn(async move {
+            let _ = release.wait_for(|open| *open).await;
+            queued.fetch_sub(1, Ordering::SeqCst);
+            while let Some(event) = inner.recv().await {
+                let _ = tx.send(event).await;
+            }
+        });
+        Ok(rx)
+    }
+}
+
 pub struct TestServer {
     pub server: RunningServer,
     pub clock: ManualClock,
@@ -128,4 +230,23 @@ impl TestServer {
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }
+}
+
+/// Polls a condition that another task makes true; fails after 10 s.
+pub async fn wait_until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..1000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
+    panic!("condition not reached in 10 s");
+}
+
+/// The JSON `data:` payloads of a server-sent event stream.
+pub fn sse_events(body: &str) -> Vec<serde_json::Value> {
+    body.split("\n\n")
+        .filter(|e| !e.trim().is_empty())
+        .map(|e| serde_json::from_str(e.strip_prefix("data: ").expect("data line")).expect("JSON event"))
+        .collect()
 }

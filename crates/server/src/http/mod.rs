@@ -6,6 +6,8 @@ mod error;
 pub mod limits;
 mod meta;
 mod speech;
+mod speech_stream;
+mod transcript_output;
 mod transcriptions;
 
 pub use error::ApiError;
@@ -20,7 +22,8 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/models", get(meta::models))
         .route("/v1/voices", get(meta::voices))
         .route("/v1/audio/speech", post(speech::create))
-        .route("/v1/audio/transcriptions", post(transcriptions::create))
+        .route("/v1/audio/transcriptions", post(transcriptions::transcribe))
+        .route("/v1/audio/translations", post(transcriptions::translate))
         .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
     Router::new()
         .route("/healthz", get(meta::healthz))

@@ -1,25 +1,29 @@
-//! `POST /v1/audio/speech`: OpenAI-compatible speech synthesis.
+//! `POST /v1/audio/speech`: OpenAI-compatible speech synthesis, whole files or streamed as
+//! sentences are synthesised (`stream_format: "audio"` chunked bytes, `"sse"` events).
 
 use super::auth::{require_service, Charged};
-use super::error::{ApiError, ApiResult};
+use super::error::ApiResult;
 use super::limits::RateContext;
+use super::speech_stream::{audio_body, sse_body, ChunkEncoder};
 use crate::state::AppState;
-use axum::body::Bytes;
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::Extension;
 use serde::Deserialize;
 use smai_auth::limits::tts_tokens;
-use smai_core::{Error, ErrorCode, Principal, Service, SpeechOptions};
+use smai_core::{AudioStream, Error, ErrorCode, Principal, Service, SpeechOptions};
+use smai_inference::tts::{encode, AudioFormat};
 
 pub const MAX_INPUT_CHARS: usize = 4096;
+/// Model names a client may send; every voice is served by its own model, so they all mean
+/// "the voice's model".
+pub const SPEECH_MODELS: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 
 #[derive(Debug, Deserialize)]
 pub struct SpeechRequest {
-    /// Accepted for OpenAI compatibility; the voice picks the model.
     #[serde(default)]
-    #[allow(dead_code)]
     pub model: Option<String>,
     pub input: String,
     pub voice: String,
@@ -27,6 +31,16 @@ pub struct SpeechRequest {
     pub response_format: Option<String>,
     #[serde(default)]
     pub speed: Option<f32>,
+    /// `audio` (chunked bytes) or `sse` (server-sent events); absent: one whole file.
+    #[serde(default)]
+    pub stream_format: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Delivery {
+    File,
+    Audio,
+    Sse,
 }
 
 pub async fn create(
@@ -38,32 +52,69 @@ pub async fn create(
     require_service(&principal, Service::Tts)?;
     let request: SpeechRequest =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))?;
-    let text = request.input.trim();
-    if text.is_empty() {
-        return Err(Error::invalid("input must not be empty").into());
-    }
+    let (format, delivery, speed) = validate(&request)?;
+    let text = request.input.trim().to_owned();
     let chars = tts_tokens(&request.input);
-    if chars > MAX_INPUT_CHARS as u64 {
-        return Err(Error::invalid(format!("input has {chars} characters; at most {MAX_INPUT_CHARS} are accepted")).into());
-    }
-    let speed = request.speed.unwrap_or(1.0);
-    if !(0.25..=4.0).contains(&speed) {
-        return Err(Error::invalid("speed must be between 0.25 and 4.0").into());
-    }
-    let format = request.response_format.as_deref().unwrap_or("wav");
-    if !matches!(format, "wav" | "pcm") {
-        return Err(Error::invalid(format!("response_format {format:?} is not supported; use wav or pcm")).into());
-    }
     let synthesizer = state.synthesizer.as_ref().ok_or_else(|| Error::not_found("no voices are loaded"))?;
     if !synthesizer.voices().iter().any(|v| v.id == request.voice) {
-        return Err(Error::not_found(format!("unknown voice {:?}", request.voice)).into());
+        let known: Vec<String> = synthesizer.voices().into_iter().map(|v| v.id).collect();
+        return Err(Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, known.join(", "))).into());
     }
     if !principal.voices.allows(&request.voice) {
         return Err(Error::new(ErrorCode::VoiceNotAllowed, format!("this API key may not use voice {:?}", request.voice)).into());
     }
 
+    // Queued before charging: a full engine queue answers 503 without costing tokens. A
+    // refused admission drops the stream, and the engine stops work on it.
+    let mut stream = synthesizer.synthesize(text, SpeechOptions { voice: request.voice, speed })?;
     rate.admit(chars)?;
-    let mut stream = synthesizer.synthesize(text.to_owned(), SpeechOptions { voice: request.voice, speed })?;
+    let mut response = match delivery {
+        Delivery::File => whole_file(&mut stream, format).await?,
+        Delivery::Audio | Delivery::Sse => streamed(stream, format, delivery).await?,
+    };
+    response.extensions_mut().insert(Charged { service: Service::Tts, tokens: chars });
+    Ok(response)
+}
+
+/// Checks the request fields; returns the format, the delivery and the speed.
+fn validate(request: &SpeechRequest) -> Result<(AudioFormat, Delivery, f32), Error> {
+    if let Some(model) = request.model.as_deref().filter(|m| !SPEECH_MODELS.contains(m)) {
+        return Err(Error::not_found(format!(
+            "model {model:?} does not exist; speech models: {} (the voice selects the synthesis model)",
+            SPEECH_MODELS.join(", ")
+        )));
+    }
+    if request.input.trim().is_empty() {
+        return Err(Error::invalid("input must not be empty"));
+    }
+    let chars = tts_tokens(&request.input);
+    if chars > MAX_INPUT_CHARS as u64 {
+        return Err(Error::invalid(format!("input has {chars} characters; at most {MAX_INPUT_CHARS} are accepted")));
+    }
+    let speed = request.speed.unwrap_or(1.0);
+    if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
+        return Err(Error::invalid("speed must be between 0.25 and 4.0"));
+    }
+    let name = request.response_format.as_deref().unwrap_or("wav");
+    let format: AudioFormat = name
+        .parse()
+        .map_err(|_| Error::invalid(format!("response_format {name:?} is not supported; use wav, pcm, flac, mp3 or opus")))?;
+    let delivery = match request.stream_format.as_deref() {
+        None => Delivery::File,
+        Some("audio") => Delivery::Audio,
+        Some("sse") => Delivery::Sse,
+        Some(other) => return Err(Error::invalid(format!("stream_format {other:?} is not supported; use audio or sse"))),
+    };
+    if delivery != Delivery::File && ChunkEncoder::new(format).is_none() {
+        return Err(Error::invalid(format!(
+            "response_format {name:?} cannot be streamed; stream wav, pcm or mp3, or leave stream_format out"
+        )));
+    }
+    Ok((format, delivery, speed))
+}
+
+/// Waits for every sentence and answers one encoded file.
+async fn whole_file(stream: &mut AudioStream, format: AudioFormat) -> Result<Response, Error> {
     let mut samples = Vec::new();
     let mut sample_rate = 0;
     while let Some(chunk) = stream.recv().await {
@@ -71,23 +122,27 @@ pub async fn create(
         sample_rate = chunk.sample_rate;
         samples.extend(chunk.samples);
     }
-    let pcm: Vec<i16> = samples.iter().map(|s| (s.clamp(-1.0, 1.0) * i16::MAX as f32) as i16).collect();
-    let (content_type, bytes) = match format {
-        "pcm" => ("audio/pcm", pcm.iter().flat_map(|s| s.to_le_bytes()).collect()),
-        _ => ("audio/wav", wav_bytes(&pcm, sample_rate)?),
-    };
-    let mut response = ([(header::CONTENT_TYPE, content_type)], bytes).into_response();
-    response.extensions_mut().insert(Charged { service: Service::Tts, tokens: chars });
-    Ok(response)
+    if sample_rate == 0 {
+        return Err(Error::internal("synthesis produced no audio"));
+    }
+    let bytes = tokio::task::spawn_blocking(move || encode(&samples, sample_rate, None, format))
+        .await
+        .map_err(Error::internal)?
+        .map_err(Error::internal)?;
+    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
-fn wav_bytes(pcm: &[i16], sample_rate: u32) -> Result<Vec<u8>, ApiError> {
-    let spec = hound::WavSpec { channels: 1, sample_rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
-    let mut cursor = std::io::Cursor::new(Vec::new());
-    let mut writer = hound::WavWriter::new(&mut cursor, spec).map_err(Error::internal)?;
-    for s in pcm {
-        writer.write_sample(*s).map_err(Error::internal)?;
-    }
-    writer.finalize().map_err(Error::internal)?;
-    Ok(cursor.into_inner())
+/// Answers as soon as the first sentence is ready, so that errors before any audio are still
+/// plain HTTP errors; later sentences follow on the body.
+async fn streamed(mut stream: AudioStream, format: AudioFormat, delivery: Delivery) -> Result<Response, Error> {
+    let first = stream.recv().await.ok_or_else(|| Error::internal("synthesis produced no audio"))??;
+    let encoder = ChunkEncoder::new(format).ok_or_else(|| Error::internal("format cannot be streamed"))?;
+    let (content_type, body): (&str, Body) = match delivery {
+        Delivery::Sse => ("text/event-stream", sse_body(first, stream, encoder)),
+        _ => (format.content_type(), audio_body(first, stream, encoder)),
+    };
+    let mut response = Response::new(body);
+    response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));
+    response.headers_mut().insert(header::CACHE_CONTROL, header::HeaderValue::from_static("no-cache"));
+    Ok(response)
 }

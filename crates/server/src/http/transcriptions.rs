@@ -1,69 +1,159 @@
-//! `POST /v1/audio/transcriptions`: OpenAI-compatible speech recognition (multipart upload).
+//! `POST /v1/audio/transcriptions` and `/v1/audio/translations`: OpenAI-compatible speech
+//! recognition of an uploaded file, answered whole in one of five formats or as server-sent
+//! events segment by segment.
 
 use super::auth::{require_service, Charged};
 use super::error::ApiResult;
 use super::limits::RateContext;
+use super::transcript_output::{render_response, sse_response, ResponseFormat};
 use crate::state::AppState;
-use axum::extract::multipart::{Multipart, MultipartRejection};
+use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::{Extension, Json};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::Extension;
 use smai_auth::limits::asr_tokens;
-use smai_core::{Error, Principal, Service, TranscribeOptions, TranscriptEvent};
+use smai_core::{Error, ErrorCode, Principal, Service, Task, TranscribeOptions, TranscriptEvent, Transcriber};
 
-pub async fn create(
+/// What one upload asks for.
+struct Upload {
+    file: Vec<u8>,
+    options: TranscribeOptions,
+    format: ResponseFormat,
+    stream: bool,
+}
+
+pub async fn transcribe(
     State(state): State<AppState>,
     Extension(principal): Extension<Principal>,
     Extension(rate): Extension<RateContext>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
+    recognise(state, principal, rate, multipart, Task::Transcribe).await
+}
+
+pub async fn translate(
+    State(state): State<AppState>,
+    Extension(principal): Extension<Principal>,
+    Extension(rate): Extension<RateContext>,
+    multipart: Result<Multipart, MultipartRejection>,
+) -> ApiResult<Response> {
+    recognise(state, principal, rate, multipart, Task::Translate).await
+}
+
+async fn recognise(
+    state: AppState,
+    principal: Principal,
+    rate: RateContext,
+    multipart: Result<Multipart, MultipartRejection>,
+    task: Task,
+) -> ApiResult<Response> {
     require_service(&principal, Service::Asr)?;
-    let mut multipart = multipart.map_err(|e| Error::invalid(format!("expected a multipart/form-data body: {e}")))?;
-    let mut file = None;
-    let mut options = TranscribeOptions::default();
-    let mut format = "json".to_owned();
-    while let Some(field) = multipart.next_field().await.map_err(|e| Error::invalid(format!("malformed multipart body: {e}")))? {
-        let name = field.name().unwrap_or_default().to_owned();
-        let bytes = field.bytes().await.map_err(|e| Error::invalid(format!("could not read field {name:?}: {e}")))?;
-        let text = || String::from_utf8_lossy(&bytes).trim().to_owned();
-        match name.as_str() {
-            "file" => file = Some(bytes.to_vec()),
-            "model" => options.model = Some(text()).filter(|m| !m.is_empty() && m != "whisper-1"),
-            "language" => options.language = Some(text()).filter(|l| !l.is_empty()),
-            "prompt" => options.prompt = Some(text()).filter(|p| !p.is_empty()),
-            "response_format" => format = text(),
-            "temperature" => {
-                options.temperature = Some(text().parse().map_err(|_| Error::invalid("temperature must be a number"))?)
-            }
-            _ => {}
-        }
-    }
-    let file = file.filter(|f| !f.is_empty()).ok_or_else(|| Error::invalid("missing file field"))?;
-    if !matches!(format.as_str(), "json" | "text") {
-        return Err(Error::invalid(format!("response_format {format:?} is not supported; use json or text")).into());
-    }
+    let mut upload = read_upload(multipart, task).await?;
     let transcriber = state.transcriber.as_ref().ok_or_else(|| Error::not_found("no speech recognition model is loaded"))?;
-    let mut stream = transcriber.transcribe(file, options)?;
-    let mut text = String::new();
-    let mut tokens = 0;
-    while let Some(event) = stream.recv().await {
-        match event? {
-            TranscriptEvent::Started { duration, .. } => {
-                // Charged once the duration is known and before any decoding; a refusal drops
-                // the stream, which stops the engine's work on it. The engine measures audio
-                // at 16 kHz, so the duration is a whole number of those samples.
-                tokens = asr_tokens((duration * 16_000.0).round() as u64, 16_000);
-                rate.admit(tokens)?;
-            }
-            TranscriptEvent::Segment(segment) => text.push_str(&segment.text),
-        }
+    if task == Task::Translate {
+        upload.options.model = Some(translation_model(transcriber.as_ref(), upload.options.model.take())?);
     }
-    let text = text.trim().to_owned();
-    let mut response = match format.as_str() {
-        "text" => text.into_response(),
-        _ => Json(serde_json::json!({ "text": text })).into_response(),
+    let mut stream = transcriber.transcribe(upload.file, upload.options)?;
+
+    // The first event carries the duration: charged then, before any decoding is awaited. A
+    // refusal drops the stream, which stops the engine's work on it.
+    let (language, duration) = match stream.recv().await {
+        Some(Ok(TranscriptEvent::Started { language, duration })) => (language, duration),
+        Some(Ok(TranscriptEvent::Segment(_))) => return Err(Error::internal("segment before the start event").into()),
+        Some(Err(e)) => return Err(e.into()),
+        None => return Err(Error::internal("recognition ended without a result").into()),
+    };
+    // The engine measures audio at 16 kHz, so the duration is a whole number of those samples.
+    let tokens = asr_tokens((duration * 16_000.0).round() as u64, 16_000);
+    rate.admit(tokens)?;
+
+    let mut response = if upload.stream {
+        sse_response(stream)
+    } else {
+        render_response(stream, upload.format, task, language, duration).await?
     };
     response.extensions_mut().insert(Charged { service: Service::Asr, tokens });
     Ok(response)
 }
 
+async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Task) -> Result<Upload, Error> {
+    let mut multipart = multipart.map_err(|e| Error::invalid(format!("expected a multipart/form-data body: {e}")))?;
+    let mut file = None;
+    let mut options = TranscribeOptions { task, ..Default::default() };
+    let mut format = ResponseFormat::Json;
+    let mut stream = false;
+    while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, "malformed multipart body"))? {
+        let name = field.name().unwrap_or_default().to_owned();
+        let bytes = field.bytes().await.map_err(|e| multipart_error(e, &format!("could not read field {name:?}")))?;
+        let text = || String::from_utf8_lossy(&bytes).trim().to_owned();
+        match name.as_str() {
+            "file" => file = Some(bytes.to_vec()),
+            "model" => options.model = Some(text()).filter(|m| !m.is_empty() && m != "whisper-1"),
+            "language" if task == Task::Transcribe => options.language = Some(text()).filter(|l| !l.is_empty()),
+            "prompt" => options.prompt = Some(text()).filter(|p| !p.is_empty()),
+            "response_format" => format = text().parse()?,
+            "temperature" => {
+                let t: f32 = text().parse().map_err(|_| Error::invalid("temperature must be a number"))?;
+                if !(0.0..=1.0).contains(&t) {
+                    return Err(Error::invalid("temperature must be between 0 and 1"));
+                }
+                options.temperature = Some(t);
+            }
+            "timestamp_granularities[]" | "timestamp_granularities" => match text().as_str() {
+                "word" => options.word_timestamps = true,
+                "segment" => {}
+                other => return Err(Error::invalid(format!("timestamp granularity {other:?} is not supported; use word or segment"))),
+            },
+            "stream" => stream = parse_bool(&text())?,
+            _ => {}
+        }
+    }
+    let file = file.ok_or_else(|| Error::invalid("missing file field"))?;
+    if file.is_empty() {
+        return Err(Error::invalid("the uploaded file is empty"));
+    }
+    if options.word_timestamps && format != ResponseFormat::VerboseJson && !stream {
+        return Err(Error::invalid("timestamp_granularities needs response_format verbose_json"));
+    }
+    Ok(Upload { file, options, format, stream })
+}
+
+/// A body over the size limit is a 413, other multipart faults a 400.
+fn multipart_error(e: MultipartError, context: &str) -> Error {
+    if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        Error::new(ErrorCode::PayloadTooLarge, "request body is larger than the server accepts")
+    } else {
+        Error::invalid(format!("{context}: {e}"))
+    }
+}
+
+fn parse_bool(text: &str) -> Result<bool, Error> {
+    match text.to_ascii_lowercase().as_str() {
+        "true" | "1" => Ok(true),
+        "false" | "0" | "" => Ok(false),
+        other => Err(Error::invalid(format!("stream must be true or false, not {other:?}"))),
+    }
+}
+
+/// Translation needs a multilingual model: the one asked for, or the first loaded.
+fn translation_model(transcriber: &dyn Transcriber, asked: Option<String>) -> Result<String, Error> {
+    let models = transcriber.models();
+    match asked {
+        Some(id) => match models.iter().find(|m| m.id == id) {
+            Some(m) if m.multilingual => Ok(id),
+            Some(_) => Err(Error::invalid(format!(
+                "model {id:?} is English-only and cannot translate; use a multilingual model such as base"
+            ))),
+            None => Err(Error::not_found(format!("model {id:?} is not loaded"))),
+        },
+        None => models.iter().find(|m| m.multilingual).map(|m| m.id.clone()).ok_or_else(|| {
+            let loaded: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
+            Error::not_found(format!(
+                "translation needs a multilingual Whisper model, and only English-only ones are loaded ({}); \
+                 install one with `smai models pull base`",
+                loaded.join(", ")
+            ))
+        }),
+    }
+}

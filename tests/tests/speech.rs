@@ -1,0 +1,185 @@
+//! `POST /v1/audio/speech` through the real server on fake engines: every output format,
+//! chunked and SSE streaming sentence by sentence, the concurrency slot held by a stream, and
+//! the validation 400s.
+
+use base64::Engine as _;
+use futures_util::StreamExt;
+use reqwest::{Client, Response, StatusCode};
+use serde_json::{json, Value};
+use smai_core::{Service, Tier, VoiceAccess};
+use smai_e2e::{sse_events, wait_until, GatedSynthesizer, TestServer, GATED_RATE};
+use smai_server::serve::Engines;
+use std::sync::Arc;
+
+async fn speak(client: &Client, t: &TestServer, key: &str, body: Value) -> Response {
+    client.post(t.url("/v1/audio/speech")).bearer_auth(key).json(&body).send().await.unwrap()
+}
+
+fn content_type(response: &Response) -> String {
+    response.headers()["content-type"].to_str().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn every_response_format_has_its_content_type_and_encoding() {
+    let t = TestServer::start().await;
+    let client = Client::new();
+    let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    // ToneSynthesizer: 1600 samples at 16 kHz.
+    for (format, mime) in [
+        ("wav", "audio/wav"),
+        ("pcm", "audio/pcm"),
+        ("flac", "audio/flac"),
+        ("mp3", "audio/mpeg"),
+        ("opus", "audio/ogg"),
+    ] {
+        let response = speak(&client, &t, &key, json!({"model": "tts-1", "input": "Hi.", "voice": "joe", "response_format": format})).await;
+        assert_eq!(response.status(), StatusCode::OK, "{format}");
+        assert_eq!(content_type(&response), mime, "{format}");
+        let bytes = response.bytes().await.unwrap();
+        match format {
+            "wav" => {
+                let reader = hound::WavReader::new(std::io::Cursor::new(bytes.to_vec())).unwrap();
+                assert_eq!((reader.spec().sample_rate, reader.spec().channels, reader.len()), (16_000, 1, 1600));
+            }
+            "pcm" => assert_eq!(bytes.len(), 3200, "s16le mono, no header"),
+            "flac" => assert_eq!(&bytes[..4], b"fLaC"),
+            "mp3" => assert!(bytes[0] == 0xff && bytes[1] & 0xe0 == 0xe0, "mp3 frame sync"),
+            _ => assert!(bytes.starts_with(b"OggS") && bytes.windows(8).any(|w| w == b"OpusHead")),
+        }
+    }
+    let default = speak(&client, &t, &key, json!({"input": "Hi.", "voice": "joe"})).await;
+    assert_eq!(content_type(&default), "audio/wav", "wav by default");
+    t.server.shutdown().await.unwrap();
+}
+
+/// A server on the gated synthesiser, its key id and key, and the gate.
+async fn gated() -> (TestServer, String, String, tokio::sync::watch::Sender<bool>) {
+    let (release, gate) = tokio::sync::watch::channel(false);
+    let engines = Engines { transcriber: None, synthesizer: Some(Arc::new(GatedSynthesizer { release: gate })) };
+    let t = TestServer::start_full(|_| {}, engines).await;
+    let (key_id, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    (t, key_id, key, release)
+}
+
+fn open(t: &TestServer, key_id: &str) -> u32 {
+    t.server.state.limiter.snapshot(key_id, &Tier::default()).concurrency_open
+}
+
+const SENTENCE_BYTES: usize = 2205 * 2;
+
+#[tokio::test]
+async fn audio_streams_sentence_by_sentence_and_holds_the_slot_until_the_end() {
+    let (t, key_id, key, release) = gated().await;
+    let client = Client::new();
+    let body = json!({"input": "One. Two. Three.", "voice": "joe", "response_format": "wav", "stream_format": "audio"});
+    let response = speak(&client, &t, &key, body).await;
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(content_type(&response), "audio/wav");
+    assert_eq!(response.headers()["transfer-encoding"], "chunked");
+    assert!(response.headers().get("content-length").is_none());
+
+    // The first sentence arrives while the others are still held back by the engine.
+    let mut chunks = response.bytes_stream();
+    let mut received = Vec::new();
+    while received.len() < 44 + SENTENCE_BYTES {
+        received.extend_from_slice(&chunks.next().await.expect("first sentence").unwrap());
+    }
+    assert_eq!(received.len(), 44 + SENTENCE_BYTES, "header and exactly one sentence so far");
+    assert_eq!(&received[..4], b"RIFF");
+    assert_eq!(u32::from_le_bytes(received[24..28].try_into().unwrap()), GATED_RATE);
+    assert_eq!(&received[40..44], &u32::MAX.to_le_bytes(), "data length unknown while streaming");
+    assert_eq!(open(&t, &key_id), 1, "the stream holds its concurrency slot");
+
+    release.send(true).unwrap();
+    while let Some(chunk) = chunks.next().await {
+        received.extend_from_slice(&chunk.unwrap());
+    }
+    assert_eq!(received.len(), 44 + 3 * SENTENCE_BYTES);
+    wait_until(|| open(&t, &key_id) == 0).await;
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
+    let (t, key_id, key, _release) = gated().await;
+    let client = Client::new();
+    let body = json!({"input": "One. Two.", "voice": "joe", "response_format": "pcm", "stream_format": "audio"});
+    let response = speak(&client, &t, &key, body).await;
+    assert_eq!(content_type(&response), "audio/pcm");
+    let mut chunks = response.bytes_stream();
+    let first = chunks.next().await.unwrap().unwrap();
+    assert_eq!(first.len(), SENTENCE_BYTES, "raw pcm, no header");
+    assert_eq!(open(&t, &key_id), 1);
+    drop(chunks);
+    wait_until(|| open(&t, &key_id) == 0).await;
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn sse_sends_base64_deltas_then_done() {
+    let (t, _, key, release) = gated().await;
+    release.send(true).unwrap();
+    let client = Client::new();
+    for (format, first_len) in [("pcm", SENTENCE_BYTES), ("wav", 44 + SENTENCE_BYTES)] {
+        let body = json!({"input": "One. Two. Three.", "voice": "joe", "response_format": format, "stream_format": "sse"});
+        let response = speak(&client, &t, &key, body).await;
+        assert_eq!(content_type(&response), "text/event-stream");
+        let events = sse_events(&response.text().await.unwrap());
+        assert_eq!(events.len(), 4, "three sentences and done");
+        let audio: Vec<Vec<u8>> = events[..3]
+            .iter()
+            .map(|e| {
+                assert_eq!(e["type"], "speech.audio.delta");
+                base64::engine::general_purpose::STANDARD.decode(e["audio"].as_str().unwrap()).unwrap()
+            })
+            .collect();
+        assert_eq!(audio.iter().map(Vec::len).collect::<Vec<_>>(), [first_len, SENTENCE_BYTES, SENTENCE_BYTES]);
+        assert_eq!(events[3]["type"], "speech.audio.done");
+    }
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn streamed_mp3_is_a_sequence_of_mp3_frames() {
+    let (t, _, key, release) = gated().await;
+    release.send(true).unwrap();
+    let body = json!({"input": "One. Two.", "voice": "joe", "response_format": "mp3", "stream_format": "audio"});
+    let response = speak(&Client::new(), &t, &key, body).await;
+    assert_eq!(content_type(&response), "audio/mpeg");
+    let bytes = response.bytes().await.unwrap();
+    assert!(bytes.len() > 500 && bytes[0] == 0xff && bytes[1] & 0xe0 == 0xe0);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
+async fn invalid_requests_get_clear_400s_and_404s_and_cost_nothing() {
+    let t = TestServer::start().await;
+    let client = Client::new();
+    let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    let cases = [
+        (json!({"input": "", "voice": "joe"}), 400, "empty"),
+        (json!({"input": "  \n ", "voice": "joe"}), 400, "empty"),
+        (json!({"input": "é".repeat(4097), "voice": "joe"}), 400, "4097 characters"),
+        (json!({"input": "hi", "voice": "joe", "speed": 0.2}), 400, "speed"),
+        (json!({"input": "hi", "voice": "joe", "speed": 4.5}), 400, "speed"),
+        (json!({"input": "hi", "voice": "joe", "response_format": "aac"}), 400, "aac"),
+        (json!({"input": "hi", "voice": "joe", "stream_format": "video"}), 400, "stream_format"),
+        (json!({"input": "hi", "voice": "joe", "response_format": "flac", "stream_format": "audio"}), 400, "cannot be streamed"),
+        (json!({"voice": "joe"}), 400, "input"),
+        (json!({"input": "hi", "voice": "nobody"}), 404, "unknown voice \"nobody\"; voices: joe, joe-slow"),
+        (json!({"input": "hi", "voice": "joe", "model": "tts-9"}), 404, "model \"tts-9\" does not exist"),
+    ];
+    for (body, status, message) in cases {
+        let response = speak(&client, &t, &key, body.clone()).await;
+        assert_eq!(response.status().as_u16(), status, "{body}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains(message), "{body}: {error}");
+    }
+    let response = client.post(t.url("/v1/audio/speech")).bearer_auth(&key).body("not json").send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+
+    let ok = speak(&client, &t, &key, json!({"input": "é".repeat(4096), "voice": "joe", "speed": 4.0})).await;
+    assert_eq!(ok.status(), StatusCode::OK, "4096 characters and speed 4 are accepted");
+    assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "59", "the refusals above were not charged");
+    t.server.shutdown().await.unwrap();
+}
