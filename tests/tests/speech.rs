@@ -183,3 +183,48 @@ async fn invalid_requests_get_clear_400s_and_404s_and_cost_nothing() {
     assert_eq!(ok.headers()["x-ratelimit-remaining-requests"], "59", "the refusals above were not charged");
     t.server.shutdown().await.unwrap();
 }
+
+/// Gives one sentence of audio, then fails as an engine does when a sentence cannot be synthesised.
+struct FailsAfterFirstSentence;
+
+impl smai_core::Synthesizer for FailsAfterFirstSentence {
+    fn voices(&self) -> Vec<smai_core::VoiceInfo> {
+        smai_e2e::ToneSynthesizer.voices()
+    }
+    fn synthesize(&self, _text: String, _options: smai_core::SpeechOptions) -> Result<smai_core::AudioStream, smai_core::Error> {
+        let (tx, rx) = tokio::sync::mpsc::channel(2);
+        tx.try_send(Ok(smai_core::AudioChunk { samples: vec![0.25; 160], sample_rate: 16_000 })).unwrap();
+        tx.try_send(Err(smai_core::Error::internal("vocoder failed"))).unwrap();
+        Ok(rx)
+    }
+}
+
+#[tokio::test]
+async fn a_failure_mid_stream_ends_the_stream_visibly() {
+    let engines = Engines { transcriber: None, synthesizer: Some(Arc::new(FailsAfterFirstSentence)) };
+    let t = TestServer::start_full(|_| {}, engines).await;
+    let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    let client = Client::new();
+
+    let sse = speak(&client, &t, &key, json!({"input": "One. Two.", "voice": "joe", "stream_format": "sse", "response_format": "pcm"})).await;
+    let events = sse_events(&sse.text().await.unwrap());
+    assert_eq!(events.len(), 2, "{events:?}");
+    assert_eq!(events[0]["type"], "speech.audio.delta");
+    assert_eq!(events[1]["type"], "error", "an error event, and no done event");
+    assert_eq!(events[1]["error"]["code"], "internal_error");
+    assert!(!events[1].to_string().contains("vocoder"), "internal detail stays in the log");
+
+    // Chunked audio cannot carry an error: the body is cut short (before or after the status
+    // line, as the connection's buffering goes), which the client sees as a failed transfer.
+    let body = json!({"input": "One. Two.", "voice": "joe", "stream_format": "audio", "response_format": "pcm"});
+    let audio = client.post(t.url("/v1/audio/speech")).bearer_auth(&key).json(&body).send().await;
+    let failed = match audio {
+        Err(_) => true,
+        Ok(response) => response.bytes().await.is_err(),
+    };
+    assert!(failed, "a truncated chunked body is an error for the client");
+
+    let whole = speak(&client, &t, &key, json!({"input": "One. Two.", "voice": "joe"})).await;
+    assert_eq!(whole.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    t.server.shutdown().await.unwrap();
+}
