@@ -3,9 +3,10 @@
 //! (`overloaded`) instead of piling up, and a caller that goes away stops its decoding.
 
 use crate::audio::decode_to_mono_16k;
+use crate::stream::{LiveTranscription, StreamOptions};
 use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
 use candle_core::Device;
-use smai_core::{Error, ModelInfo, TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber};
+use smai_core::{Error, ModelInfo, Segment, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::time::Duration;
@@ -14,10 +15,11 @@ use tokio::sync::mpsc;
 /// Events buffered per request before the worker waits for the caller.
 const STREAM_BUFFER: usize = 64;
 
-struct Job {
-    audio: Vec<u8>,
-    options: TranscribeOptions,
-    out: mpsc::Sender<Result<TranscriptEvent, Error>>,
+/// Work for a model's thread: an encoded file whose events stream back, or decoded 16 kHz
+/// PCM whose segments come back at once (live sessions, stream.rs).
+pub(crate) enum Job {
+    File { audio: Vec<u8>, options: TranscribeOptions, out: mpsc::Sender<Result<TranscriptEvent, Error>> },
+    Pcm { audio: Vec<f32>, options: TranscribeOptions, reply: SyncSender<Result<Vec<Segment>, Error>> },
 }
 
 struct Worker {
@@ -81,6 +83,24 @@ impl WhisperEngine {
     }
 }
 
+impl WhisperEngine {
+    fn worker(&self, options: &TranscribeOptions) -> Result<&Worker, Error> {
+        let id = options.model.as_deref().unwrap_or(&self.default_model);
+        self.workers
+            .iter()
+            .find(|w| w.info.id == id)
+            .ok_or_else(|| Error::not_found(format!("model {id:?} is not loaded")))
+    }
+
+    /// Opens a live transcription on the model `options.transcribe.model` names (or the
+    /// default one); its decoding shares that model's queue with file requests.
+    pub fn open_stream(&self, options: StreamOptions) -> Result<LiveTranscription, Error> {
+        let worker = self.worker(&options.transcribe)?;
+        whisper_options(&options.transcribe)?;
+        LiveTranscription::new(worker.queue.clone(), options)
+    }
+}
+
 fn model_languages(model: &WhisperModel) -> Vec<String> {
     if !model.tokenizer.multilingual {
         return vec!["en".into()];
@@ -114,16 +134,47 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
 }
 
 fn run_job(model: &mut WhisperModel, job: Job) {
-    if job.out.is_closed() {
-        return;
+    match job {
+        Job::File { audio, options, out } => {
+            if out.is_closed() {
+                return;
+            }
+            let result = whisper_options(&options).and_then(|opts| {
+                let audio = decode_to_mono_16k(&audio)?;
+                transcribe(model, &audio, &opts, |event| out.blocking_send(Ok(event)).is_ok())
+            });
+            if let Err(e) = result {
+                let _ = out.blocking_send(Err(e));
+            }
+        }
+        Job::Pcm { audio, options, reply } => {
+            let mut segments = Vec::new();
+            let result = whisper_options(&options).and_then(|opts| {
+                transcribe(model, &audio, &opts, |event| {
+                    if let TranscriptEvent::Segment(s) = event {
+                        segments.push(s);
+                    }
+                    true
+                })
+            });
+            let _ = reply.send(result.map(|()| segments));
+        }
     }
-    let result = whisper_options(&job.options).and_then(|opts| {
-        let audio = decode_to_mono_16k(&job.audio)?;
-        transcribe(model, &audio, &opts, |event| job.out.blocking_send(Ok(event)).is_ok())
-    });
-    if let Err(e) = result {
-        let _ = job.out.blocking_send(Err(e));
+}
+
+/// Transcribes 16 kHz PCM on a model's thread and waits for the segments.
+pub(crate) fn decode_pcm(
+    queue: &SyncSender<Job>,
+    audio: Vec<f32>,
+    options: TranscribeOptions,
+) -> Result<Vec<Segment>, Error> {
+    let (reply, answer) = sync_channel(1);
+    match queue.try_send(Job::Pcm { audio, options, reply }) {
+        Ok(()) => {}
+        Err(TrySendError::Full(_)) => return Err(Error::overloaded(Duration::from_secs(1))),
+        Err(TrySendError::Disconnected(_)) => return Err(Error::internal("the model's worker stopped")),
     }
+    answer.recv().map_err(|_| Error::internal("the model's worker stopped"))?
 }
 
 impl Transcriber for WhisperEngine {
@@ -132,15 +183,11 @@ impl Transcriber for WhisperEngine {
     }
 
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
-        let id = options.model.clone().unwrap_or_else(|| self.default_model.clone());
-        let worker = self
-            .workers
-            .iter()
-            .find(|w| w.info.id == id)
-            .ok_or_else(|| Error::not_found(format!("model {id:?} is not loaded")))?;
+        let worker = self.worker(&options)?;
+        let id = &worker.info.id;
         whisper_options(&options)?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        match worker.queue.try_send(Job { audio, options, out: tx }) {
+        match worker.queue.try_send(Job::File { audio, options, out: tx }) {
             Ok(()) => Ok(rx),
             Err(TrySendError::Full(_)) => Err(Error::overloaded(Duration::from_secs(1))),
             Err(TrySendError::Disconnected(_)) => Err(Error::internal(format!("worker of {id} stopped"))),

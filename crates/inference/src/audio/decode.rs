@@ -1,9 +1,10 @@
-//! Container/codec decoding with symphonia (wav, flac, mp3, ogg/vorbis, m4a/aac, mkv/webm
-//! with the codecs above). Every failure maps to a client error; malformed input never panics.
+//! Container/codec decoding with symphonia (wav, flac, mp3, ogg/vorbis, ogg/opus, m4a/aac,
+//! mkv/webm with the codecs above; Opus through libopus, see opus.rs). Every failure maps to
+//! a client error; malformed input never panics.
 
 use smai_core::Error;
 use symphonia::core::audio::SampleBuffer;
-use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL, CODEC_TYPE_OPUS};
+use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
 use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
@@ -53,11 +54,8 @@ fn decode_inner(bytes: Vec<u8>) -> Result<DecodedAudio, Error> {
         .iter()
         .find(|t| t.codec_params.codec != CODEC_TYPE_NULL)
         .ok_or_else(|| Error::unsupported_media("the file has no audio track"))?;
-    if track.codec_params.codec == CODEC_TYPE_OPUS {
-        return Err(Error::unsupported_media("Opus audio is not supported; use wav, flac, mp3, ogg/vorbis or m4a"));
-    }
     let track_id = track.id;
-    let mut decoder = symphonia::default::get_codecs()
+    let mut decoder = super::opus::codec_registry()
         .make(&track.codec_params, &DecoderOptions::default())
         .map_err(|_| Error::unsupported_media("unsupported audio codec"))?;
     let mut sample_rate = track.codec_params.sample_rate;
@@ -82,7 +80,11 @@ fn decode_inner(bytes: Vec<u8>) -> Result<DecodedAudio, Error> {
         };
         let spec = *audio.spec();
         let channels = spec.channels.count().max(1);
-        sample_rate.get_or_insert(spec.rate);
+        // The decoder's output rate is the truth (a container may state the source's rate,
+        // as WebM files with Opus made from 16 kHz audio do; Opus always decodes at 48 kHz).
+        if mono.is_empty() {
+            sample_rate = Some(spec.rate);
+        }
         let needed = audio.capacity() as u64;
         if buf.as_ref().is_none_or(|b| (b.capacity() as u64) < needed * channels as u64) {
             buf = Some(SampleBuffer::new(needed, spec));

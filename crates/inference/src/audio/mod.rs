@@ -3,6 +3,7 @@
 
 mod decode;
 pub mod mel;
+pub mod opus;
 mod resample;
 
 pub use decode::{decode_audio, decode_to_mono_16k, DecodedAudio};

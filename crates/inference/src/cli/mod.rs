@@ -22,7 +22,7 @@ pub enum TaskArg {
 
 #[derive(Debug, Clone, Args)]
 pub struct TranscribeArgs {
-    /// Audio files (wav, flac, mp3, ogg/vorbis, m4a/aac).
+    /// Audio files (wav, flac, mp3, ogg/vorbis, ogg/opus, webm/opus, m4a/aac).
     #[arg(required = true)]
     pub files: Vec<PathBuf>,
     /// Model id from the models manifest.

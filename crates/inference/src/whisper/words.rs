@@ -33,7 +33,7 @@ pub fn merge_punctuations(alignment: &mut [WordTiming], prepended: &str, appende
         for i in (0..n - 1).rev() {
             let previous = &alignment[i];
             if previous.word.starts_with(' ') && prepended.contains(previous.word.trim()) {
-                let previous = std::mem::replace(&mut alignment[i].word, String::new());
+                let previous = std::mem::take(&mut alignment[i].word);
                 let tokens = std::mem::take(&mut alignment[i].tokens);
                 let following = &mut alignment[j];
                 following.word = previous + &following.word;
