@@ -3,8 +3,8 @@
 //! (`overloaded`) instead of piling up, and a caller that goes away stops its decoding.
 
 use crate::audio::decode_to_mono_16k;
-use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
-use candle_core::Device;
+use crate::whisper::{transcribe_features, Features, WhisperModel, WhisperOptions};
+use candle_core::{Device, Tensor};
 use smai_core::{Error, ModelInfo, TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -13,6 +13,10 @@ use tokio::sync::mpsc;
 
 /// Events buffered per request before the worker waits for the caller.
 const STREAM_BUFFER: usize = 64;
+/// Requests whose first windows are encoded together on accelerators.
+pub const DEFAULT_GPU_BATCH: usize = 4;
+/// How long a batching worker waits for requests arriving together with the first one.
+const GATHER: Duration = Duration::from_millis(5);
 
 struct Job {
     audio: Vec<u8>,
@@ -42,8 +46,25 @@ pub fn device_from_name(name: &str) -> Result<Device, Error> {
 
 impl WhisperEngine {
     /// Loads each model id from `<models_dir>/<id>` on its own thread; the first is the default.
-    /// `queue_depth` jobs may wait per model beyond the one being decoded.
+    /// `queue_depth` jobs may wait per model beyond the one being decoded. Requests waiting
+    /// together have their first windows encoded as one batch on accelerators; on the CPU the
+    /// matrix products are already large enough that batching does not pay (see the
+    /// `asr_concurrency` example), so each request is encoded alone.
     pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
+        let max_batch = if device.is_cpu() { 1 } else { DEFAULT_GPU_BATCH };
+        Self::load_batched(models_dir, ids, device, queue_depth, max_batch)
+    }
+
+    /// Like [`WhisperEngine::load`], encoding up to `max_batch` waiting requests' first
+    /// windows together.
+    pub fn load_batched(
+        models_dir: &Path,
+        ids: &[String],
+        device: &Device,
+        queue_depth: usize,
+        max_batch: usize,
+    ) -> Result<Self, Error> {
+        let max_batch = max_batch.max(1);
         let default_model = ids.first().cloned().ok_or_else(|| Error::invalid("no Whisper model to load"))?;
         let mut workers = Vec::new();
         for id in ids {
@@ -70,7 +91,14 @@ impl WhisperEngine {
                         return;
                     }
                     while let Ok(job) = jobs.recv() {
-                        run_job(&mut model, job);
+                        let mut batch = vec![job];
+                        while batch.len() < max_batch {
+                            match jobs.recv_timeout(GATHER) {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        run_batch(&mut model, batch);
                     }
                 })
                 .map_err(Error::internal)?;
@@ -115,16 +143,44 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
     Ok(o)
 }
 
-fn run_job(model: &mut WhisperModel, job: Job) {
-    if job.out.is_closed() {
-        return;
+/// Runs jobs taken from the queue together: their first windows go through the encoder as
+/// one batch, then each is decoded in turn.
+fn run_batch(model: &mut WhisperModel, jobs: Vec<Job>) {
+    let mut ready = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        if job.out.is_closed() {
+            continue;
+        }
+        let prepared = whisper_options(&job.options).and_then(|opts| {
+            let audio = decode_to_mono_16k(&job.audio)?;
+            Ok((opts, Features::compute(model, &audio)))
+        });
+        match prepared {
+            Ok((opts, features)) => ready.push((job, opts, features)),
+            Err(e) => {
+                let _ = job.out.blocking_send(Err(e));
+            }
+        }
     }
-    let result = whisper_options(&job.options).and_then(|opts| {
-        let audio = decode_to_mono_16k(&job.audio)?;
-        transcribe(model, &audio, &opts, |event| job.out.blocking_send(Ok(event)).is_ok())
-    });
-    if let Err(e) = result {
-        let _ = job.out.blocking_send(Err(e));
+    let mut encoded: Vec<Option<Tensor>> = vec![None; ready.len()];
+    if ready.len() > 1 {
+        let n_mels = model.mel.n_mels();
+        let windows: Vec<Vec<f32>> = ready.iter().map(|(_, _, f)| f.first_window(n_mels)).collect();
+        // On failure each request encodes its own window below, as it would alone.
+        if let Ok(batch) = model.encode_batch(&windows) {
+            encoded = (0..ready.len()).map(|i| batch.narrow(0, i, 1).ok()).collect();
+        }
+    }
+    for ((job, opts, features), first) in ready.into_iter().zip(encoded) {
+        if job.out.is_closed() {
+            continue;
+        }
+        let result = transcribe_features(model, &features, first, &opts, |event| {
+            job.out.blocking_send(Ok(event)).is_ok()
+        });
+        if let Err(e) = result {
+            let _ = job.out.blocking_send(Err(e));
+        }
     }
 }
 

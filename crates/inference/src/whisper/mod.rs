@@ -14,4 +14,4 @@ pub mod transcribe;
 
 pub use load::LoadError;
 pub use model::WhisperModel;
-pub use transcribe::{transcribe, WhisperOptions};
+pub use transcribe::{transcribe, transcribe_features, Features, WhisperOptions};
