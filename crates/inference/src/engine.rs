@@ -4,8 +4,8 @@
 
 use crate::audio::decode_to_mono_16k;
 use crate::stream::{LiveTranscription, StreamOptions};
-use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
-use candle_core::Device;
+use crate::whisper::{transcribe, transcribe_features, Features, WhisperModel, WhisperOptions};
+use candle_core::{Device, Tensor};
 use smai_core::{Error, ModelInfo, Segment, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream};
 use std::path::Path;
 use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
@@ -14,6 +14,10 @@ use tokio::sync::mpsc;
 
 /// Events buffered per request before the worker waits for the caller.
 const STREAM_BUFFER: usize = 64;
+/// Requests whose first windows are encoded together on accelerators.
+pub const DEFAULT_GPU_BATCH: usize = 4;
+/// How long a batching worker waits for requests arriving together with the first one.
+const GATHER: Duration = Duration::from_millis(5);
 
 /// Work for a model's thread: an encoded file whose events stream back, or decoded 16 kHz
 /// PCM whose segments come back at once (live sessions, stream.rs).
@@ -44,8 +48,25 @@ pub fn device_from_name(name: &str) -> Result<Device, Error> {
 
 impl WhisperEngine {
     /// Loads each model id from `<models_dir>/<id>` on its own thread; the first is the default.
-    /// `queue_depth` jobs may wait per model beyond the one being decoded.
+    /// `queue_depth` jobs may wait per model beyond the one being decoded. Requests waiting
+    /// together have their first windows encoded as one batch on accelerators; on the CPU the
+    /// matrix products are already large enough that batching does not pay (see the
+    /// `asr_concurrency` example), so each request is encoded alone.
     pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
+        let max_batch = if device.is_cpu() { 1 } else { DEFAULT_GPU_BATCH };
+        Self::load_batched(models_dir, ids, device, queue_depth, max_batch)
+    }
+
+    /// Like [`WhisperEngine::load`], encoding up to `max_batch` waiting requests' first
+    /// windows together.
+    pub fn load_batched(
+        models_dir: &Path,
+        ids: &[String],
+        device: &Device,
+        queue_depth: usize,
+        max_batch: usize,
+    ) -> Result<Self, Error> {
+        let max_batch = max_batch.max(1);
         let default_model = ids.first().cloned().ok_or_else(|| Error::invalid("no Whisper model to load"))?;
         let mut workers = Vec::new();
         for id in ids {
@@ -72,7 +93,14 @@ impl WhisperEngine {
                         return;
                     }
                     while let Ok(job) = jobs.recv() {
-                        run_job(&mut model, job);
+                        let mut batch = vec![job];
+                        while batch.len() < max_batch {
+                            match jobs.recv_timeout(GATHER) {
+                                Ok(job) => batch.push(job),
+                                Err(_) => break,
+                            }
+                        }
+                        run_batch(&mut model, batch);
                     }
                 })
                 .map_err(Error::internal)?;
@@ -133,33 +161,64 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
     Ok(o)
 }
 
-fn run_job(model: &mut WhisperModel, job: Job) {
-    match job {
-        Job::File { audio, options, out } => {
-            if out.is_closed() {
-                return;
-            }
-            let result = whisper_options(&options).and_then(|opts| {
-                let audio = decode_to_mono_16k(&audio)?;
-                transcribe(model, &audio, &opts, |event| out.blocking_send(Ok(event)).is_ok())
-            });
-            if let Err(e) = result {
-                let _ = out.blocking_send(Err(e));
-            }
-        }
-        Job::Pcm { audio, options, reply } => {
-            let mut segments = Vec::new();
-            let result = whisper_options(&options).and_then(|opts| {
-                transcribe(model, &audio, &opts, |event| {
-                    if let TranscriptEvent::Segment(s) = event {
-                        segments.push(s);
+/// Runs jobs taken from the queue together: the first windows of the files go through the
+/// encoder as one batch, then each file is decoded in turn; live-session PCM runs alone.
+fn run_batch(model: &mut WhisperModel, jobs: Vec<Job>) {
+    let mut ready = Vec::with_capacity(jobs.len());
+    for job in jobs {
+        match job {
+            Job::Pcm { audio, options, reply } => run_pcm(model, audio, options, reply),
+            Job::File { out, .. } if out.is_closed() => {}
+            Job::File { audio, options, out } => {
+                let prepared = whisper_options(&options).and_then(|opts| {
+                    let audio = decode_to_mono_16k(&audio)?;
+                    Ok((opts, Features::compute(model, &audio)))
+                });
+                match prepared {
+                    Ok((opts, features)) => ready.push((out, opts, features)),
+                    Err(e) => {
+                        let _ = out.blocking_send(Err(e));
                     }
-                    true
-                })
-            });
-            let _ = reply.send(result.map(|()| segments));
+                }
+            }
         }
     }
+    let mut encoded: Vec<Option<Tensor>> = vec![None; ready.len()];
+    if ready.len() > 1 {
+        let n_mels = model.mel.n_mels();
+        let windows: Vec<Vec<f32>> = ready.iter().map(|(_, _, f)| f.first_window(n_mels)).collect();
+        // On failure each request encodes its own window below, as it would alone.
+        if let Ok(batch) = model.encode_batch(&windows) {
+            encoded = (0..ready.len()).map(|i| batch.narrow(0, i, 1).ok()).collect();
+        }
+    }
+    for ((out, opts, features), first) in ready.into_iter().zip(encoded) {
+        if out.is_closed() {
+            continue;
+        }
+        let result = transcribe_features(model, &features, first, &opts, |event| out.blocking_send(Ok(event)).is_ok());
+        if let Err(e) = result {
+            let _ = out.blocking_send(Err(e));
+        }
+    }
+}
+
+fn run_pcm(
+    model: &mut WhisperModel,
+    audio: Vec<f32>,
+    options: TranscribeOptions,
+    reply: SyncSender<Result<Vec<Segment>, Error>>,
+) {
+    let mut segments = Vec::new();
+    let result = whisper_options(&options).and_then(|opts| {
+        transcribe(model, &audio, &opts, |event| {
+            if let TranscriptEvent::Segment(s) = event {
+                segments.push(s);
+            }
+            true
+        })
+    });
+    let _ = reply.send(result.map(|()| segments));
 }
 
 /// Transcribes 16 kHz PCM on a model's thread and waits for the segments.

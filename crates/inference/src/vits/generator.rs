@@ -2,9 +2,9 @@
 //! upsampling with multi-receptive-field residual blocks, latent frames -> waveform.
 
 use candle_core::{Module, Result, Tensor};
-use candle_nn::{ops::leaky_relu, VarBuilder};
+use candle_nn::VarBuilder;
 
-use super::layers::{conv1d, TapConv1d};
+use super::layers::{conv1d, leaky_relu, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
 
 const LRELU_SLOPE: f64 = 0.1;
@@ -46,13 +46,13 @@ impl ResBlock {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let slope = Some(LRELU_SLOPE as f32);
         let mut x = x.clone();
         for (c1, c2) in &self.convs {
-            let mut y = c1.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
-            if let Some(c2) = c2 {
-                y = c2.forward(&leaky_relu(&y, LRELU_SLOPE)?)?;
-            }
-            x = (x + y)?;
+            x = match c2 {
+                Some(c2) => c2.forward_fused(&c1.forward_fused(&x, slope, None)?, slope, Some(&x))?,
+                None => c1.forward_fused(&x, slope, Some(&x))?,
+            };
         }
         Ok(x)
     }
@@ -195,7 +195,7 @@ impl Generator {
             x = x.broadcast_add(&cond.forward(g)?)?;
         }
         for (i, up) in self.ups.iter().enumerate() {
-            x = up.forward(&leaky_relu(&x, LRELU_SLOPE)?)?;
+            x = up.forward(&leaky_relu(&x, LRELU_SLOPE as f32)?)?;
             let blocks =
                 &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let mut sum: Option<Tensor> = None;
@@ -212,7 +212,6 @@ impl Generator {
             x = (sum / self.kernels_per_stage as f64)?;
         }
         // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
-        let x = leaky_relu(&x, 0.01)?;
-        self.conv_post.forward(&x)?.tanh()
+        self.conv_post.forward_fused(&x, Some(0.01), None)?.tanh()
     }
 }

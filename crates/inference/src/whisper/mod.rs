@@ -16,4 +16,4 @@ pub mod words;
 
 pub use load::LoadError;
 pub use model::WhisperModel;
-pub use transcribe::{transcribe, WhisperOptions};
+pub use transcribe::{transcribe, transcribe_features, Features, WhisperOptions};

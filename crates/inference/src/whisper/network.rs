@@ -27,8 +27,14 @@ struct Attention {
 
 impl Attention {
     fn load(vb: &VarBuilder, d: usize, n_head: usize) -> Result<Self> {
+        // The reference scales queries and keys by d_head^-0.25 each at every call; scaling
+        // the query projection once by d_head^-0.5 gives the same scores without those passes
+        // (the decoder's cached keys included).
+        let scale = ((d / n_head) as f64).powf(-0.5);
+        let q = linear(&vb.pp("q_proj"), d, d, true)?;
+        let q = Linear::new((q.weight() * scale)?, q.bias().map(|b| b * scale).transpose()?);
         Ok(Self {
-            q: linear(&vb.pp("q_proj"), d, d, true)?,
+            q,
             k: linear(&vb.pp("k_proj"), d, d, false)?,
             v: linear(&vb.pp("v_proj"), d, d, true)?,
             out: linear(&vb.pp("out_proj"), d, d, true)?,
@@ -50,9 +56,8 @@ impl Attention {
     /// As `attend`, also returning the scaled scores before the softmax, (b, heads, t, keys).
     fn attend_scored(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (b, t, d) = x.dims3()?;
-        let scale = ((d / self.n_head) as f64).powf(-0.25);
-        let q = (self.heads(&self.q.forward(x)?)? * scale)?;
-        let k = (k * scale)?;
+        // The 1/sqrt(d_head) scale is folded into the query projection at load time.
+        let q = self.heads(&self.q.forward(x)?)?;
         let mut scores = q.matmul(&k.t()?)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;

@@ -127,21 +127,53 @@ fn split_by_timestamps(
     (pieces, next_seek)
 }
 
+/// Log-mel features of a whole recording.
+pub struct Features {
+    pub n_frames: usize,
+    pub values: Vec<f32>,
+    /// Seconds of audio.
+    pub duration: f64,
+}
+
+impl Features {
+    pub fn compute(model: &WhisperModel, audio: &[f32]) -> Self {
+        let (n_frames, values) = model.mel.compute(audio);
+        Self { n_frames, values, duration: audio.len() as f64 / crate::audio::SAMPLE_RATE as f64 }
+    }
+
+    /// The first 30 s window (zero padded), as `WhisperModel::encode` takes it.
+    pub fn first_window(&self, n_mels: usize) -> Vec<f32> {
+        window(&self.values, self.n_frames, n_mels, 0, N_FRAMES.min(self.n_frames - 1))
+    }
+}
+
 /// Transcribes 16 kHz mono audio. `emit` receives the start event then each segment; when it
 /// returns false (the caller went away) decoding stops.
 pub fn transcribe(
     model: &mut WhisperModel,
     audio: &[f32],
     opts: &WhisperOptions,
+    emit: impl FnMut(TranscriptEvent) -> bool,
+) -> Result<(), Error> {
+    let features = Features::compute(model, audio);
+    transcribe_features(model, &features, None, opts, emit)
+}
+
+/// Like [`transcribe`] from computed features; `first_encoded`, when given, is the encoder
+/// output of the first window (computed in a batch with other requests' windows).
+pub fn transcribe_features(
+    model: &mut WhisperModel,
+    features: &Features,
+    mut first_encoded: Option<candle_core::Tensor>,
+    opts: &WhisperOptions,
     mut emit: impl FnMut(TranscriptEvent) -> bool,
 ) -> Result<(), Error> {
     let tok = model.tokenizer.clone();
-    let (n_frames, features) = model.mel.compute(audio);
+    let (n_frames, duration) = (features.n_frames, features.duration);
+    let features = &features.values;
     let n_mels = model.mel.n_mels();
     let content_frames = n_frames - 1;
-    let duration = audio.len() as f64 / crate::audio::SAMPLE_RATE as f64;
 
-    let mut first_encoded = None;
     let language = if !tok.multilingual {
         if let Some(l) = opts.language.as_deref().filter(|l| *l != "en") {
             return Err(Error::invalid(format!("model {} is English-only; language {l:?} is not available", model.id)));
@@ -151,8 +183,13 @@ pub fn transcribe(
         tok.language_token(l).ok_or_else(|| Error::invalid(format!("unknown language {l:?}")))?;
         l.clone()
     } else {
-        let size = N_FRAMES.min(content_frames);
-        let enc = model.encode(&window(&features, n_frames, n_mels, 0, size)).map_err(internal)?;
+        let enc = match first_encoded.take() {
+            Some(enc) => enc,
+            None => {
+                let size = N_FRAMES.min(content_frames);
+                model.encode(&window(features, n_frames, n_mels, 0, size)).map_err(internal)?
+            }
+        };
         let best = detect_language(model, &enc).map_err(internal)?;
         first_encoded = Some(enc);
         best.first().and_then(|(id, _)| tok.language_code(*id)).unwrap_or("en").to_string()
@@ -207,7 +244,7 @@ pub fn transcribe(
         let segment_duration = segment_size as f64 * TIME_PER_FRAME;
         let encoded = match first_encoded.take().filter(|_| seek == 0) {
             Some(e) => e,
-            None => model.encode(&window(&features, n_frames, n_mels, seek, segment_size)).map_err(internal)?,
+            None => model.encode(&window(features, n_frames, n_mels, seek, segment_size)).map_err(internal)?,
         };
         let previous = &all_tokens[prompt_reset_since..];
         let mut prompt = Vec::new();
