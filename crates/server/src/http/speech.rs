@@ -15,7 +15,7 @@ use smai_core::{Error, ErrorCode, Principal, Service, SpeechOptions};
 
 pub const MAX_INPUT_CHARS: usize = 4096;
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SpeechRequest {
     /// Accepted for OpenAI compatibility; the voice picks the model.
     #[serde(default)]
