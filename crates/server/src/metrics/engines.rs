@@ -36,7 +36,6 @@ impl Transcriber for MeteredTranscriber {
             None => models.first(),
         }
         .map_or_else(|| "unknown".to_owned(), |m| m.id.clone());
-        let started = Instant::now();
         let mut inner = self.inner.transcribe(audio, options)?;
         let in_flight = self.metrics.in_flight("asr");
         let metrics = self.metrics.clone();
@@ -54,15 +53,16 @@ impl Transcriber for MeteredTranscriber {
                 let Some(event) = event else { break };
                 let failed = event.is_err();
                 if let Ok(TranscriptEvent::Started { duration: seconds, .. }) = &event {
-                    duration = Some(*seconds);
+                    // The worker sends this once it has the job, so queue time stays out.
+                    duration = Some((*seconds, Instant::now()));
                 }
                 if tx.send(event).await.is_err() || failed {
                     return;
                 }
             }
-            if let Some(seconds) = duration.filter(|s| *s > 0.0) {
+            if let Some((seconds, working)) = duration.filter(|(s, _)| *s > 0.0) {
                 metrics.asr_audio_seconds.get_or_create(&ModelLabels { model }).inc_by(seconds);
-                let ratio = started.elapsed().as_secs_f64() / seconds;
+                let ratio = working.elapsed().as_secs_f64() / seconds;
                 metrics.real_time_factor.get_or_create(&ServiceLabels { service: "asr".into() }).observe(ratio);
             }
         });

@@ -120,7 +120,8 @@ impl Metrics {
         let real_time_factor = Family::new_with_constructor(ratio_buckets as fn() -> Histogram);
         registry.register(
             "real_time_factor",
-            "Engine time over audio time per completed job (below 1 is faster than real time), by service",
+            "Time over audio time per completed job (below 1 is faster than real time), by service: ASR from the \
+             worker taking the job, TTS from submission (queue wait included)",
             real_time_factor.clone(),
         );
         let tts_time_to_first_audio = Family::new_with_constructor(latency_buckets as fn() -> Histogram);
