@@ -1,6 +1,8 @@
 //! Shared pieces of the end-to-end tests: a server on port 0 with a real SQLite file and an
 //! injectable clock, and small fake engines for tests that are about the server, not models.
 
+pub mod prometheus;
+
 use smai_auth::NewKey;
 use smai_core::{
     AudioChunk, AudioStream, Error, ManualClock, ModelInfo, Segment, SpeechOptions, Synthesizer, SystemClock, Clock,

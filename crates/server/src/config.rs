@@ -1,5 +1,6 @@
 //! Server configuration: one struct, every field settable by flag or `SMAI_*` variable.
 
+pub use crate::http::metrics::MetricsMode;
 use clap::{Args, ValueEnum};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -54,6 +55,10 @@ pub struct ServeConfig {
     /// Requests that may wait per model beyond the one running; past it, 503 `overloaded`.
     #[arg(long, env = "SMAI_QUEUE_DEPTH", default_value_t = 16)]
     pub queue_depth: usize,
+
+    /// Serve Prometheus metrics at `GET /metrics` without a key (`on`), or not at all (`off`).
+    #[arg(long, env = "SMAI_METRICS", value_enum, default_value = "on")]
+    pub metrics: MetricsMode,
 }
 
 impl ServeConfig {
@@ -70,6 +75,7 @@ impl ServeConfig {
             voices_config: None,
             device: "cpu".into(),
             queue_depth: 16,
+            metrics: MetricsMode::On,
         }
     }
 }

@@ -2,6 +2,7 @@
 
 use crate::config::{AuthMode, ServeConfig};
 use crate::http::router;
+use crate::metrics::{MeteredSynthesizer, MeteredTranscriber, Metrics};
 use crate::state::AppState;
 use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, UsageLog};
 use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
@@ -34,16 +35,23 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     // Token-per-day usage is reloaded from SQLite and written back every few seconds.
     let limiter = Limiter::with_store(clock.clone(), pool.clone()).await?;
     let maintenance = limiter.spawn_maintenance();
+    let metrics = Arc::new(Metrics::new());
     let state = AppState {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
         usage: UsageLog::start(pool.clone()),
         limiter,
         clock,
-        transcriber: engines.transcriber,
-        synthesizer: engines.synthesizer,
+        transcriber: engines
+            .transcriber
+            .map(|t| Arc::new(MeteredTranscriber::new(t, metrics.clone())) as Arc<dyn Transcriber>),
+        synthesizer: engines
+            .synthesizer
+            .map(|s| Arc::new(MeteredSynthesizer::new(s, metrics.clone())) as Arc<dyn Synthesizer>),
         anonymous_tier: Tier::default(),
         max_body_bytes: config.max_body_bytes,
+        metrics,
+        metrics_mode: config.metrics,
     };
     if config.auth == AuthMode::Disabled {
         tracing::warn!(

@@ -1,6 +1,8 @@
 //! Shared state handed to every handler: a cheap clone with `Arc`s inside.
 
 use crate::config::AuthMode;
+use crate::http::metrics::MetricsMode;
+use crate::metrics::Metrics;
 use smai_auth::{Authenticator, Limiter, UsageLog};
 use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
 use std::sync::Arc;
@@ -17,4 +19,6 @@ pub struct AppState {
     /// Limits applied to the anonymous principal of no-auth mode.
     pub anonymous_tier: Tier,
     pub max_body_bytes: usize,
+    pub metrics: Arc<Metrics>,
+    pub metrics_mode: MetricsMode,
 }

@@ -1,7 +1,7 @@
 //! Outermost middleware: request id, security headers on every response, and the one place
 //! error bodies are rendered, so 401s, 404s and extractor rejections all look the same.
 
-use super::error::PendingError;
+use super::error::{ErrorBody, ErrorDetail, PendingError};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -94,15 +94,16 @@ fn render_error(response: &mut Response, error: Error, request_id: &str) {
     if matches!(response.status(), StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED) {
         *response.status_mut() = StatusCode::BAD_REQUEST;
     }
-    let body = serde_json::json!({
-        "error": {
-            "code": error.code.as_str(),
-            "message": error.message,
-            "type": error.code.kind(),
-            "request_id": request_id,
-        }
-    });
-    *response.body_mut() = Body::from(body.to_string());
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: error.code.as_str().to_owned(),
+            message: error.message,
+            kind: error.code.kind().to_owned(),
+            request_id: request_id.to_owned(),
+        },
+    };
+    let body = serde_json::to_string(&body).unwrap_or_default();
+    *response.body_mut() = Body::from(body);
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

@@ -3,7 +3,29 @@
 
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
+use serde::Serialize;
 use smai_core::Error;
+use utoipa::ToSchema;
+
+/// The body of every error response, on every route.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ErrorDetail {
+    /// Machine-readable: `invalid_request`, `unauthorized`, `rate_limit_exceeded`, ...
+    #[schema(example = "invalid_request")]
+    pub code: String,
+    /// For people; never carries internal detail.
+    pub message: String,
+    /// The family of the code: `invalid_request_error`, `authentication_error`, ...
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Also in the `x-request-id` response header and in the server log.
+    pub request_id: String,
+}
 
 #[derive(Debug)]
 pub struct ApiError(pub Error);

@@ -7,7 +7,8 @@ use super::error::ApiError;
 use axum::body::Body;
 use axum::http::{HeaderName, HeaderValue};
 use axum::response::Response;
-use smai_auth::limits::ConcurrencyPermit;
+use super::metrics::RateLimited;
+use smai_auth::limits::{ConcurrencyPermit, LimitKind};
 use smai_auth::{Limiter, Rejection};
 use smai_core::Principal;
 use std::sync::{Arc, Mutex};
@@ -21,6 +22,7 @@ pub fn charges_tokens(route: &str) -> bool {
 struct Outcome {
     permit: Option<ConcurrencyPermit>,
     headers: Option<Vec<(&'static str, String)>>,
+    rejected_by: Option<LimitKind>,
 }
 
 /// Handed to handlers as an extension; the auth layer reads the outcome back.
@@ -48,6 +50,7 @@ impl RateContext {
             }
             Err(rejection) => {
                 outcome.headers = Some(rejection.headers());
+                outcome.rejected_by = Some(rejection.limit);
                 Err(rejection_error(rejection))
             }
         }
@@ -55,10 +58,13 @@ impl RateContext {
 
     /// Puts the rate headers on the response and ties the concurrency slot to its body.
     pub fn finish(&self, mut response: Response) -> Response {
-        let (permit, headers) = {
+        let (permit, headers, rejected_by) = {
             let mut outcome = self.outcome.lock().unwrap_or_else(|p| p.into_inner());
-            (outcome.permit.take(), outcome.headers.take())
+            (outcome.permit.take(), outcome.headers.take(), outcome.rejected_by.take())
         };
+        if let Some(limit) = rejected_by {
+            response.extensions_mut().insert(RateLimited(limit));
+        }
         let headers =
             headers.unwrap_or_else(|| self.limiter.snapshot(self.principal.limit_key(), &self.principal.tier).headers());
         apply_headers(&mut response, &headers);

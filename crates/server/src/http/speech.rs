@@ -21,7 +21,7 @@ pub const MAX_INPUT_CHARS: usize = 4096;
 /// "the voice's model".
 pub const SPEECH_MODELS: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SpeechRequest {
     #[serde(default)]
     pub model: Option<String>,

@@ -1,0 +1,105 @@
+//! `GET /metrics` and the middleware that counts every response. The route label is the
+//! matched route template (`unmatched` for anything else), so probing random paths cannot
+//! grow the label space; latency runs to the end of the response body, so streamed audio and
+//! server-sent events are timed whole.
+
+use super::error::PendingError;
+use crate::metrics::{AuthRejectionLabels, LimitLabels, Metrics};
+use crate::state::AppState;
+use axum::body::{Body, Bytes};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::{header, Method, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use clap::ValueEnum;
+use http_body::{Frame, SizeHint};
+use smai_auth::limits::LimitKind;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+/// Whether `GET /metrics` is served. It is open like `/healthz` (Prometheus scrapers rarely
+/// hold API keys) and carries no keys, key ids or organisations; turn it off, or keep the
+/// port private, where request counts per route should not be public.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum MetricsMode {
+    On,
+    Off,
+}
+
+/// The limit behind a 429, left in the response extensions by the rate context.
+#[derive(Clone, Copy, Debug)]
+pub struct RateLimited(pub LimitKind);
+
+pub async fn render(State(state): State<AppState>) -> Response {
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()
+}
+
+pub async fn record(State(state): State<AppState>, request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let route = request.extensions().get::<MatchedPath>().map_or("unmatched", |p| p.as_str()).to_owned();
+    let method = method_label(request.method());
+    let response = next.run(request).await;
+    let metrics = &state.metrics;
+    let status = response.status();
+    metrics.observe_request(&route, method, status.as_u16());
+    if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
+        let fallback = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" };
+        let code = response.extensions().get::<PendingError>().map_or(fallback, |e| e.0.code.as_str());
+        metrics.auth_rejections.get_or_create(&AuthRejectionLabels { status: status.as_u16(), code: code.to_owned() }).inc();
+    }
+    if let Some(RateLimited(kind)) = response.extensions().get::<RateLimited>() {
+        metrics.rate_limit_rejections.get_or_create(&LimitLabels { limit: kind.as_str().to_owned() }).inc();
+    }
+    let (parts, body) = response.into_parts();
+    let timed = TimedBody { inner: body, started, route, metrics: state.metrics.clone() };
+    Response::from_parts(parts, Body::new(timed))
+}
+
+/// Only the standard methods become label values.
+fn method_label(method: &Method) -> &'static str {
+    match *method {
+        Method::GET => "GET",
+        Method::POST => "POST",
+        Method::PUT => "PUT",
+        Method::DELETE => "DELETE",
+        Method::HEAD => "HEAD",
+        Method::OPTIONS => "OPTIONS",
+        Method::PATCH => "PATCH",
+        _ => "other",
+    }
+}
+
+/// A response body that records the request's duration when it ends or is dropped (client
+/// gone). Size hints pass through, so `Content-Length` survives.
+struct TimedBody {
+    inner: Body,
+    started: Instant,
+    route: String,
+    metrics: Arc<Metrics>,
+}
+
+impl Drop for TimedBody {
+    fn drop(&mut self) {
+        self.metrics.observe_duration(&self.route, self.started.elapsed());
+    }
+}
+
+impl http_body::Body for TimedBody {
+    type Data = Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
