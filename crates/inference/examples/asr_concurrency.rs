@@ -3,8 +3,8 @@
 //! until all are done and mean time to each request's first segment. Rounds alternate the two.
 //!
 //!     cargo run --release -p smai-inference --example asr_concurrency -- tiny.en 4 3
+//!     SMAI_DEVICE=cuda cargo run --release --features cuda -p smai-inference --example asr_concurrency
 
-use candle_core::Device;
 use smai_core::{TranscribeOptions, TranscriptEvent, Transcriber};
 use smai_inference::cli::eval::read_manifest;
 use smai_inference::WhisperEngine;
@@ -52,9 +52,11 @@ fn main() -> anyhow::Result<()> {
     let rows = read_manifest(&eval)?;
     let files: Vec<Vec<u8>> = rows.iter().take(n).map(|r| std::fs::read(eval.join(&r.path))).collect::<Result<_, _>>()?;
     let ids = [model.clone()];
+    // SMAI_DEVICE (cpu, cuda, metal) picks where both engines run.
+    let device = smai_inference::engine::device_from_name(&std::env::var("SMAI_DEVICE").unwrap_or_else(|_| "cpu".into()))?;
     let engines = [
-        (1, WhisperEngine::load_batched(&models, &ids, &Device::Cpu, n, 1)?),
-        (n, WhisperEngine::load_batched(&models, &ids, &Device::Cpu, n, n)?),
+        (1, WhisperEngine::load_batched(&models, &ids, &device, n, 1)?),
+        (n, WhisperEngine::load_batched(&models, &ids, &device, n, n)?),
     ];
     run(&engines[0].1, &model, &files[..1])?; // warm-up
     println!("{model}: {n} concurrent requests, {rounds} rounds");
