@@ -14,8 +14,6 @@ use tokio::sync::mpsc;
 
 /// Events buffered per request before the worker waits for the caller.
 const STREAM_BUFFER: usize = 64;
-/// Requests whose first windows are encoded together on accelerators.
-pub const DEFAULT_GPU_BATCH: usize = 4;
 /// How long a batching worker waits for requests arriving together with the first one.
 const GATHER: Duration = Duration::from_millis(5);
 
@@ -48,13 +46,13 @@ pub fn device_from_name(name: &str) -> Result<Device, Error> {
 
 impl WhisperEngine {
     /// Loads each model id from `<models_dir>/<id>` on its own thread; the first is the default.
-    /// `queue_depth` jobs may wait per model beyond the one being decoded. Requests waiting
-    /// together have their first windows encoded as one batch on accelerators; on the CPU the
-    /// matrix products are already large enough that batching does not pay (see the
-    /// `asr_concurrency` example), so each request is encoded alone.
+    /// `queue_depth` jobs may wait per model beyond the one being decoded. Each request is
+    /// encoded alone: batching the first windows of waiting requests (`load_batched`) measured
+    /// no gain with the `asr_concurrency` example, neither on a 2-core CPU (1.08x slower) nor
+    /// on an H200 with tiny.en (1.00x at 4 requests, 1.07x at 8), where the token-by-token
+    /// decoder, not the encoder, takes the time.
     pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
-        let max_batch = if device.is_cpu() { 1 } else { DEFAULT_GPU_BATCH };
-        Self::load_batched(models_dir, ids, device, queue_depth, max_batch)
+        Self::load_batched(models_dir, ids, device, queue_depth, 1)
     }
 
     /// Like [`WhisperEngine::load`], encoding up to `max_batch` waiting requests' first
