@@ -15,6 +15,7 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Parser;
 use smai_core::{SpeechOptions, Synthesizer};
+use smai_inference::cli::bench::peak_rss_mib;
 use smai_inference::tts::voices::{default_models_dir, model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 
@@ -52,15 +53,6 @@ struct Figures {
     long: Timing,
     first_chunk_s: f64,
     peak_rss_mib: f64,
-}
-
-fn peak_rss_mib() -> f64 {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmHWM:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
-        .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
 fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {

@@ -2,13 +2,14 @@
 //! from a dev clip) decode in step with the source clip, transcribe to the same text, and
 //! damaged Opus files give client errors, never panics.
 
+mod common;
+
 use proptest::prelude::*;
 use smai_core::ErrorCode;
 use smai_inference::audio::decode_to_mono_16k;
 use smai_inference::cli::eval::reference_options;
 use smai_inference::cli::wer::corpus_wer;
 use smai_inference::whisper::{transcribe, WhisperModel};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 
@@ -18,13 +19,8 @@ fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!("{}/tests/fixtures/opus/{name}", env!("CARGO_MANIFEST_DIR"))).unwrap()
 }
 
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 fn source_clip() -> Vec<f32> {
-    let dir =
-        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let dir = common::eval_root();
     decode_to_mono_16k(&std::fs::read(dir.join(SOURCE)).expect("dev clip (set SMAI_EVAL_DIR)")).unwrap()
 }
 
@@ -65,8 +61,7 @@ fn opus_decodes_in_step_with_the_source() {
 
 #[test]
 fn opus_transcribes_like_the_source() {
-    let dir =
-        std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
+    let dir = common::models_root();
     let mut model = WhisperModel::load("tiny.en", &dir.join("tiny.en"), &candle_core::Device::Cpu).unwrap();
     let opts = reference_options();
     let mut text_of = |audio: &[f32]| {

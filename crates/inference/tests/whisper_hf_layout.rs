@@ -3,6 +3,8 @@
 //! folder, loaded back through that path, and must transcribe (with word timestamps) exactly
 //! as the CTranslate2 load does.
 
+mod common;
+
 use serde_json::json;
 use smai_core::{Segment, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
@@ -10,11 +12,7 @@ use smai_inference::cli::eval::reference_options;
 use smai_inference::whisper::ct2::Ct2Model;
 use smai_inference::whisper::load::ct2_to_candle;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
-use std::path::{Path, PathBuf};
-
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
+use std::path::Path;
 
 /// Writes `ct2_dir`'s model in the Hugging Face layout into `out`.
 fn write_hf_layout(ct2_dir: &Path, out: &Path) {
@@ -60,10 +58,8 @@ fn segments(model: &mut WhisperModel, audio: &[f32], opts: &WhisperOptions) -> V
 
 #[test]
 fn hugging_face_layout_transcribes_like_ctranslate2() {
-    let models =
-        std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
-    let eval =
-        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let models = common::models_root();
+    let eval = common::eval_root();
     let ct2_dir = models.join("tiny.en");
     let hf_dir = tempfile::tempdir().unwrap();
     write_hf_layout(&ct2_dir, hf_dir.path());

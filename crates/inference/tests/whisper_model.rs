@@ -11,12 +11,8 @@ use smai_inference::whisper::{WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
 use std::path::PathBuf;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
+    let dir = common::models_root();
     assert!(
         dir.join("tiny.en/model.bin").is_file(),
         "Whisper weights missing in {}: run `smai models pull --only tiny.en` (or set SMAI_MODELS_DIR)",
@@ -26,9 +22,7 @@ fn models_dir() -> PathBuf {
 }
 
 fn eval_dir() -> PathBuf {
-    let dir = std::env::var_os("SMAI_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let dir = common::eval_root();
     assert!(dir.join("manifest.tsv").is_file(), "dev set missing at {} (set SMAI_EVAL_DIR)", dir.display());
     dir
 }

@@ -2,26 +2,21 @@
 //! 0.5 s chunks gives partial results before the end, and its final segments read like the
 //! whole-file transcript of the same engine.
 
+mod common;
+
 use smai_core::{TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::audio::decode_audio;
 use smai_inference::cli::wer::corpus_wer;
 use smai_inference::{StreamEvent, StreamOptions, WhisperEngine};
-use std::path::PathBuf;
 
 const CLIP: &str = "librispeech_devclean_misc/ortx_1272-128104-0004-8k.wav";
 /// Word error rate allowed between the live transcript and the whole-file one.
 const MAX_WER: f64 = 0.15;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 #[test]
 fn live_session_matches_the_whole_file() {
-    let models =
-        std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
-    let eval =
-        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let models = common::models_root();
+    let eval = common::eval_root();
     let engine = WhisperEngine::load(&models, &["tiny.en".to_string()], &candle_core::Device::Cpu, 2).unwrap();
     let bytes = std::fs::read(eval.join(CLIP)).unwrap();
     let options = TranscribeOptions { beam_size: Some(1), temperature: Some(0.0), ..Default::default() };

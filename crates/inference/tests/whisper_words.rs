@@ -2,6 +2,8 @@
 //! greedy, float32) on dev clips: fixtures/tiny_en_words_reference.json, recorded by
 //! `record_references.py words`. Words must match textually; start and end within 0.1 s.
 
+mod common;
+
 use serde::Deserialize;
 use smai_core::{Segment, TranscribeOptions, TranscriptEvent, Transcriber};
 use smai_inference::audio::decode_to_mono_16k;
@@ -13,20 +15,14 @@ use std::path::PathBuf;
 /// Seconds a word boundary may differ from the reference's.
 const TOLERANCE_S: f64 = 0.1;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/../.."))
-}
-
 fn models_dir() -> PathBuf {
-    let dir = std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
+    let dir = common::models_root();
     assert!(dir.join("tiny.en/model.bin").is_file(), "Whisper weights missing in {}: run `smai models pull`", dir.display());
     dir
 }
 
 fn eval_dir() -> PathBuf {
-    let dir = std::env::var_os("SMAI_EVAL_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let dir = common::eval_root();
     assert!(dir.join("manifest.tsv").is_file(), "dev set missing at {} (set SMAI_EVAL_DIR)", dir.display());
     dir
 }
