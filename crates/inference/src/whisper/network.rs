@@ -7,6 +7,8 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
+use super::cpu_ops;
+
 fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let w = vb.get((out_dim, in_dim), "weight")?;
     let b = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
@@ -16,6 +18,9 @@ fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<
 fn layer_norm(vb: &VarBuilder, dim: usize) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(dim, "weight")?, vb.get(dim, "bias")?, 1e-5))
 }
+
+/// Size of one block of attention scores (f32) when queries are split into blocks.
+const SCORE_BLOCK_BYTES: usize = 4 << 20;
 
 struct Attention {
     q: Linear,
@@ -48,9 +53,27 @@ impl Attention {
         x.reshape((b, t, self.n_head, d / self.n_head))?.transpose(1, 2)?.contiguous()
     }
 
-    /// Attention of `x` over keys/values `k`, `v` (already split into heads).
+    /// Attention of `x` over keys/values `k`, `v` (already split into heads). Long query
+    /// sequences (the encoder's 1500 frames) go in blocks of rows, so each block's scores stay
+    /// in cache instead of one (heads, t, t) tensor of tens of MB; the result is the same.
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        Ok(self.attend_scored(x, k, v, mask)?.0)
+        let (b, t, d) = x.dims3()?;
+        let keys = k.dim(2)?;
+        let rows = (SCORE_BLOCK_BYTES / (4 * b * self.n_head * keys).max(1)).max(16);
+        if mask.is_some() || t <= rows {
+            return Ok(self.attend_scored(x, k, v, mask)?.0);
+        }
+        let q = self.heads(&self.q.forward(x)?)?;
+        let blocks = (0..t)
+            .step_by(rows)
+            .map(|start| {
+                let q = q.narrow(2, start, rows.min(t - start))?;
+                let w = cpu_ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
+                w.matmul(v)
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let y = Tensor::cat(&blocks, 2)?.transpose(1, 2)?.reshape((b, t, d))?;
+        self.out.forward(&y)
     }
 
     /// As `attend`, also returning the scaled scores before the softmax, (b, heads, t, keys).
@@ -62,7 +85,7 @@ impl Attention {
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
-        let w = candle_nn::ops::softmax_last_dim(&scores)?;
+        let w = cpu_ops::softmax_last_dim(&scores)?;
         let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
         Ok((self.out.forward(&y)?, scores))
     }
@@ -87,7 +110,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x + self.fc2.forward(&self.fc1.forward(&self.ln.forward(x)?)?.gelu_erf()?)?
+        x + self.fc2.forward(&cpu_ops::gelu(&self.fc1.forward(&self.ln.forward(x)?)?)?)?
     }
 }
 
@@ -134,8 +157,8 @@ impl Encoder {
 
     /// (1, n_mels, 3000) features -> (1, 1500, d) audio states.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = self.conv1.forward(mel)?.gelu_erf()?;
-        let x = self.conv2.forward(&x)?.gelu_erf()?.transpose(1, 2)?;
+        let x = cpu_ops::gelu(&self.conv1.forward(mel)?)?;
+        let x = cpu_ops::gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
         for b in &self.blocks {
             let h = b.ln.forward(&x)?;
