@@ -63,21 +63,21 @@ fn gelu_slice_any(src: &[f32], dst: &mut [f32]) {
 }
 
 #[inline(always)]
-fn softmax_row_any(src: &[f32], dst: &mut [f32]) {
+fn softmax_in_place_any(row: &mut [f32]) {
     // Eight running maxima and sums so the reductions vectorise.
     let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut blocks = src.chunks_exact(8);
+    let mut blocks = row.chunks_exact(8);
     for b in &mut blocks {
         for (m, &v) in lanes.iter_mut().zip(b) {
             *m = m.max(v);
         }
     }
     let max = blocks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &v| m.max(v));
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = exp(s - max);
+    for v in row.iter_mut() {
+        *v = exp(*v - max);
     }
     let mut sums = [0.0f32; 8];
-    let mut blocks = dst.chunks_exact(8);
+    let mut blocks = row.chunks_exact(8);
     for b in &mut blocks {
         for (acc, &v) in sums.iter_mut().zip(b) {
             *acc += v;
@@ -85,8 +85,8 @@ fn softmax_row_any(src: &[f32], dst: &mut [f32]) {
     }
     let sum: f32 = sums.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>();
     let inv = 1.0 / sum;
-    for d in dst.iter_mut() {
-        *d *= inv;
+    for v in row.iter_mut() {
+        *v *= inv;
     }
 }
 
@@ -98,8 +98,8 @@ unsafe fn gelu_slice_avx2(src: &[f32], dst: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_row_avx2(src: &[f32], dst: &mut [f32]) {
-    softmax_row_any(src, dst)
+unsafe fn softmax_in_place_avx2(row: &mut [f32]) {
+    softmax_in_place_any(row)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -117,20 +117,20 @@ pub fn gelu_slice(src: &[f32], dst: &mut [f32]) {
     gelu_slice_any(src, dst)
 }
 
-/// Softmax of one row `src` into `dst` (same length).
-pub fn softmax_row(src: &[f32], dst: &mut [f32]) {
+/// Softmax of one row, in place.
+pub fn softmax_in_place(row: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU was just checked for both features.
-        return unsafe { softmax_row_avx2(src, dst) };
+        return unsafe { softmax_in_place_avx2(row) };
     }
-    softmax_row_any(src, dst)
+    softmax_in_place_any(row)
 }
 
 struct Gelu;
 struct SoftmaxLastDim;
 
-fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
+pub(super) fn contiguous_f32<'a>(storage: &'a CpuStorage, layout: &Layout) -> Result<&'a [f32]> {
     let CpuStorage::F32(all) = storage else { candle_core::bail!("expected f32, got {:?}", storage.dtype()) };
     match layout.contiguous_offsets() {
         Some((start, end)) => Ok(&all[start..end]),
@@ -157,14 +157,10 @@ impl CustomOp1 for SoftmaxLastDim {
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(storage, layout)?;
         let row = layout.shape().dims().last().copied().unwrap_or(1).max(1);
-        let mut dst = vec![0.0f32; src.len()];
+        let mut dst = src.to_vec();
         // Rows grouped so each task has at least CHUNK elements.
         let rows_per_task = CHUNK.div_ceil(row);
-        dst.par_chunks_mut(row * rows_per_task).zip(src.par_chunks(row * rows_per_task)).for_each(|(d, s)| {
-            for (d, s) in d.chunks_mut(row).zip(s.chunks(row)) {
-                softmax_row(s, d);
-            }
-        });
+        dst.par_chunks_mut(row * rows_per_task).for_each(|rows| rows.chunks_mut(row).for_each(softmax_in_place));
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }

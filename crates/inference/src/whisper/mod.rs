@@ -2,6 +2,7 @@
 //! faster-whisper decoding procedure, and long-form transcription.
 
 pub mod alignment;
+pub mod cpu_attention;
 pub mod cpu_ops;
 pub mod ct2;
 pub mod beam;

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
-use super::cpu_ops;
+use super::{cpu_attention, cpu_ops};
 
 fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
     let w = vb.get((out_dim, in_dim), "weight")?;
@@ -18,9 +18,6 @@ fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<
 fn layer_norm(vb: &VarBuilder, dim: usize) -> Result<LayerNorm> {
     Ok(LayerNorm::new(vb.get(dim, "weight")?, vb.get(dim, "bias")?, 1e-5))
 }
-
-/// Size of one block of attention scores (f32) when queries are split into blocks.
-const SCORE_BLOCK_BYTES: usize = 4 << 20;
 
 struct Attention {
     q: Linear,
@@ -53,27 +50,14 @@ impl Attention {
         x.reshape((b, t, self.n_head, d / self.n_head))?.transpose(1, 2)?.contiguous()
     }
 
-    /// Attention of `x` over keys/values `k`, `v` (already split into heads). Long query
-    /// sequences (the encoder's 1500 frames) go in blocks of rows, so each block's scores stay
-    /// in cache instead of one (heads, t, t) tensor of tens of MB; the result is the same.
+    /// Attention of `x` over keys/values `k`, `v` (already split into heads).
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
-        let (b, t, d) = x.dims3()?;
-        let keys = k.dim(2)?;
-        let rows = (SCORE_BLOCK_BYTES / (4 * b * self.n_head * keys).max(1)).max(16);
-        if mask.is_some() || t <= rows {
-            return Ok(self.attend_scored(x, k, v, mask)?.0);
+        if mask.is_none() {
+            if let Some(y) = cpu_attention::attention(&self.q.forward(x)?, k, v, self.n_head)? {
+                return self.out.forward(&y);
+            }
         }
-        let q = self.heads(&self.q.forward(x)?)?;
-        let blocks = (0..t)
-            .step_by(rows)
-            .map(|start| {
-                let q = q.narrow(2, start, rows.min(t - start))?;
-                let w = cpu_ops::softmax_last_dim(&q.matmul(&k.t()?)?)?;
-                w.matmul(v)
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let y = Tensor::cat(&blocks, 2)?.transpose(1, 2)?.reshape((b, t, d))?;
-        self.out.forward(&y)
+        Ok(self.attend_scored(x, k, v, mask)?.0)
     }
 
     /// As `attend`, also returning the scaled scores before the softmax, (b, heads, t, keys).
@@ -261,12 +245,18 @@ impl Decoder {
             x = (&x + b.attn.attend(&h, &k, &v, mask.as_ref())?)?;
             state.self_kv[i] = Some((k, v));
             let (ck, cv) = &state.cross_kv[i];
-            let (y, scores) = b.cross.attend_scored(&b.cross_ln.forward(&x)?, ck, cv, None)?;
-            for (k, &(layer, head)) in heads.iter().enumerate() {
-                if layer == i {
-                    picked[k] = Some(scores.i((0, head))?);
+            let hx = b.cross_ln.forward(&x)?;
+            let y = if heads.iter().any(|&(layer, _)| layer == i) {
+                let (y, scores) = b.cross.attend_scored(&hx, ck, cv, None)?;
+                for (k, &(layer, head)) in heads.iter().enumerate() {
+                    if layer == i {
+                        picked[k] = Some(scores.i((0, head))?);
+                    }
                 }
-            }
+                y
+            } else {
+                b.cross.attend(&hx, ck, cv, None)?
+            };
             x = (&x + y)?;
             x = b.mlp.forward(&x)?;
         }

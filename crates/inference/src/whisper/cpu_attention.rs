@@ -1,0 +1,139 @@
+//! Unmasked multi-head attention for f32 tensors on the CPU in one pass: for each block of
+//! query rows and each head, scores = q k^T into a small scratch buffer, softmax in place,
+//! then scores v written straight into the head's columns of the output. Compared with the
+//! same steps as candle tensor ops, it skips splitting the queries into heads and joining the
+//! heads back (two copies each), never holds all the scores at once, and runs blocks in
+//! parallel with single-threaded products instead of synchronising threads inside each
+//! product. The arithmetic is the same; only the order of the sums differs.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
+use rayon::prelude::*;
+use std::cell::RefCell;
+
+use super::cpu_ops::{contiguous_f32, softmax_in_place};
+
+/// Scores of one block of rows for one head stay under this size, so they stay in cache.
+const BLOCK_BYTES: usize = 512 << 10;
+
+struct Attention {
+    heads: usize,
+}
+
+thread_local! {
+    static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// `dst (m x n) = lhs (m x k) * rhs (k x n)`, each given by a pointer and its row and column
+/// strides, on the calling thread.
+///
+/// # Safety
+/// Every element the strides address must lie inside the pointed-to allocations, and `dst`
+/// must not overlap the inputs.
+#[allow(clippy::too_many_arguments)]
+unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lhs: *const f32, lhs_rs: usize, lhs_cs: usize, rhs: *const f32, rhs_rs: usize, rhs_cs: usize) {
+    gemm::gemm(
+        m, n, k,
+        dst, 1, dst_rs as isize, false,
+        lhs, lhs_cs as isize, lhs_rs as isize,
+        rhs, rhs_cs as isize, rhs_rs as isize,
+        0.0, 1.0, false, false, false,
+        gemm::Parallelism::None,
+    )
+}
+
+impl CustomOp3 for Attention {
+    fn name(&self) -> &'static str {
+        "smai-attention"
+    }
+
+    fn cpu_fwd(&self, qs: &CpuStorage, ql: &Layout, ks: &CpuStorage, kl: &Layout, vs: &CpuStorage, vl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (q, k, v) = (contiguous_f32(qs, ql)?, contiguous_f32(ks, kl)?, contiguous_f32(vs, vl)?);
+        let (b, t, d) = ql.shape().dims3()?;
+        let (kb, h, s, dh) = kl.shape().dims4()?;
+        if kb != b || h != self.heads || h * dh != d || vl.shape() != kl.shape() {
+            candle_core::bail!("attention shapes q {:?} k {:?} v {:?} with {} heads", ql.shape(), kl.shape(), vl.shape(), self.heads);
+        }
+        let threads = rayon::current_num_threads().max(1);
+        // Enough blocks to keep every thread busy, each block's scores small.
+        let rows = (BLOCK_BYTES / (4 * s.max(1))).min(t.div_ceil(4 * threads)).clamp(8, 256);
+        let mut out = vec![0.0f32; b * t * d];
+        for (batch, out) in out.chunks_mut(t * d).enumerate() {
+            let q = &q[batch * t * d..(batch + 1) * t * d];
+            let (k, v) = (&k[batch * h * s * dh..(batch + 1) * h * s * dh], &v[batch * h * s * dh..(batch + 1) * h * s * dh]);
+            out.par_chunks_mut(rows * d).enumerate().for_each(|(block, out)| {
+                let n_rows = out.len() / d;
+                let q = &q[block * rows * d..block * rows * d + n_rows * d];
+                SCORES.with_borrow_mut(|scores| {
+                    scores.resize(n_rows * s, 0.0);
+                    for head in 0..h {
+                        let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
+                        // SAFETY: q's block is n_rows x d read at columns head*dh..+dh; kh and
+                        // vh are s x dh; scores holds n_rows x s; out's block is n_rows x d
+                        // written at columns head*dh..+dh. All are separate allocations.
+                        unsafe {
+                            matmul(n_rows, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
+                        }
+                        for row in scores.chunks_mut(s) {
+                            softmax_in_place(row);
+                        }
+                        unsafe {
+                            matmul(n_rows, dh, s, out.as_mut_ptr().add(head * dh), d, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
+                        }
+                    }
+                });
+            });
+        }
+        Ok((CpuStorage::F32(out), ql.shape().clone()))
+    }
+}
+
+/// softmax(q k^T) v over `heads` heads, for queries `q` (b, t, d) already scaled, and keys and
+/// values split into heads, (b, heads, s, d / heads). The result is (b, t, d). `None` where
+/// the tensors are not f32 on the CPU: the caller then uses the general path.
+pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Option<Tensor>> {
+    let on_cpu = |x: &Tensor| x.device().is_cpu() && x.dtype() == DType::F32;
+    if !(on_cpu(q) && on_cpu(k) && on_cpu(v)) {
+        return Ok(None);
+    }
+    let op = Attention { heads };
+    q.contiguous()?.apply_op3_no_bwd(&k.contiguous()?, &v.contiguous()?, &op).map(Some)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    /// The reference: the same attention as plain candle tensor ops.
+    fn by_tensor_ops(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Tensor> {
+        let (b, t, d) = q.dims3()?;
+        let qh = q.reshape((b, t, heads, d / heads))?.transpose(1, 2)?.contiguous()?;
+        let w = candle_nn::ops::softmax_last_dim(&qh.matmul(&k.t()?)?)?;
+        w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))
+    }
+
+    #[test]
+    fn matches_tensor_ops_for_encoder_and_decoder_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        for (b, t, s, heads, dh) in [(1, 1500, 1500, 6, 64), (2, 37, 300, 4, 16), (1, 1, 1500, 8, 64), (3, 5, 7, 2, 3)] {
+            let q = (Tensor::randn(0f32, 1.0, (b, t, heads * dh), &dev)? * 0.3)?;
+            let k = Tensor::randn(0f32, 1.0, (b, heads, s, dh), &dev)?;
+            let v = Tensor::randn(0f32, 1.0, (b, heads, s, dh), &dev)?;
+            let ours = attention(&q, &k, &v, heads)?.expect("cpu f32 takes the fused path");
+            let want = by_tensor_ops(&q, &k, &v, heads)?;
+            assert_eq!(ours.dims(), want.dims());
+            let diff = (ours - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+            assert!(diff < 1e-5, "b {b} t {t} s {s} heads {heads}: differs by {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_mismatched_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        let q = Tensor::zeros((1, 4, 12), DType::F32, &dev)?;
+        let k = Tensor::zeros((1, 3, 5, 4), DType::F32, &dev)?;
+        assert!(attention(&q, &k, &k, 2).is_err());
+        Ok(())
+    }
+}
