@@ -9,7 +9,7 @@ use candle_core::{CpuStorage, CustomOp1, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 
 /// Elements per parallel task for element-wise work: big enough to amortise the hand-off.
-const CHUNK: usize = 1 << 14;
+pub(super) const CHUNK: usize = 1 << 14;
 
 /// e^x to within about 2 ulp (range reduction by ln 2 and a degree-6 polynomial, the Cephes
 /// expf scheme); 0 below the smallest normal result.
@@ -56,9 +56,9 @@ pub fn gelu_erf(x: f32) -> f32 {
 }
 
 #[inline(always)]
-fn gelu_slice_any(src: &[f32], dst: &mut [f32]) {
-    for (d, &s) in dst.iter_mut().zip(src) {
-        *d = gelu_erf(s);
+fn gelu_in_place_any(xs: &mut [f32]) {
+    for x in xs {
+        *x = gelu_erf(*x);
     }
 }
 
@@ -92,8 +92,8 @@ fn softmax_in_place_any(row: &mut [f32]) {
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_slice_avx2(src: &[f32], dst: &mut [f32]) {
-    gelu_slice_any(src, dst)
+unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
+    gelu_in_place_any(xs)
 }
 
 #[cfg(target_arch = "x86_64")]
@@ -103,18 +103,18 @@ unsafe fn softmax_in_place_avx2(row: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-fn has_avx2_fma() -> bool {
+pub(super) fn has_avx2_fma() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// GELU of each element of `src` into `dst` (same length).
-pub fn gelu_slice(src: &[f32], dst: &mut [f32]) {
+/// GELU of each element, in place.
+pub fn gelu_in_place(xs: &mut [f32]) {
     #[cfg(target_arch = "x86_64")]
     if has_avx2_fma() {
         // SAFETY: the CPU was just checked for both features.
-        return unsafe { gelu_slice_avx2(src, dst) };
+        return unsafe { gelu_in_place_avx2(xs) };
     }
-    gelu_slice_any(src, dst)
+    gelu_in_place_any(xs)
 }
 
 /// Softmax of one row, in place.
@@ -144,8 +144,8 @@ impl CustomOp1 for Gelu {
     }
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> Result<(CpuStorage, Shape)> {
         let src = contiguous_f32(storage, layout)?;
-        let mut dst = vec![0.0f32; src.len()];
-        dst.par_chunks_mut(CHUNK).zip(src.par_chunks(CHUNK)).for_each(|(d, s)| gelu_slice(s, d));
+        let mut dst = src.to_vec();
+        dst.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         Ok((CpuStorage::F32(dst), layout.shape().clone()))
     }
 }

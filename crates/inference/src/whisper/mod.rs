@@ -3,6 +3,7 @@
 
 pub mod alignment;
 pub mod cpu_attention;
+pub mod cpu_linear;
 pub mod cpu_ops;
 pub mod ct2;
 pub mod beam;

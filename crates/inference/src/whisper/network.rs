@@ -4,15 +4,16 @@
 //! names (`model.encoder.layers.0.self_attn.q_proj.weight`, ...), read through a VarBuilder.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, Linear, VarBuilder};
+use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
+use super::cpu_linear::{project, Dense};
 use super::{cpu_attention, cpu_ops};
 
-fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Linear> {
+fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Dense> {
     let w = vb.get((out_dim, in_dim), "weight")?;
     let b = if bias { Some(vb.get(out_dim, "bias")?) } else { None };
-    Ok(Linear::new(w, b))
+    Dense::new(w, b)
 }
 
 fn layer_norm(vb: &VarBuilder, dim: usize) -> Result<LayerNorm> {
@@ -20,10 +21,10 @@ fn layer_norm(vb: &VarBuilder, dim: usize) -> Result<LayerNorm> {
 }
 
 struct Attention {
-    q: Linear,
-    k: Linear,
-    v: Linear,
-    out: Linear,
+    q: Dense,
+    k: Dense,
+    v: Dense,
+    out: Dense,
     n_head: usize,
 }
 
@@ -34,7 +35,7 @@ impl Attention {
         // (the decoder's cached keys included).
         let scale = ((d / n_head) as f64).powf(-0.5);
         let q = linear(&vb.pp("q_proj"), d, d, true)?;
-        let q = Linear::new((q.weight() * scale)?, q.bias().map(|b| b * scale).transpose()?);
+        let q = Dense::new((q.weight() * scale)?, q.bias().map(|b| b * scale).transpose()?)?;
         Ok(Self {
             q,
             k: linear(&vb.pp("k_proj"), d, d, false)?,
@@ -81,8 +82,8 @@ impl Attention {
 
 struct Mlp {
     ln: LayerNorm,
-    fc1: Linear,
-    fc2: Linear,
+    fc1: Dense,
+    fc2: Dense,
 }
 
 impl Mlp {
@@ -94,7 +95,7 @@ impl Mlp {
         })
     }
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        x + self.fc2.forward(&cpu_ops::gelu(&self.fc1.forward(&self.ln.forward(x)?)?)?)?
+        x + self.fc2.forward(&self.fc1.forward_gelu(&self.ln.forward(x)?)?)?
     }
 }
 
@@ -268,12 +269,12 @@ impl Decoder {
 
     /// Logits of each hidden state of (1, n, d) over the vocabulary: (n, vocab).
     pub fn all_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        hidden.squeeze(0)?.matmul(&self.embed.t()?)
+        project(&hidden.squeeze(0)?, &self.embed)
     }
 
     /// Logits of one hidden state (d) over the vocabulary (tied output projection).
     pub fn logits(&self, hidden: &Tensor) -> Result<Vec<f32>> {
-        hidden.reshape((1, ()))?.matmul(&self.embed.t()?)?.flatten_all()?.to_vec1::<f32>()
+        project(&hidden.reshape((1, ()))?, &self.embed)?.flatten_all()?.to_vec1::<f32>()
     }
 }
 

@@ -1,0 +1,189 @@
+//! Dense layers `x W^T + b`, optionally followed by exact GELU, for f32 on the CPU.
+//! Many rows (the encoder's 1500 frames): one gemm whose output starts as the bias, so the
+//! bias costs no extra pass or buffer, and GELU runs in place. One row (a decoding step): the
+//! output is split over rayon's threads as dot products, since gemm runs a single row on one
+//! thread, and the vocabulary projection alone reads 80 MB (tiny) per token.
+//! Other devices and dtypes use candle_nn's Linear unchanged.
+
+use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
+use rayon::prelude::*;
+
+use super::cpu_ops::{contiguous_f32, gelu_in_place, CHUNK};
+
+/// A dense layer (weight (out, in), optional bias (out)), with the same weights as the
+/// candle_nn Linear it wraps for devices other than the CPU.
+pub struct Dense {
+    inner: candle_nn::Linear,
+    /// The bias, or zeros, as the fused CPU op takes one.
+    bias: Tensor,
+}
+
+impl Dense {
+    pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
+        let zeros = || Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device());
+        let full_bias = bias.clone().map_or_else(zeros, Ok)?;
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias), bias: full_bias })
+    }
+
+    pub fn weight(&self) -> &Tensor {
+        self.inner.weight()
+    }
+
+    pub fn bias(&self) -> Option<&Tensor> {
+        self.inner.bias()
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        match fused(x, self.weight(), &self.bias, false)? {
+            Some(y) => Ok(y),
+            None => self.inner.forward(x),
+        }
+    }
+
+    /// GELU(x W^T + b).
+    pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
+        match fused(x, self.weight(), &self.bias, true)? {
+            Some(y) => Ok(y),
+            None => self.inner.forward(x)?.gelu_erf(),
+        }
+    }
+}
+
+/// `x (.., in)` times `weight (out, in)` transposed: (.., out), no bias. The decoder's tied
+/// vocabulary projection.
+pub fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
+    let zeros = Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?;
+    match fused(x, weight, &zeros, false)? {
+        Some(y) => Ok(y),
+        None => x.broadcast_matmul(&weight.t()?),
+    }
+}
+
+fn fused(x: &Tensor, w: &Tensor, b: &Tensor, gelu: bool) -> Result<Option<Tensor>> {
+    let on_cpu = |t: &Tensor| t.device().is_cpu() && t.dtype() == DType::F32;
+    if !(on_cpu(x) && on_cpu(w) && on_cpu(b)) {
+        return Ok(None);
+    }
+    x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear { gelu }).map(Some)
+}
+
+struct Linear {
+    gelu: bool,
+}
+
+impl CustomOp3 for Linear {
+    fn name(&self) -> &'static str {
+        "smai-linear"
+    }
+
+    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+        let (x, w, b) = (contiguous_f32(xs, xl)?, contiguous_f32(ws, wl)?, contiguous_f32(bs, bl)?);
+        let (out_dim, in_dim) = wl.shape().dims2()?;
+        let dims = xl.shape().dims();
+        if dims.last() != Some(&in_dim) || b.len() != out_dim {
+            candle_core::bail!("linear: x {:?}, weight {:?}, bias {:?}", xl.shape(), wl.shape(), bl.shape());
+        }
+        let rows = x.len() / in_dim.max(1);
+        let mut y: Vec<f32> = Vec::with_capacity(rows * out_dim);
+        for _ in 0..rows {
+            y.extend_from_slice(b);
+        }
+        if rows == 1 {
+            let per_task = (CHUNK * 4 / in_dim.max(1)).max(16);
+            y.par_chunks_mut(per_task).enumerate().for_each(|(i, out)| {
+                let first = i * per_task;
+                add_dot_products(out, &w[first * in_dim..(first + out.len()) * in_dim], x);
+            });
+        } else {
+            let threads = rayon::current_num_threads();
+            let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+            // SAFETY: y is rows x out_dim, x is rows x in_dim, w is out_dim x in_dim (read as
+            // its transpose through the strides); y is a separate allocation.
+            unsafe {
+                gemm::gemm(
+                    rows, out_dim, in_dim,
+                    y.as_mut_ptr(), 1, out_dim as isize, true,
+                    x.as_ptr(), 1, in_dim as isize,
+                    w.as_ptr(), in_dim as isize, 1,
+                    1.0, 1.0, false, false, false,
+                    parallelism,
+                );
+            }
+        }
+        if self.gelu {
+            y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
+        }
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("checked above") = out_dim;
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
+    }
+}
+
+/// `out[j] += w_j . x` for each row w_j of `w` (out.len() rows of x.len()).
+fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) {
+    #[cfg(target_arch = "x86_64")]
+    if super::cpu_ops::has_avx2_fma() {
+        // SAFETY: the CPU was just checked for both features.
+        return unsafe { add_dot_products_avx2(out, w, x) };
+    }
+    add_dot_products_any(out, w, x)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn add_dot_products_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
+    add_dot_products_any(out, w, x)
+}
+
+#[inline(always)]
+fn add_dot_products_any(out: &mut [f32], w: &[f32], x: &[f32]) {
+    for (o, row) in out.iter_mut().zip(w.chunks_exact(x.len())) {
+        // Sixteen running sums (two AVX registers) so the loop vectorises and the adds overlap.
+        let mut acc = [0.0f32; 16];
+        let (rows, xs) = (row.chunks_exact(16), x.chunks_exact(16));
+        let tail: f32 = rows.remainder().iter().zip(xs.remainder()).map(|(a, b)| a * b).sum();
+        for (r, v) in rows.zip(xs) {
+            for ((acc, &a), &b) in acc.iter_mut().zip(r).zip(v) {
+                *acc = a.mul_add(b, *acc);
+            }
+        }
+        *o += acc.iter().sum::<f32>() + tail;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::Device;
+
+    fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
+        (a - b)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()
+    }
+
+    #[test]
+    fn matches_candle_linear_for_many_rows_and_one() -> Result<()> {
+        let dev = Device::Cpu;
+        for (rows, in_dim, out_dim) in [(1500, 384, 1536), (1, 384, 51_865), (1, 37, 5), (7, 37, 5)] {
+            let w = Tensor::randn(0f32, 0.1, (out_dim, in_dim), &dev)?;
+            let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
+            let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev)?;
+            let dense = Dense::new(w.clone(), Some(b.clone()))?;
+            let want = candle_nn::Linear::new(w.clone(), Some(b)).forward(&x)?;
+            let diff = max_diff(&dense.forward(&x)?, &want)?;
+            assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim}: differs by {diff}");
+            let diff = max_diff(&dense.forward_gelu(&x)?, &want.gelu_erf()?)?;
+            assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim} with GELU: differs by {diff}");
+            let diff = max_diff(&project(&x, &w)?, &x.broadcast_matmul(&w.t()?)?)?;
+            assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim} without bias: differs by {diff}");
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn refuses_mismatched_shapes() -> Result<()> {
+        let dev = Device::Cpu;
+        let dense = Dense::new(Tensor::zeros((4, 3), DType::F32, &dev)?, None)?;
+        assert!(dense.forward(&Tensor::zeros((2, 5), DType::F32, &dev)?).is_err());
+        Ok(())
+    }
+}
