@@ -204,6 +204,7 @@ mod tests {
             let got = exp(x) as f64;
             worst = worst.max(((got - want) / want).abs());
         }
+        eprintln!("exp: worst relative error {worst:e}");
         assert!(worst < 2.5e-7, "worst relative error {worst:e}");
         assert_eq!(exp(-200.0), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
@@ -221,6 +222,7 @@ mod tests {
             // Absolute error against the input's scale: what the next matrix product sees.
             worst = worst.max((got - want).abs() / xd.abs().max(1.0));
         }
+        eprintln!("gelu: worst error scaled by max(|x|, 1) {worst:e}");
         assert!(worst < 3e-7, "worst scaled error {worst:e}");
         assert_eq!(gelu_erf(0.0), 0.0);
         assert_eq!(gelu_erf(-30.0), 0.0);
