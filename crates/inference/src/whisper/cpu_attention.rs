@@ -102,6 +102,7 @@ pub fn attention(q: &Tensor, k: &Tensor, v: &Tensor, heads: usize) -> Result<Opt
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::whisper::cpu_ops::test_tensor;
     use candle_core::Device;
 
     /// The reference: the same attention as plain candle tensor ops.
@@ -114,11 +115,10 @@ mod tests {
 
     #[test]
     fn matches_tensor_ops_for_encoder_and_decoder_shapes() -> Result<()> {
-        let dev = Device::Cpu;
         for (b, t, s, heads, dh) in [(1, 1500, 1500, 6, 64), (2, 37, 300, 4, 16), (1, 1, 1500, 8, 64), (3, 5, 7, 2, 3)] {
-            let q = (Tensor::randn(0f32, 1.0, (b, t, heads * dh), &dev)? * 0.3)?;
-            let k = Tensor::randn(0f32, 1.0, (b, heads, s, dh), &dev)?;
-            let v = Tensor::randn(0f32, 1.0, (b, heads, s, dh), &dev)?;
+            let q = test_tensor((b, t, heads * dh), 0.5, 1)?;
+            let k = test_tensor((b, heads, s, dh), 1.7, 2)?;
+            let v = test_tensor((b, heads, s, dh), 1.7, 3)?;
             let ours = attention(&q, &k, &v, heads)?.expect("cpu f32 takes the fused path");
             let want = by_tensor_ops(&q, &k, &v, heads)?;
             assert_eq!(ours.dims(), want.dims());

@@ -2,7 +2,7 @@
 //! Many rows (the encoder's 1500 frames): one gemm whose output starts as the bias, so the
 //! bias costs no extra pass or buffer, and GELU runs in place. One row (a decoding step): the
 //! output is split over rayon's threads as dot products, since gemm runs a single row on one
-//! thread, and the vocabulary projection alone reads 80 MB (tiny) per token.
+//! thread, and the (tied) vocabulary projection alone reads 80 MB (tiny) per token.
 //! Other devices and dtypes use candle_nn's Linear unchanged.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
@@ -46,16 +46,6 @@ impl Dense {
             Some(y) => Ok(y),
             None => self.inner.forward(x)?.gelu_erf(),
         }
-    }
-}
-
-/// `x (.., in)` times `weight (out, in)` transposed: (.., out), no bias. The decoder's tied
-/// vocabulary projection.
-pub fn project(x: &Tensor, weight: &Tensor) -> Result<Tensor> {
-    let zeros = Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device())?;
-    match fused(x, weight, &zeros, false)? {
-        Some(y) => Ok(y),
-        None => x.broadcast_matmul(&weight.t()?),
     }
 }
 
@@ -154,6 +144,7 @@ fn add_dot_products_any(out: &mut [f32], w: &[f32], x: &[f32]) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::whisper::cpu_ops::test_tensor;
     use candle_core::Device;
 
     fn max_diff(a: &Tensor, b: &Tensor) -> Result<f32> {
@@ -162,18 +153,17 @@ mod tests {
 
     #[test]
     fn matches_candle_linear_for_many_rows_and_one() -> Result<()> {
-        let dev = Device::Cpu;
         for (rows, in_dim, out_dim) in [(1500, 384, 1536), (1, 384, 51_865), (1, 37, 5), (7, 37, 5)] {
-            let w = Tensor::randn(0f32, 0.1, (out_dim, in_dim), &dev)?;
-            let b = Tensor::randn(0f32, 1.0, out_dim, &dev)?;
-            let x = Tensor::randn(0f32, 1.0, (1, rows, in_dim), &dev)?;
+            let w = test_tensor((out_dim, in_dim), 0.17, 1)?;
+            let b = test_tensor(out_dim, 1.7, 2)?;
+            let x = test_tensor((1, rows, in_dim), 1.7, 3)?;
             let dense = Dense::new(w.clone(), Some(b.clone()))?;
             let want = candle_nn::Linear::new(w.clone(), Some(b)).forward(&x)?;
             let diff = max_diff(&dense.forward(&x)?, &want)?;
             assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim}: differs by {diff}");
             let diff = max_diff(&dense.forward_gelu(&x)?, &want.gelu_erf()?)?;
             assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim} with GELU: differs by {diff}");
-            let diff = max_diff(&project(&x, &w)?, &x.broadcast_matmul(&w.t()?)?)?;
+            let diff = max_diff(&Dense::new(w.clone(), None)?.forward(&x)?, &x.broadcast_matmul(&w.t()?)?)?;
             assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim} without bias: differs by {diff}");
         }
         Ok(())

@@ -7,7 +7,7 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
-use super::cpu_linear::{project, Dense};
+use super::cpu_linear::Dense;
 use super::{cpu_attention, cpu_ops};
 
 fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Dense> {
@@ -165,6 +165,8 @@ struct DecoderBlock {
 
 pub struct Decoder {
     embed: Tensor,
+    /// The output projection, tied to the token embedding (no bias).
+    vocab: Dense,
     positions: Tensor,
     blocks: Vec<DecoderBlock>,
     ln: LayerNorm,
@@ -195,8 +197,10 @@ impl Decoder {
                 })
             })
             .collect::<Result<_>>()?;
+        let embed = vb.get((cfg.vocab_size, d), "embed_tokens.weight")?;
         Ok(Self {
-            embed: vb.get((cfg.vocab_size, d), "embed_tokens.weight")?,
+            vocab: Dense::new(embed.clone(), None)?,
+            embed,
             positions: vb.get((cfg.max_target_positions, d), "embed_positions.weight")?,
             blocks,
             ln: layer_norm(&vb.pp("layer_norm"), d)?,
@@ -269,12 +273,12 @@ impl Decoder {
 
     /// Logits of each hidden state of (1, n, d) over the vocabulary: (n, vocab).
     pub fn all_logits(&self, hidden: &Tensor) -> Result<Tensor> {
-        project(&hidden.squeeze(0)?, &self.embed)
+        self.vocab.forward(&hidden.squeeze(0)?)
     }
 
     /// Logits of one hidden state (d) over the vocabulary (tied output projection).
     pub fn logits(&self, hidden: &Tensor) -> Result<Vec<f32>> {
-        project(&hidden.reshape((1, ()))?, &self.embed)?.flatten_all()?.to_vec1::<f32>()
+        self.vocab.forward(&hidden.reshape((1, ()))?)?.flatten_all()?.to_vec1::<f32>()
     }
 }
 
