@@ -41,18 +41,8 @@ impl Transcriber for ByteCountTranscriber {
     }
     fn transcribe(&self, audio: Vec<u8>, _options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         let (tx, rx) = mpsc::channel(4);
-        let segment = Segment {
-            id: 0,
-            start: 0.0,
-            end: 1.0,
-            text: format!(" received {} bytes", audio.len()),
-            tokens: vec![],
-            temperature: 0.0,
-            avg_logprob: 0.0,
-            compression_ratio: 1.0,
-            no_speech_prob: 0.0,
-            words: vec![],
-        };
+        let segment =
+            Segment { end: 1.0, text: format!(" received {} bytes", audio.len()), compression_ratio: 1.0, ..Default::default() };
         tx.try_send(Ok(TranscriptEvent::Started { language: "en".into(), duration: 1.25 })).expect("room");
         tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
         Ok(rx)
@@ -147,8 +137,8 @@ impl Transcriber for EchoTranscriber {
             } else {
                 vec![]
             };
-            let segment = Segment { id, start, end: start + 1.0, text, tokens: vec![], temperature: 0.0, avg_logprob: -0.1,
-                compression_ratio: 1.0, no_speech_prob: 0.0, words };
+            let segment =
+                Segment { id, start, end: start + 1.0, text, avg_logprob: -0.1, compression_ratio: 1.0, words, ..Default::default() };
             tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
         }
         Ok(rx)

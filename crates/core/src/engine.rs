@@ -35,7 +35,7 @@ pub struct Word {
     pub probability: f32,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Segment {
     pub id: usize,
     pub start: f64,

@@ -178,18 +178,7 @@ mod tests {
     use super::*;
 
     fn seg(start: f64, end: f64, text: &str) -> Segment {
-        Segment {
-            id: 0,
-            start,
-            end,
-            text: text.into(),
-            tokens: vec![],
-            temperature: 0.0,
-            avg_logprob: 0.0,
-            compression_ratio: 1.0,
-            no_speech_prob: 0.0,
-            words: vec![],
-        }
+        Segment { start, end, text: text.into(), compression_ratio: 1.0, ..Default::default() }
     }
 
     #[test]

@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_ops::{contiguous_f32, gelu_in_place, CHUNK};
+use super::cpu_ops::{contiguous_f32, dispatch_avx2_fma, gelu_in_place, CHUNK};
 
 /// A dense layer (weight (out, in), optional bias (out)), with the same weights as the
 /// candle_nn Linear it wraps for devices other than the CPU.
@@ -109,20 +109,9 @@ impl CustomOp3 for Linear {
     }
 }
 
-/// `out[j] += w_j . x` for each row w_j of `w` (out.len() rows of x.len()).
-fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if super::cpu_ops::has_avx2_fma() {
-        // SAFETY: the CPU was just checked for both features.
-        return unsafe { add_dot_products_avx2(out, w, x) };
-    }
-    add_dot_products_any(out, w, x)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn add_dot_products_avx2(out: &mut [f32], w: &[f32], x: &[f32]) {
-    add_dot_products_any(out, w, x)
+dispatch_avx2_fma! {
+    /// `out[j] += w_j . x` for each row w_j of `w` (out.len() rows of x.len()).
+    fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) => add_dot_products_any
 }
 
 #[inline(always)]

@@ -91,40 +91,42 @@ fn softmax_in_place_any(row: &mut [f32]) {
 }
 
 #[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn gelu_in_place_avx2(xs: &mut [f32]) {
-    gelu_in_place_any(xs)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn softmax_in_place_avx2(row: &mut [f32]) {
-    softmax_in_place_any(row)
-}
-
-#[cfg(target_arch = "x86_64")]
 pub(super) fn has_avx2_fma() -> bool {
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
-/// GELU of each element, in place.
-pub fn gelu_in_place(xs: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU was just checked for both features.
-        return unsafe { gelu_in_place_avx2(xs) };
-    }
-    gelu_in_place_any(xs)
+/// Defines `fn $name(args)` that runs the `#[inline(always)]` kernel `$kernel` compiled for
+/// AVX2 + FMA when the CPU has them, and as plain code otherwise. Both give the same results:
+/// the kernels write every fused multiply-add as `mul_add`.
+macro_rules! dispatch_avx2_fma {
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $kernel:ident) => {
+        $(#[$doc])*
+        $vis fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn vectorised($($arg: $ty),*) {
+                    $kernel($($arg),*)
+                }
+                if $crate::whisper::cpu_ops::has_avx2_fma() {
+                    // SAFETY: the CPU was just checked for both features.
+                    return unsafe { vectorised($($arg),*) };
+                }
+            }
+            $kernel($($arg),*)
+        }
+    };
+}
+pub(super) use dispatch_avx2_fma;
+
+dispatch_avx2_fma! {
+    /// GELU of each element, in place.
+    pub fn gelu_in_place(xs: &mut [f32]) => gelu_in_place_any
 }
 
-/// Softmax of one row, in place.
-pub fn softmax_in_place(row: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if has_avx2_fma() {
-        // SAFETY: the CPU was just checked for both features.
-        return unsafe { softmax_in_place_avx2(row) };
-    }
-    softmax_in_place_any(row)
+dispatch_avx2_fma! {
+    /// Softmax of one row, in place.
+    pub fn softmax_in_place(row: &mut [f32]) => softmax_in_place_any
 }
 
 struct Gelu;

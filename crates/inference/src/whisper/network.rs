@@ -53,20 +53,25 @@ impl Attention {
 
     /// Attention of `x` over keys/values `k`, `v` (already split into heads).
     fn attend(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<Tensor> {
+        // The 1/sqrt(d_head) scale is folded into the query projection at load time.
+        let q = self.q.forward(x)?;
         if mask.is_none() {
-            if let Some(y) = cpu_attention::attention(&self.q.forward(x)?, k, v, self.n_head)? {
+            if let Some(y) = cpu_attention::attention(&q, k, v, self.n_head)? {
                 return self.out.forward(&y);
             }
         }
-        Ok(self.attend_scored(x, k, v, mask)?.0)
+        Ok(self.attend_projected(&q, k, v, mask)?.0)
     }
 
     /// As `attend`, also returning the scaled scores before the softmax, (b, heads, t, keys).
     fn attend_scored(&self, x: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
-        let (b, t, d) = x.dims3()?;
-        // The 1/sqrt(d_head) scale is folded into the query projection at load time.
-        let q = self.heads(&self.q.forward(x)?)?;
-        let mut scores = q.matmul(&k.t()?)?;
+        self.attend_projected(&self.q.forward(x)?, k, v, mask)
+    }
+
+    /// Attention for queries already projected, `q` (b, t, d), as tensor ops on any device.
+    fn attend_projected(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
+        let (b, t, d) = q.dims3()?;
+        let mut scores = self.heads(q)?.matmul(&k.t()?)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }

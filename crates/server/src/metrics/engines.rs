@@ -3,9 +3,9 @@
 //! small forwarding task; a caller that goes away is passed on to the engine at once, because
 //! the task then drops the engine's stream.
 
-use super::{Metrics, ModelLabels, ServiceLabels, VoiceLabels};
+use super::{InFlight, Metrics, ModelLabels, ServiceLabels, VoiceLabels};
 use smai_core::{
-    AudioStream, Error, ModelInfo, SpeechOptions, Synthesizer, TranscribeOptions, TranscriptEvent, TranscriptStream,
+    AudioChunk, AudioStream, Error, ModelInfo, SpeechOptions, Synthesizer, TranscribeOptions, TranscriptEvent, TranscriptStream,
     Transcriber, VoiceInfo,
 };
 use std::sync::Arc;
@@ -36,37 +36,22 @@ impl Transcriber for MeteredTranscriber {
             None => models.first(),
         }
         .map_or_else(|| "unknown".to_owned(), |m| m.id.clone());
-        let mut inner = self.inner.transcribe(audio, options)?;
-        let in_flight = self.metrics.in_flight("asr");
+        let inner = self.inner.transcribe(audio, options)?;
         let metrics = self.metrics.clone();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            // Declared in this order so the gauge drops before the caller sees the end.
-            let tx = tx;
-            let _in_flight = in_flight;
-            let mut duration = None;
-            loop {
-                let event = tokio::select! {
-                    event = inner.recv() => event,
-                    _ = tx.closed() => return,
-                };
-                let Some(event) = event else { break };
-                let failed = event.is_err();
-                if let Ok(TranscriptEvent::Started { duration: seconds, .. }) = &event {
-                    // The worker sends this once it has the job, so queue time stays out.
-                    duration = Some((*seconds, Instant::now()));
-                }
-                if tx.send(event).await.is_err() || failed {
-                    return;
-                }
+        let observe = |started: &mut Option<(f64, Instant)>, event: &TranscriptEvent| {
+            if let TranscriptEvent::Started { duration, .. } = event {
+                // The worker sends this once it has the job, so queue time stays out.
+                *started = Some((*duration, Instant::now()));
             }
-            if let Some((seconds, working)) = duration.filter(|(s, _)| *s > 0.0) {
+        };
+        let finish = move |started: Option<(f64, Instant)>| {
+            if let Some((seconds, working)) = started.filter(|(s, _)| *s > 0.0) {
                 metrics.asr_audio_seconds.get_or_create(&ModelLabels { model }).inc_by(seconds);
                 let ratio = working.elapsed().as_secs_f64() / seconds;
                 metrics.real_time_factor.get_or_create(&ServiceLabels { service: "asr".into() }).observe(ratio);
             }
-        });
-        Ok(rx)
+        };
+        Ok(relay(inner, self.metrics.in_flight("asr"), None, observe, finish))
     }
 }
 
@@ -90,42 +75,60 @@ impl Synthesizer for MeteredSynthesizer {
         // The engine refuses unknown voices, so an accepted job's voice is a loaded one.
         let voice = VoiceLabels { voice: options.voice.clone() };
         let started = Instant::now();
-        let mut inner = self.inner.synthesize(text, options)?;
-        let in_flight = self.metrics.in_flight("tts");
-        let metrics = self.metrics.clone();
-        let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(async move {
-            // Declared in this order so the gauge drops before the caller sees the end.
-            let tx = tx;
-            let _in_flight = in_flight;
-            let mut seconds = 0.0;
-            let mut first = true;
-            loop {
-                let chunk = tokio::select! {
-                    chunk = inner.recv() => chunk,
-                    _ = tx.closed() => return,
-                };
-                let Some(chunk) = chunk else { break };
-                let failed = chunk.is_err();
-                if let Ok(audio) = &chunk {
-                    if first && !audio.samples.is_empty() {
-                        first = false;
-                        metrics.tts_time_to_first_audio.get_or_create(&voice).observe(started.elapsed().as_secs_f64());
-                    }
-                    if audio.sample_rate > 0 {
-                        seconds += audio.samples.len() as f64 / f64::from(audio.sample_rate);
-                    }
-                }
-                if tx.send(chunk).await.is_err() || failed {
-                    return;
-                }
+        let inner = self.inner.synthesize(text, options)?;
+        let (metrics, first_audio) = (self.metrics.clone(), self.metrics.clone());
+        let first_voice = voice.clone();
+        // State: seconds of audio so far, and whether the first audio has been seen.
+        let observe = move |(seconds, heard): &mut (f64, bool), audio: &AudioChunk| {
+            if !*heard && !audio.samples.is_empty() {
+                *heard = true;
+                first_audio.tts_time_to_first_audio.get_or_create(&first_voice).observe(started.elapsed().as_secs_f64());
             }
+            if audio.sample_rate > 0 {
+                *seconds += audio.samples.len() as f64 / f64::from(audio.sample_rate);
+            }
+        };
+        let finish = move |(seconds, _): (f64, bool)| {
             if seconds > 0.0 {
                 metrics.tts_audio_seconds.get_or_create(&voice).inc_by(seconds);
                 let ratio = started.elapsed().as_secs_f64() / seconds;
                 metrics.real_time_factor.get_or_create(&ServiceLabels { service: "tts".into() }).observe(ratio);
             }
-        });
-        Ok(rx)
+        };
+        Ok(relay(inner, self.metrics.in_flight("tts"), (0.0, false), observe, finish))
     }
+}
+
+/// Forwards an engine's stream to a new one, showing each good item to `observe` (with the
+/// job's `state`). `finish` gets the state once the engine's stream ends normally: not after
+/// an error, nor when the caller has gone (then the engine's stream is dropped at once).
+fn relay<T: Send + 'static, S: Send + 'static>(
+    mut inner: mpsc::Receiver<Result<T, Error>>,
+    in_flight: InFlight,
+    mut state: S,
+    mut observe: impl FnMut(&mut S, &T) + Send + 'static,
+    finish: impl FnOnce(S) + Send + 'static,
+) -> mpsc::Receiver<Result<T, Error>> {
+    let (tx, rx) = mpsc::channel(4);
+    tokio::spawn(async move {
+        // Declared in this order so the gauge drops before the caller sees the end.
+        let tx = tx;
+        let _in_flight = in_flight;
+        loop {
+            let item = tokio::select! {
+                item = inner.recv() => item,
+                _ = tx.closed() => return,
+            };
+            let Some(item) = item else { break };
+            let failed = item.is_err();
+            if let Ok(value) = &item {
+                observe(&mut state, value);
+            }
+            if tx.send(item).await.is_err() || failed {
+                return;
+            }
+        }
+        finish(state);
+    });
+    rx
 }

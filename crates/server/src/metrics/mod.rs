@@ -12,7 +12,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{exponential_buckets, Histogram};
-use prometheus_client::registry::Registry;
+use prometheus_client::registry::{Metric, Registry};
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
@@ -70,6 +70,12 @@ pub struct Metrics {
     pub engine_jobs: Family<ServiceLabels, Gauge>,
 }
 
+/// Registers `metric` and gives it back: the registry and the struct share it.
+fn registered<M: Metric + Clone>(registry: &mut Registry, name: &str, help: &str, metric: M) -> M {
+    registry.register(name, help, metric.clone());
+    metric
+}
+
 /// 1 ms to about 65 s: covers a 401 and a long transcription alike.
 fn latency_buckets() -> Histogram {
     Histogram::new(exponential_buckets(0.001, 2.0, 17))
@@ -88,54 +94,50 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let mut registry = Registry::with_prefix("smai");
-        let requests = Family::default();
-        registry.register("http_requests", "HTTP responses by route template, method and status", requests.clone());
-        let request_duration = Family::new_with_constructor(latency_buckets as fn() -> Histogram);
-        registry.register(
+        let mut r = Registry::with_prefix("smai");
+        let requests = registered(&mut r, "http_requests", "HTTP responses by route template, method and status", Family::default());
+        let request_duration = registered(
+            &mut r,
             "http_request_duration_seconds",
             "Time from the request to the end of the response body, by route template",
-            request_duration.clone(),
+            Family::new_with_constructor(latency_buckets as fn() -> Histogram),
         );
-        let auth_rejections = Family::default();
-        registry.register(
+        let auth_rejections = registered(
+            &mut r,
             "auth_rejections",
             "Requests refused by authentication (401) or authorisation (403), by error code",
-            auth_rejections.clone(),
+            Family::default(),
         );
-        let rate_limit_rejections = Family::default();
-        registry.register(
+        let rate_limit_rejections = registered(
+            &mut r,
             "rate_limit_rejections",
             "Requests refused with 429, by the limit that refused them (rpm, tpm, tpd, concurrency)",
-            rate_limit_rejections.clone(),
+            Family::default(),
         );
-        let asr_audio_seconds = Family::default();
-        registry.register(
-            "asr_audio_seconds",
-            "Seconds of audio transcribed to completion, by model",
-            asr_audio_seconds.clone(),
-        );
-        let tts_audio_seconds = Family::default();
-        registry.register("tts_audio_seconds", "Seconds of audio synthesised to completion, by voice", tts_audio_seconds.clone());
-        let real_time_factor = Family::new_with_constructor(ratio_buckets as fn() -> Histogram);
-        registry.register(
+        let asr_audio_seconds =
+            registered(&mut r, "asr_audio_seconds", "Seconds of audio transcribed to completion, by model", Family::default());
+        let tts_audio_seconds =
+            registered(&mut r, "tts_audio_seconds", "Seconds of audio synthesised to completion, by voice", Family::default());
+        let real_time_factor = registered(
+            &mut r,
             "real_time_factor",
             "Time over audio time per completed job (below 1 is faster than real time), by service: ASR from the \
              worker taking the job, TTS from submission (queue wait included)",
-            real_time_factor.clone(),
+            Family::new_with_constructor(ratio_buckets as fn() -> Histogram),
         );
-        let tts_time_to_first_audio = Family::new_with_constructor(latency_buckets as fn() -> Histogram);
-        registry.register(
+        let tts_time_to_first_audio = registered(
+            &mut r,
             "tts_time_to_first_audio_seconds",
             "Time from handing text to the synthesiser to its first audio chunk, by voice",
-            tts_time_to_first_audio.clone(),
+            Family::new_with_constructor(latency_buckets as fn() -> Histogram),
         );
-        let engine_jobs = Family::default();
-        registry.register(
+        let engine_jobs = registered(
+            &mut r,
             "engine_jobs_in_flight",
             "Jobs accepted by an engine and not yet finished (queued plus running), by service",
-            engine_jobs.clone(),
+            Family::default(),
         );
+        let registry = r;
         Self {
             registry,
             requests,
