@@ -90,15 +90,93 @@ pub struct SpeechOptions {
     pub speed: f32,
 }
 
+/// What a caller feeds a live recognition session.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveInput {
+    /// Mono samples in [-1, 1] at 16 kHz (callers convert other rates and encodings first).
+    Audio(Vec<f32>),
+    /// End the current utterance now: what is buffered becomes final.
+    Commit,
+}
+
+/// What a live recognition session reports. Times are seconds from the session's first sample.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LiveEvent {
+    /// The current guess for the unsettled audio; replaces the previous partial of its
+    /// utterance. `stable_text` is a prefix of `text` that later results will not change.
+    Partial { utterance: u32, start: f64, end: f64, text: String, stable_text: String },
+    /// A settled piece of the transcript; never revised.
+    Final { utterance: u32, segment: Segment, language: String },
+}
+
+/// A live recognition session. Dropping `input` ends the audio: the rest is made final and
+/// `events` closes. Dropping `events` cancels the session: the engine stops its work.
+pub struct LiveSession {
+    pub input: mpsc::Sender<LiveInput>,
+    pub events: mpsc::Receiver<Result<LiveEvent, Error>>,
+}
+
+/// What a caller feeds a streamed synthesis session (text arriving piece by piece).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TextInput {
+    /// Appended to the pending text; complete sentences are synthesised as they appear.
+    Text(String),
+    /// Synthesise whatever is pending now, complete sentence or not.
+    Flush,
+    /// Barge-in: drop pending text and any audio not yet delivered.
+    Cancel,
+}
+
+/// What a streamed synthesis session reports, in order per segment (one sentence each).
+#[derive(Debug, Clone, PartialEq)]
+pub enum SpeechEvent {
+    SegmentStart { segment: u32, text: String },
+    Audio(AudioChunk),
+    SegmentEnd { segment: u32, audio_seconds: f64 },
+    /// Answers a [`TextInput::Cancel`]: everything before it was dropped.
+    Cancelled,
+}
+
+/// A streamed synthesis session. Dropping `input` means no more text: what is pending is
+/// synthesised and `events` closes. Dropping `events` cancels the session.
+pub struct SpeechSession {
+    pub input: mpsc::Sender<TextInput>,
+    pub events: mpsc::Receiver<Result<SpeechEvent, Error>>,
+}
+
+/// Whether an engine can take work. An engine whose worker is lost for good says which.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EngineHealth {
+    Serving,
+    Unhealthy(String),
+}
+
 /// Speech recognition. `transcribe` takes an encoded audio file (any supported container);
 /// it fails fast with `overloaded` when the model's queue is full.
 pub trait Transcriber: Send + Sync + 'static {
     fn models(&self) -> Vec<ModelInfo>;
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error>;
+    /// Opens a live session on `options.model` (or the default model).
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error>;
+    fn health(&self) -> EngineHealth {
+        EngineHealth::Serving
+    }
 }
 
 /// Speech synthesis, sentence by sentence.
 pub trait Synthesizer: Send + Sync + 'static {
     fn voices(&self) -> Vec<VoiceInfo>;
     fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error>;
+    /// Opens a session that takes text as it arrives (from an LLM, say) and synthesises each
+    /// sentence once it is complete. The default cuts sentences itself and calls
+    /// [`Synthesizer::synthesize`] per sentence; it needs a Tokio runtime.
+    fn open_text_stream(self: std::sync::Arc<Self>, options: SpeechOptions) -> Result<SpeechSession, Error> {
+        if !self.voices().iter().any(|v| v.id == options.voice) {
+            return Err(Error::not_found(format!("unknown voice {:?}", options.voice)));
+        }
+        Ok(crate::text_stream::spawn(move |text| self.synthesize(text, options.clone())))
+    }
+    fn health(&self) -> EngineHealth {
+        EngineHealth::Serving
+    }
 }

@@ -1,5 +1,5 @@
-//! The one error taxonomy of smai. Each protocol maps it once (HTTP status, gRPC code,
-//! WebSocket close code) from `ErrorCode`.
+//! The one error taxonomy of smai. Each protocol maps `ErrorCode` once, in its own adapter
+//! (HTTP status and OpenAI error type in http/, gRPC status in grpc/, close codes in ws/).
 
 use std::time::Duration;
 
@@ -33,50 +33,6 @@ impl ErrorCode {
             Self::ConcurrencyLimitExceeded => "concurrency_limit_exceeded",
             Self::Overloaded => "overloaded",
             Self::Internal => "internal_error",
-        }
-    }
-
-    /// HTTP status code as a number, so this crate needs no HTTP dependency.
-    pub fn http_status(self) -> u16 {
-        match self {
-            Self::InvalidRequest => 400,
-            Self::Unauthorized => 401,
-            Self::Forbidden | Self::VoiceNotAllowed => 403,
-            Self::NotFound => 404,
-            Self::PayloadTooLarge => 413,
-            Self::UnsupportedMediaType => 415,
-            Self::RateLimitExceeded | Self::ConcurrencyLimitExceeded => 429,
-            Self::Overloaded => 503,
-            Self::Internal => 500,
-        }
-    }
-
-    /// The `type` field of the error body: a coarse kind a client can branch on.
-    pub fn kind(self) -> &'static str {
-        match self {
-            Self::InvalidRequest | Self::NotFound | Self::PayloadTooLarge | Self::UnsupportedMediaType => {
-                "invalid_request_error"
-            }
-            Self::Unauthorized => "authentication_error",
-            Self::Forbidden | Self::VoiceNotAllowed => "permission_error",
-            Self::RateLimitExceeded | Self::ConcurrencyLimitExceeded => "rate_limit_error",
-            Self::Overloaded => "overloaded_error",
-            Self::Internal => "server_error",
-        }
-    }
-
-    /// WebSocket close code of the API contract.
-    pub fn ws_close_code(self) -> u16 {
-        match self {
-            Self::InvalidRequest => 4400,
-            Self::Unauthorized => 4401,
-            Self::Forbidden | Self::VoiceNotAllowed => 4403,
-            Self::NotFound => 4404,
-            Self::PayloadTooLarge => 1009,
-            Self::UnsupportedMediaType => 4415,
-            Self::RateLimitExceeded | Self::ConcurrencyLimitExceeded => 4429,
-            Self::Overloaded => 1013,
-            Self::Internal => 1011,
         }
     }
 }
@@ -134,14 +90,13 @@ mod tests {
         let e = Error::internal("sqlite: disk I/O error at /secret/path");
         assert_eq!(e.message, "internal server error");
         assert!(e.detail.unwrap().contains("disk I/O"));
-        assert_eq!(e.code.http_status(), 500);
+        assert_eq!(e.code, ErrorCode::Internal);
     }
 
     #[test]
-    fn codes_map_to_contract_statuses() {
-        assert_eq!(ErrorCode::VoiceNotAllowed.http_status(), 403);
+    fn codes_are_the_contract_strings() {
+        assert_eq!(ErrorCode::VoiceNotAllowed.as_str(), "voice_not_allowed");
         assert_eq!(ErrorCode::ConcurrencyLimitExceeded.as_str(), "concurrency_limit_exceeded");
-        assert_eq!(ErrorCode::PayloadTooLarge.ws_close_code(), 1009);
-        assert_eq!(ErrorCode::Overloaded.http_status(), 503);
+        assert_eq!(ErrorCode::Internal.as_str(), "internal_error");
     }
 }

@@ -5,8 +5,11 @@ pub mod clock;
 pub mod engine;
 pub mod error;
 pub mod principal;
+pub mod text_stream;
+pub mod transcript;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use engine::*;
 pub use error::{Error, ErrorCode};
+pub use transcript::{OutputFormat, Transcript};
 pub use principal::{Principal, Service, Tier, VoiceAccess};
