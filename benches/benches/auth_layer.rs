@@ -27,8 +27,7 @@ fn auth_layer(c: &mut Criterion) {
     let key = key.as_str().to_owned();
     let with_auth = smai_server::http::router(t.server.state.clone());
     let mut open_state = t.server.state.clone();
-    open_state.auth_mode = smai_server::AuthMode::Disabled;
-    open_state.anonymous_tier = unlimited;
+    open_state.service = open_state.service.with_auth_mode(smai_server::AuthMode::Disabled, unlimited);
     let no_auth = smai_server::http::router(open_state);
     let bare = Router::new().route(
         "/v1/models",

@@ -5,8 +5,9 @@ pub mod prometheus;
 
 use smai_auth::NewKey;
 use smai_core::{
-    AudioChunk, AudioStream, Error, ManualClock, ModelInfo, Segment, SpeechOptions, Synthesizer, SystemClock, Clock,
-    TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber, VoiceAccess, VoiceInfo, Service, Tier, Word,
+    AudioChunk, AudioStream, Clock, Error, LiveEvent, LiveInput, LiveSession, ManualClock, ModelInfo, Segment, Service,
+    SpeechOptions, Synthesizer, SystemClock, Tier, TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber,
+    VoiceAccess, VoiceInfo, Word,
 };
 use smai_server::serve::{Engines, RunningServer};
 use smai_server::ServeConfig;
@@ -47,6 +48,44 @@ impl Transcriber for ByteCountTranscriber {
         tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
         Ok(rx)
     }
+    fn open_live(&self, _options: TranscribeOptions) -> Result<LiveSession, Error> {
+        Ok(counting_live_session())
+    }
+}
+
+/// A live session that counts what it hears: a partial after every chunk, and a final per
+/// utterance (ended by a commit or by the end of the audio) saying how many samples it had.
+pub fn counting_live_session() -> LiveSession {
+    let (input, mut inputs) = mpsc::channel::<LiveInput>(16);
+    let (tx, events) = mpsc::channel(16);
+    tokio::spawn(async move {
+        let (mut utterance, mut heard, mut offset) = (0u32, 0usize, 0.0f64);
+        loop {
+            let input = inputs.recv().await;
+            let event = match input {
+                Some(LiveInput::Audio(samples)) => {
+                    heard += samples.len();
+                    let text = format!(" hearing {heard} samples");
+                    let end = offset + heard as f64 / 16_000.0;
+                    LiveEvent::Partial { utterance, start: offset, end, stable_text: String::new(), text }
+                }
+                Some(LiveInput::Commit) | None if heard > 0 => {
+                    let end = offset + heard as f64 / 16_000.0;
+                    let text = format!(" heard {heard} samples");
+                    let segment = Segment { start: offset, end, text, compression_ratio: 1.0, ..Default::default() };
+                    let event = LiveEvent::Final { utterance, segment, language: "en".into() };
+                    (utterance, heard, offset) = (utterance + 1, 0, end);
+                    event
+                }
+                Some(LiveInput::Commit) => continue,
+                None => return,
+            };
+            if tx.send(Ok(event)).await.is_err() {
+                return;
+            }
+        }
+    });
+    LiveSession { input, events }
 }
 
 /// Holds every transcription open until `release` is set, to keep requests in flight.
@@ -57,6 +96,9 @@ pub struct HeldTranscriber {
 impl Transcriber for HeldTranscriber {
     fn models(&self) -> Vec<ModelInfo> {
         ByteCountTranscriber.models()
+    }
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
+        ByteCountTranscriber.open_live(options)
     }
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         let mut inner = ByteCountTranscriber.transcribe(audio, options)?;
@@ -117,6 +159,9 @@ impl Transcriber for EchoTranscriber {
             ModelInfo { id: "base".into(), languages: vec!["en".into(), "fr".into()], multilingual: true },
         ]
     }
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
+        ByteCountTranscriber.open_live(options)
+    }
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         let (tx, rx) = mpsc::channel(8);
         let texts = [
@@ -156,6 +201,9 @@ pub struct QueuedTranscriber {
 impl Transcriber for QueuedTranscriber {
     fn models(&self) -> Vec<ModelInfo> {
         ByteCountTranscriber.models()
+    }
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
+        ByteCountTranscriber.open_live(options)
     }
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         use std::sync::atomic::Ordering;

@@ -250,4 +250,8 @@ impl Transcriber for WhisperEngine {
             Err(TrySendError::Disconnected(_)) => Err(Error::internal(format!("worker of {id} stopped"))),
         }
     }
+
+    fn open_live(&self, _options: TranscribeOptions) -> Result<smai_core::LiveSession, Error> {
+        Err(Error::internal("live sessions are not wired to this engine yet"))
+    }
 }

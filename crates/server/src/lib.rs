@@ -7,6 +7,7 @@ pub mod http;
 pub mod keys_cmd;
 pub mod metrics;
 pub mod serve;
+pub mod service;
 pub mod state;
 pub mod telemetry;
 

@@ -3,6 +3,7 @@
 use crate::config::{AuthMode, ServeConfig};
 use crate::http::router;
 use crate::metrics::{MeteredSynthesizer, MeteredTranscriber, Metrics};
+use crate::service::{Service, ServiceParts};
 use crate::state::AppState;
 use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, UsageLog};
 use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
@@ -36,7 +37,7 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let limiter = Limiter::with_store(clock.clone(), pool.clone()).await?;
     let maintenance = limiter.spawn_maintenance();
     let metrics = Arc::new(Metrics::new());
-    let state = AppState {
+    let service = Service::new(ServiceParts {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
         usage: UsageLog::start(pool.clone()),
@@ -49,10 +50,9 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
             .synthesizer
             .map(|s| Arc::new(MeteredSynthesizer::new(s, metrics.clone())) as Arc<dyn Synthesizer>),
         anonymous_tier: Tier::default(),
-        max_body_bytes: config.max_body_bytes,
         metrics,
-        metrics_mode: config.metrics,
-    };
+    });
+    let state = AppState { service, max_body_bytes: config.max_body_bytes, metrics_mode: config.metrics };
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED: every request runs as an anonymous principal with all services and \

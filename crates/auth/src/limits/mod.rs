@@ -123,35 +123,14 @@ impl Limiter {
         let entry = entry_ref.value();
         let mut state = entry.lock(now);
         let open = entry.open();
-        let reject = |state: &KeyState, limit, retry_after, cannot_succeed, message| {
-            rejection(state.snapshot(tier, open, now), limit, retry_after, cannot_succeed, message)
-        };
-
-        if let Some((limit, window, message)) = impossible(tier, tokens, true) {
-            return Err(reject(&state, limit, window, true, message));
-        }
-        let mut waits = token_waits(&state, tier, tokens, now);
-        let request_wait = state.request_wait(tier, now);
-        if !request_wait.is_zero() {
-            waits.push((LimitKind::RequestsPerMinute, request_wait));
-        }
-        let longest = waits.iter().copied().max_by_key(|(_, wait)| *wait);
-        if open >= tier.concurrency {
-            let retry = longest.map_or(CONCURRENCY_RETRY, |(_, wait)| wait.max(CONCURRENCY_RETRY));
-            let message = format!(
-                "concurrency limit of {} open requests reached; retry when one of them finishes",
-                tier.concurrency
-            );
-            return Err(reject(&state, LimitKind::Concurrency, retry, false, message));
-        }
-        if let Some((limit, wait)) = longest {
-            let message = exceeded_message(limit, tier, tokens, wait);
-            return Err(reject(&state, limit, wait, false, message));
+        if let Some(rejection) = refusal(&state, tier, tokens, open, now) {
+            return Err(rejection);
         }
         let rpm = NonZeroU32::new(tier.rpm).expect("zero RPM is rejected as impossible");
         if let Err(wait) = state.requests(rpm, now).try_take(now) {
             let message = exceeded_message(LimitKind::RequestsPerMinute, tier, tokens, wait);
-            return Err(reject(&state, LimitKind::RequestsPerMinute, wait, false, message));
+            let snapshot = state.snapshot(tier, open, now);
+            return Err(rejection(snapshot, LimitKind::RequestsPerMinute, wait, false, message));
         }
 
         state.tpm.charge(tokens);
@@ -161,6 +140,19 @@ impl Limiter {
         let snapshot = state.snapshot(tier, open + 1, now);
         drop(state);
         Ok(Admission { permit: ConcurrencyPermit { entry: Arc::clone(entry) }, snapshot })
+    }
+
+    /// Whether [`Limiter::admit`] of one request costing at least `tokens` would be refused
+    /// now, charging nothing: lets a caller refuse before reading an upload whose exact cost
+    /// it does not know yet.
+    #[allow(clippy::result_large_err)]
+    pub fn precheck(&self, key_id: &str, tier: &Tier, tokens: u64) -> Result<(), Rejection> {
+        let now = self.now();
+        match self.inner.keys.get(key_id) {
+            Some(entry) => refusal(&entry.lock(now), tier, tokens, entry.open(), now).map_or(Ok(()), Err),
+            // A key with no entry has nothing charged: only an impossible cost can refuse.
+            None => refusal(&KeyEntry::new(now).lock(now), tier, tokens, 0, now).map_or(Ok(()), Err),
+        }
     }
 
     /// Charges `tokens` more to an open stream of `key_id` (TPM and TPD only, both or
@@ -274,6 +266,30 @@ impl Limiter {
             }
         })
     }
+}
+
+/// The rejection of one request costing `tokens` by the key's limits as they stand, if any.
+fn refusal(state: &KeyState, tier: &Tier, tokens: u64, open: u32, now: i64) -> Option<Rejection> {
+    let reject = |limit, retry_after, cannot_succeed, message| {
+        Some(rejection(state.snapshot(tier, open, now), limit, retry_after, cannot_succeed, message))
+    };
+    if let Some((limit, window, message)) = impossible(tier, tokens, true) {
+        return reject(limit, window, true, message);
+    }
+    let mut waits = token_waits(state, tier, tokens, now);
+    let request_wait = state.request_wait(tier, now);
+    if !request_wait.is_zero() {
+        waits.push((LimitKind::RequestsPerMinute, request_wait));
+    }
+    let longest = waits.iter().copied().max_by_key(|(_, wait)| *wait);
+    if open >= tier.concurrency {
+        let retry = longest.map_or(CONCURRENCY_RETRY, |(_, wait)| wait.max(CONCURRENCY_RETRY));
+        let message =
+            format!("concurrency limit of {} open requests reached; retry when one of them finishes", tier.concurrency);
+        return reject(LimitKind::Concurrency, retry, false, message);
+    }
+    let (limit, wait) = longest?;
+    reject(limit, wait, false, exceeded_message(limit, tier, tokens, wait))
 }
 
 /// A cost or limit that no amount of waiting satisfies: `(limit, window, message)`.

@@ -1,7 +1,7 @@
 //! Outermost middleware: request id, security headers on every response, and the one place
 //! error bodies are rendered, so 401s, 404s and extractor rejections all look the same.
 
-use super::error::{ErrorBody, ErrorDetail, PendingError};
+use super::error::{error_type, ErrorBody, ErrorDetail, PendingError};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -98,7 +98,7 @@ fn render_error(response: &mut Response, error: Error, request_id: &str) {
         error: ErrorDetail {
             code: error.code.as_str().to_owned(),
             message: error.message,
-            kind: error.code.kind().to_owned(),
+            kind: error_type(error.code).to_owned(),
             request_id: request_id.to_owned(),
         },
     };

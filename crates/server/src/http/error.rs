@@ -4,7 +4,7 @@
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
-use smai_core::Error;
+use smai_core::{Error, ErrorCode};
 use utoipa::ToSchema;
 
 /// The body of every error response, on every route.
@@ -40,9 +40,39 @@ impl From<Error> for ApiError {
 #[derive(Clone, Debug)]
 pub(crate) struct PendingError(pub Error);
 
+/// The HTTP status of each error code: API.md's table. Usage rows of every protocol record
+/// outcomes in these terms too.
+pub fn status_of(code: ErrorCode) -> StatusCode {
+    match code {
+        ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+        ErrorCode::Unauthorized => StatusCode::UNAUTHORIZED,
+        ErrorCode::Forbidden | ErrorCode::VoiceNotAllowed => StatusCode::FORBIDDEN,
+        ErrorCode::NotFound => StatusCode::NOT_FOUND,
+        ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+        ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ErrorCode::RateLimitExceeded | ErrorCode::ConcurrencyLimitExceeded => StatusCode::TOO_MANY_REQUESTS,
+        ErrorCode::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
+        ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+    }
+}
+
+/// The `type` field of the error body, as OpenAI's API names its error families.
+pub fn error_type(code: ErrorCode) -> &'static str {
+    match code {
+        ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType => {
+            "invalid_request_error"
+        }
+        ErrorCode::Unauthorized => "authentication_error",
+        ErrorCode::Forbidden | ErrorCode::VoiceNotAllowed => "permission_error",
+        ErrorCode::RateLimitExceeded | ErrorCode::ConcurrencyLimitExceeded => "rate_limit_error",
+        ErrorCode::Overloaded => "overloaded_error",
+        ErrorCode::Internal => "server_error",
+    }
+}
+
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.0.code.http_status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status = status_of(self.0.code);
         let mut response = status.into_response();
         response.extensions_mut().insert(PendingError(self.0));
         response
@@ -50,3 +80,17 @@ impl IntoResponse for ApiError {
 }
 
 pub type ApiResult<T> = Result<T, ApiError>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn codes_map_to_the_contract_statuses() {
+        assert_eq!(status_of(ErrorCode::VoiceNotAllowed), StatusCode::FORBIDDEN);
+        assert_eq!(status_of(ErrorCode::ConcurrencyLimitExceeded), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(status_of(ErrorCode::Overloaded), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status_of(ErrorCode::Internal), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(error_type(ErrorCode::Unauthorized), "authentication_error");
+    }
+}

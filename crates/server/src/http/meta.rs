@@ -1,12 +1,13 @@
 //! Health, readiness, and the model and voice listings.
 
+use super::call::{ops, Authorized};
 use super::error::{ApiError, ApiResult};
 use crate::state::AppState;
 use axum::extract::State;
 use axum::http::StatusCode;
-use axum::{Extension, Json};
+use axum::Json;
 use serde::Serialize;
-use smai_core::{Error, Principal, Service};
+use smai_core::{EngineHealth, Error, Service};
 use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -18,10 +19,13 @@ pub struct Health {
 /// `asr` and `tts` are null for a service the server was started without.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready` or `loading`.
+    /// `ready`, or `unavailable` while an engine is loading or has failed.
     pub status: String,
     pub asr: Option<bool>,
     pub tts: Option<bool>,
+    /// Why each engine that is not serving is not, by engine (`asr`, `tts`).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<String>,
 }
 
 /// OpenAI's list envelope around the models.
@@ -68,17 +72,31 @@ pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Ready once every configured engine has loaded its models.
+/// Ready once every configured engine has loaded and none has lost its worker; a 503 names
+/// the engine that is not serving and why.
 pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
-    let asr = state.transcriber.as_ref().map(|t| !t.models().is_empty());
-    let tts = state.synthesizer.as_ref().map(|s| !s.voices().is_empty());
-    let ready = asr.unwrap_or(true) && tts.unwrap_or(true);
+    let readiness = state.readiness();
+    let ready = readiness.is_ready();
+    let serving = |h: &Option<EngineHealth>| h.as_ref().map(|h| *h == EngineHealth::Serving);
+    let mut problems = Vec::new();
+    for (name, health) in [("asr", &readiness.asr), ("tts", &readiness.tts)] {
+        if let Some(EngineHealth::Unhealthy(why)) = health {
+            problems.push(format!("{name}: {why}"));
+        }
+    }
     let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    (status, Json(Readiness { status: if ready { "ready" } else { "loading" }.into(), asr, tts }))
+    let body = Readiness {
+        status: if ready { "ready" } else { "unavailable" }.into(),
+        asr: serving(&readiness.asr),
+        tts: serving(&readiness.tts),
+        problems,
+    };
+    (status, Json(body))
 }
 
 /// OpenAI-style model list, limited to the services the key may use.
-pub async fn models(State(state): State<AppState>, Extension(principal): Extension<Principal>) -> Json<ModelList> {
+pub async fn models(State(state): State<AppState>, call: Authorized<ops::ListModels>) -> ApiResult<Json<ModelList>> {
+    let principal = call.principal()?;
     let entry = |id: String, service: &str, multilingual| ModelEntry {
         id,
         object: "model".into(),
@@ -87,29 +105,24 @@ pub async fn models(State(state): State<AppState>, Extension(principal): Extensi
         multilingual,
     };
     let mut data = Vec::new();
-    if let Some(transcriber) = state.transcriber.as_ref().filter(|_| principal.can_use(Service::Asr)) {
+    if let Some(transcriber) = state.transcriber().filter(|_| principal.can_use(Service::Asr)) {
         for model in transcriber.models() {
             data.push(entry(model.id, "asr", Some(model.multilingual)));
         }
     }
-    if let Some(synthesizer) = state.synthesizer.as_ref().filter(|_| principal.can_use(Service::Tts)) {
+    if let Some(synthesizer) = state.synthesizer().filter(|_| principal.can_use(Service::Tts)) {
         if !synthesizer.voices().is_empty() {
             data.push(entry("tts-1".into(), "tts", None));
         }
     }
-    Json(ModelList { object: "list".into(), data })
+    Ok(Json(ModelList { object: "list".into(), data }))
 }
 
-/// Voices the key may use.
-pub async fn voices(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-) -> ApiResult<Json<VoiceList>> {
-    if !principal.can_use(Service::Tts) {
-        return Err(Error::forbidden("this API key does not grant the tts service").into());
-    }
+/// Voices the key may use (403 for a key without the tts service).
+pub async fn voices(State(state): State<AppState>, call: Authorized<ops::ListVoices>) -> ApiResult<Json<VoiceList>> {
+    let principal = call.principal()?;
     let data = state
-        .synthesizer
+        .synthesizer()
         .iter()
         .flat_map(|s| s.voices())
         .filter(|v| principal.voices.allows(&v.id))

@@ -1,9 +1,8 @@
 //! The REST surface: `router(state)` is testable without sockets.
 
-mod auth;
+pub mod call;
 mod context;
 mod error;
-pub mod limits;
 mod meta;
 pub mod metrics;
 pub mod openapi;
@@ -12,12 +11,13 @@ mod speech_stream;
 mod transcript_output;
 mod transcriptions;
 
-pub use error::ApiError;
+pub use error::{error_type, status_of, ApiError};
 
 use crate::state::AppState;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use axum::{middleware, Router};
+use tower_http::catch_panic::CatchPanicLayer;
 
 pub fn router(state: AppState) -> Router {
     let open = Router::new()
@@ -34,13 +34,27 @@ pub fn router(state: AppState) -> Router {
         .route("/v1/audio/speech", post(speech::create))
         .route("/v1/audio/transcriptions", post(transcriptions::transcribe))
         .route("/v1/audio/translations", post(transcriptions::translate))
-        .route_layer(middleware::from_fn_with_state(state.clone(), auth::authenticate));
+        // A panic in a handler or an engine call answers 500 (the call records it), inside the
+        // call middleware so that the call's usage row sees that status.
+        .route_layer(CatchPanicLayer::custom(panic_response))
+        .route_layer(middleware::from_fn(call::track));
     open.merge(v1)
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         // Inside the request context, so it still sees the error codes it renders.
         .layer(middleware::from_fn_with_state(state.clone(), metrics::record))
+        .layer(CatchPanicLayer::custom(panic_response))
         .layer(middleware::from_fn(context::request_context))
         .with_state(state)
+}
+
+/// A 500 whose detail (the panic message) goes to the log only.
+fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::response::Response {
+    let detail = panic
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| panic.downcast_ref::<&str>().copied())
+        .unwrap_or("a panic without a message");
+    axum::response::IntoResponse::into_response(ApiError(smai_core::Error::internal(format!("handler panicked: {detail}"))))
 }

@@ -1,19 +1,15 @@
 //! `POST /v1/audio/speech`: OpenAI-compatible speech synthesis, whole files or streamed as
 //! sentences are synthesised (`stream_format: "audio"` chunked bytes, `"sse"` events).
 
-use super::auth::{require_service, Charged};
+use super::call::{ops, Authorized};
 use super::error::ApiResult;
-use super::limits::RateContext;
 use super::speech_stream::{audio_body, sse_body, ChunkEncoder};
-use crate::state::AppState;
 use axum::body::{Body, Bytes};
-use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::Extension;
 use serde::Deserialize;
 use smai_auth::limits::tts_tokens;
-use smai_core::{AudioStream, Error, ErrorCode, Principal, Service, SpeechOptions};
+use smai_core::{AudioStream, Error, SpeechOptions};
 use smai_inference::tts::{encode, AudioFormat};
 
 pub const MAX_INPUT_CHARS: usize = 4096;
@@ -43,37 +39,29 @@ enum Delivery {
     Sse,
 }
 
-pub async fn create(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(rate): Extension<RateContext>,
-    body: Bytes,
-) -> ApiResult<Response> {
-    require_service(&principal, Service::Tts)?;
+pub async fn create(call: Authorized<ops::Speech>, body: Bytes) -> ApiResult<Response> {
     let request: SpeechRequest =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))?;
     let (format, delivery, speed) = validate(&request)?;
     let text = request.input.trim().to_owned();
     let chars = tts_tokens(&request.input);
-    let synthesizer = state.synthesizer.as_ref().ok_or_else(|| Error::not_found("no voices are loaded"))?;
+    let synthesizer = call.synthesizer()?;
     if !synthesizer.voices().iter().any(|v| v.id == request.voice) {
-        let known: Vec<String> = synthesizer.voices().into_iter().map(|v| v.id).collect();
-        return Err(Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, known.join(", "))).into());
+        let principal = call.principal()?;
+        let usable: Vec<String> =
+            synthesizer.voices().into_iter().map(|v| v.id).filter(|id| principal.voices.allows(id)).collect();
+        return Err(Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, usable.join(", "))).into());
     }
-    if !principal.voices.allows(&request.voice) {
-        return Err(Error::new(ErrorCode::VoiceNotAllowed, format!("this API key may not use voice {:?}", request.voice)).into());
-    }
+    call.authorize_voice(&request.voice)?;
 
     // Queued before charging: a full engine queue answers 503 without costing tokens. A
     // refused admission drops the stream, and the engine stops work on it.
     let mut stream = synthesizer.synthesize(text, SpeechOptions { voice: request.voice, speed })?;
-    rate.admit(chars)?;
-    let mut response = match delivery {
-        Delivery::File => whole_file(&mut stream, format).await?,
-        Delivery::Audio | Delivery::Sse => streamed(stream, format, delivery).await?,
-    };
-    response.extensions_mut().insert(Charged { service: Service::Tts, tokens: chars });
-    Ok(response)
+    call.admit(chars)?;
+    match delivery {
+        Delivery::File => Ok(whole_file(&mut stream, format).await?),
+        Delivery::Audio | Delivery::Sse => Ok(streamed(stream, format, delivery).await?),
+    }
 }
 
 /// Checks the request fields; returns the format, the delivery and the speed.

@@ -9,7 +9,7 @@ use axum::response::Response;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use smai_core::{Error, Task, TranscriptEvent, TranscriptStream};
-use smai_inference::cli::{render, OutputFormat, Transcript};
+use smai_core::transcript::{render, OutputFormat, Transcript};
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -2,18 +2,14 @@
 //! recognition of an uploaded file, answered whole in one of five formats or as server-sent
 //! events segment by segment.
 
-use super::auth::{require_service, Charged};
+use super::call::{ops, Authorized, RestOperation};
 use super::error::ApiResult;
-use super::limits::RateContext;
 use super::transcript_output::{render_response, sse_response, ResponseFormat};
-use crate::state::AppState;
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
-use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::Response;
-use axum::Extension;
 use smai_auth::limits::asr_tokens;
-use smai_core::{Error, ErrorCode, Principal, Service, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{Error, ErrorCode, Task, TranscribeOptions, TranscriptEvent, Transcriber};
 
 /// What one upload asks for.
 struct Upload {
@@ -24,33 +20,26 @@ struct Upload {
 }
 
 pub async fn transcribe(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(rate): Extension<RateContext>,
+    call: Authorized<ops::Transcription>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    recognise(state, principal, rate, multipart, Task::Transcribe).await
+    recognise(call, multipart, Task::Transcribe).await
 }
 
 pub async fn translate(
-    State(state): State<AppState>,
-    Extension(principal): Extension<Principal>,
-    Extension(rate): Extension<RateContext>,
+    call: Authorized<ops::Translation>,
     multipart: Result<Multipart, MultipartRejection>,
 ) -> ApiResult<Response> {
-    recognise(state, principal, rate, multipart, Task::Translate).await
+    recognise(call, multipart, Task::Translate).await
 }
 
-async fn recognise(
-    state: AppState,
-    principal: Principal,
-    rate: RateContext,
+async fn recognise<O: RestOperation>(
+    call: Authorized<O>,
     multipart: Result<Multipart, MultipartRejection>,
     task: Task,
 ) -> ApiResult<Response> {
-    require_service(&principal, Service::Asr)?;
     let mut upload = read_upload(multipart, task).await?;
-    let transcriber = state.transcriber.as_ref().ok_or_else(|| Error::not_found("no speech recognition model is loaded"))?;
+    let transcriber = call.transcriber()?;
     if task == Task::Translate {
         upload.options.model = Some(translation_model(transcriber.as_ref(), upload.options.model.take())?);
     }
@@ -65,16 +54,13 @@ async fn recognise(
         None => return Err(Error::internal("recognition ended without a result").into()),
     };
     // The engine measures audio at 16 kHz, so the duration is a whole number of those samples.
-    let tokens = asr_tokens((duration * 16_000.0).round() as u64, 16_000);
-    rate.admit(tokens)?;
+    call.admit(asr_tokens((duration * 16_000.0).round() as u64, 16_000))?;
 
-    let mut response = if upload.stream {
-        sse_response(stream)
+    if upload.stream {
+        Ok(sse_response(stream))
     } else {
-        render_response(stream, upload.format, task, language, duration).await?
-    };
-    response.extensions_mut().insert(Charged { service: Service::Asr, tokens });
-    Ok(response)
+        Ok(render_response(stream, upload.format, task, language, duration).await?)
+    }
 }
 
 async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Task) -> Result<Upload, Error> {

@@ -5,8 +5,8 @@
 
 use super::{InFlight, Metrics, ModelLabels, ServiceLabels, VoiceLabels};
 use smai_core::{
-    AudioChunk, AudioStream, Error, ModelInfo, SpeechOptions, Synthesizer, TranscribeOptions, TranscriptEvent, TranscriptStream,
-    Transcriber, VoiceInfo,
+    AudioChunk, AudioStream, EngineHealth, Error, LiveSession, ModelInfo, SpeechOptions, Synthesizer, TranscribeOptions,
+    TranscriptEvent, TranscriptStream, Transcriber, VoiceInfo,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -53,6 +53,14 @@ impl Transcriber for MeteredTranscriber {
         };
         Ok(relay(inner, self.metrics.in_flight("asr"), None, observe, finish))
     }
+
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
+        self.inner.open_live(options)
+    }
+
+    fn health(&self) -> EngineHealth {
+        self.inner.health()
+    }
 }
 
 pub struct MeteredSynthesizer {
@@ -96,6 +104,10 @@ impl Synthesizer for MeteredSynthesizer {
             }
         };
         Ok(relay(inner, self.metrics.in_flight("tts"), (0.0, false), observe, finish))
+    }
+
+    fn health(&self) -> EngineHealth {
+        self.inner.health()
     }
 }
 

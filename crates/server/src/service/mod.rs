@@ -1,0 +1,127 @@
+//! The protocol-neutral service core. Every protocol adapter (REST now; WebSocket, gRPC and
+//! Wyoming on the same path) turns what its client presents into [`Credentials`], starts a
+//! [`Call`] with [`Service::authenticate`], authorises it for one [`Operation`], and lets the
+//! call admit, charge and record usage. Adapters only translate their protocol.
+
+mod call;
+mod credentials;
+mod operation;
+
+pub use call::{Call, CallContext, CLIENT_CLOSED};
+pub use credentials::Credentials;
+pub use operation::{Charging, Operation};
+
+use crate::config::AuthMode;
+use crate::metrics::Metrics;
+use smai_auth::{Authenticator, Limiter, UsageLog, UsageRecord};
+use smai_core::{EngineHealth, Error, Principal, SharedClock, Synthesizer, Tier, Transcriber};
+use std::ops::Deref;
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything a call needs. Cheap to clone: clones share the same state.
+#[derive(Clone)]
+pub struct Service {
+    inner: Arc<ServiceParts>,
+}
+
+/// The parts of a [`Service`]; readable through it (`service.limiter`, ...).
+#[derive(Clone)]
+pub struct ServiceParts {
+    pub auth_mode: AuthMode,
+    pub authenticator: Authenticator,
+    pub limiter: Limiter,
+    pub usage: UsageLog,
+    pub clock: SharedClock,
+    pub metrics: Arc<Metrics>,
+    /// Limits of the anonymous principal of no-auth mode.
+    pub anonymous_tier: Tier,
+    pub transcriber: Option<Arc<dyn Transcriber>>,
+    pub synthesizer: Option<Arc<dyn Synthesizer>>,
+}
+
+impl Deref for Service {
+    type Target = ServiceParts;
+    fn deref(&self) -> &ServiceParts {
+        &self.inner
+    }
+}
+
+/// The readiness of each engine the server runs: `None` for one it was started without.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Readiness {
+    pub asr: Option<EngineHealth>,
+    pub tts: Option<EngineHealth>,
+}
+
+impl Service {
+    pub fn new(parts: ServiceParts) -> Self {
+        Self { inner: Arc::new(parts) }
+    }
+
+    /// The same service with another authentication mode (benches compare the two).
+    pub fn with_auth_mode(&self, auth_mode: AuthMode, anonymous_tier: Tier) -> Self {
+        Self::new(ServiceParts { auth_mode, anonymous_tier, ..ServiceParts::clone(&self.inner) })
+    }
+
+    pub fn transcriber(&self) -> Option<Arc<dyn Transcriber>> {
+        self.inner.transcriber.clone()
+    }
+
+    pub fn synthesizer(&self) -> Option<Arc<dyn Synthesizer>> {
+        self.inner.synthesizer.clone()
+    }
+
+    /// Starts a call: verifies the credentials (or takes the anonymous principal when
+    /// authentication is disabled). A refusal is recorded as the call's usage row here.
+    pub async fn authenticate(&self, credentials: &Credentials, context: CallContext) -> Result<Call, Error> {
+        let started = Instant::now();
+        match self.principal(credentials).await {
+            Ok(principal) => Ok(Call::new(self.clone(), principal, context, started)),
+            Err(error) => {
+                self.record_refusal(&error, context, started);
+                Err(error)
+            }
+        }
+    }
+
+    async fn principal(&self, credentials: &Credentials) -> Result<Principal, Error> {
+        match self.auth_mode {
+            AuthMode::Disabled => Ok(Principal::anonymous(self.anonymous_tier)),
+            AuthMode::Enabled => self.authenticator.verify(credentials.key()?).await,
+        }
+    }
+
+    fn record_refusal(&self, error: &Error, context: CallContext, started: Instant) {
+        self.usage.record(UsageRecord {
+            at_ms: self.clock.now_ms(),
+            key_id: None,
+            org: None,
+            service: None,
+            route: context.route,
+            tokens: 0,
+            status: crate::http::status_of(error.code).as_u16(),
+            latency_ms: started.elapsed().as_millis() as u64,
+            request_id: context.request_id,
+        });
+    }
+
+    /// Whether every engine is loaded and serving.
+    pub fn readiness(&self) -> Readiness {
+        let asr = self.transcriber().map(|t| match t.health() {
+            EngineHealth::Serving if t.models().is_empty() => EngineHealth::Unhealthy("no model loaded".into()),
+            health => health,
+        });
+        let tts = self.synthesizer().map(|s| match s.health() {
+            EngineHealth::Serving if s.voices().is_empty() => EngineHealth::Unhealthy("no voice loaded".into()),
+            health => health,
+        });
+        Readiness { asr, tts }
+    }
+}
+
+impl Readiness {
+    pub fn is_ready(&self) -> bool {
+        [&self.asr, &self.tts].into_iter().flatten().all(|h| *h == EngineHealth::Serving)
+    }
+}
