@@ -184,10 +184,43 @@ async fn scopes_and_voice_allow_lists_give_403() {
 #[tokio::test]
 async fn no_auth_mode_runs_requests_as_the_anonymous_principal() {
     let t = TestServer::start_with(|c| c.auth = smai_server::AuthMode::Disabled).await;
-    let response = Client::new().get(t.url("/v1/voices")).send().await.unwrap();
+    let client = Client::new();
+    let response = client.get(t.url("/v1/voices")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_security_headers(&response);
-    t.server.shutdown().await.unwrap();
+    // The anonymous tier's limits apply: the default tier, this being its first request.
+    assert_eq!(response.headers()["x-ratelimit-limit-requests"], "60");
+    assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "59");
+    let voices: Value = response.json().await.unwrap();
+    let ids: Vec<&str> = voices["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
+    assert_eq!(ids, ["joe", "joe-slow"], "every voice is granted");
+
+    let models: Value = client.get(t.url("/v1/models")).send().await.unwrap().json().await.unwrap();
+    let services: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["service"].as_str().unwrap()).collect();
+    assert!(services.contains(&"asr") && services.contains(&"tts"), "both services are granted: {services:?}");
+    let speech = client
+        .post(t.url("/v1/audio/speech"))
+        .json(&serde_json::json!({"input": "Hello.", "voice": "joe-slow"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(speech.status(), StatusCode::OK);
+    assert_eq!(speech.headers()["x-ratelimit-remaining-tokens"], (50_000 - 6).to_string(), "tokens charged");
+    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 10]).file_name("a.wav"));
+    let transcription = client.post(t.url("/v1/audio/transcriptions")).multipart(form).send().await.unwrap();
+    assert_eq!(transcription.status(), StatusCode::OK);
+    assert_eq!(transcription.headers()["x-ratelimit-remaining-requests"], "56");
+
+    let TestServer { server, db, dir: _dir, .. } = t;
+    server.shutdown().await.unwrap();
+    let pool = smai_auth::open_database(&db).await.unwrap();
+    let rows: Vec<(Option<String>, Option<String>, i64)> =
+        sqlx::query_as("SELECT key_id, org, status FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows.len(), 4);
+    for (key_id, org, status) in rows {
+        assert_eq!((key_id, org.as_deref(), status), (None, Some("anonymous"), 200), "usage rows carry no key id");
+    }
+    pool.close().await;
 }
 
 #[tokio::test]

@@ -175,8 +175,25 @@ async fn invalid_requests_get_clear_400s_and_404s_and_cost_nothing() {
         let error: Value = response.json().await.unwrap();
         assert!(error["error"]["message"].as_str().unwrap().contains(message), "{body}: {error}");
     }
-    let response = client.post(t.url("/v1/audio/speech")).bearer_auth(&key).body("not json").send().await.unwrap();
+    let post = |content_type: &'static str| {
+        client.post(t.url("/v1/audio/speech")).bearer_auth(&key).header("content-type", content_type)
+    };
+    let response = post("application/json").body("not json").send().await.unwrap();
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    // JSON sent as anything but JSON is refused, so a web page cannot post it without a preflight.
+    let body = json!({"input": "hi", "voice": "joe"}).to_string();
+    for content_type in ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data; boundary=x"] {
+        let response = post(content_type).body(body.clone()).send().await.unwrap();
+        assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "{content_type}");
+    }
+    let response = client.post(t.url("/v1/audio/speech")).bearer_auth(&key).body(body.clone()).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE, "no content type");
+    for nothing in ["...", "-", "\u{200b}\u{200d}", " ?! "] {
+        let response = speak(&client, &t, &key, json!({"input": nothing, "voice": "joe"})).await;
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{nothing:?}");
+        let error: Value = response.json().await.unwrap();
+        assert!(error["error"]["message"].as_str().unwrap().contains("nothing to speak"), "{error}");
+    }
 
     let ok = speak(&client, &t, &key, json!({"input": "é".repeat(4096), "voice": "joe", "speed": 4.0})).await;
     assert_eq!(ok.status(), StatusCode::OK, "4096 characters and speed 4 are accepted");

@@ -66,7 +66,6 @@ impl Authenticator {
         if !record.is_active(now) {
             return Err(Error::unauthorized("API key is revoked or expired"));
         }
-        self.touch(&record, now);
         Ok(record.principal())
     }
 
@@ -89,27 +88,26 @@ impl Authenticator {
         cache.insert(digest, CacheEntry { record, fetched_at_ms: now });
     }
 
-    /// Records use at most once per `touch_interval`, off the request path.
-    fn touch(&self, record: &KeyRecord, now: i64) {
+    /// Records that the key was used for a call that succeeded (`last_used_at`), at most
+    /// once per `touch_interval` per key, off the request path.
+    pub fn record_use(&self, key_id: &str) {
+        let now = self.clock.now_ms();
         let interval = self.config.touch_interval.as_millis() as i64;
         {
             let mut touched = self.last_touch_ms.lock().unwrap_or_else(|p| p.into_inner());
             // Look up before inserting so the hot path does not allocate the id.
-            match touched.get_mut(&record.id) {
+            match touched.get_mut(key_id) {
                 Some(last) if now - *last < interval => return,
                 Some(last) => *last = now,
-                None if record.last_used_at.is_some_and(|t| now - t < interval) => {
-                    touched.insert(record.id.clone(), record.last_used_at.unwrap_or(now));
-                    return;
-                }
                 None => {
-                    touched.insert(record.id.clone(), now);
+                    touched.insert(key_id.to_owned(), now);
                 }
             }
         }
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else { return };
         let store = self.store.clone();
-        let id = record.id.clone();
-        tokio::spawn(async move {
+        let id = key_id.to_owned();
+        runtime.spawn(async move {
             if let Err(e) = store.touch(&id, now).await {
                 tracing::warn!(key_id = %id, error = %e, "could not record key use");
             }

@@ -167,12 +167,22 @@ mod tests {
         }
 
         #[test]
-        fn near_keys_of_the_right_length_are_refused(s in "[0-9A-Za-z]{49}") {
-            let candidate = format!("smai_{s}");
-            if let Ok(k) = ApiKey::parse(&candidate) {
-                // A random string passes only if its last 6 characters happen to be its CRC.
-                prop_assert_eq!(k.as_str(), candidate.as_str());
-            }
+        fn near_keys_of_the_right_length_are_refused(position in 0usize..(KEY_LEN - PREFIX.len()), replacement in "[0-9A-Za-z]") {
+            // A one-character typo anywhere after the prefix, in the body or the checksum,
+            // is caught by the checksum: CRC32 detects every error burst shorter than 32 bits.
+            let key = ApiKey::generate();
+            let mut chars: Vec<char> = key.as_str().chars().collect();
+            let replacement = replacement.chars().next().expect("one character");
+            prop_assume!(chars[PREFIX.len() + position] != replacement);
+            chars[PREFIX.len() + position] = replacement;
+            let typo: String = chars.into_iter().collect();
+            prop_assert_eq!(ApiKey::parse(&typo), Err(KeyFormatError::Checksum));
+        }
+
+        #[test]
+        fn random_strings_of_the_right_shape_are_refused(s in "[0-9A-Za-z]{49}") {
+            // Passing by chance takes guessing the 6-character checksum: 1 in 62^6.
+            prop_assert_eq!(ApiKey::parse(&format!("smai_{s}")), Err(KeyFormatError::Checksum));
         }
     }
 }

@@ -14,6 +14,10 @@ pub enum StoreError {
     NoSuchKey(String),
     #[error("key {0} is revoked")]
     Revoked(String),
+    #[error("key {0} has expired")]
+    Expired(String),
+    #[error("key {0} was already rotated (replaced by {1}); rotate the newer key")]
+    AlreadyRotated(String, String),
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
 }
@@ -170,6 +174,12 @@ impl KeyStore {
         let now = self.clock.now_ms();
         if old.revoked_at.is_some_and(|t| t <= now) {
             return Err(StoreError::Revoked(id.into()));
+        }
+        if let Some(newer) = &old.replaced_by {
+            return Err(StoreError::AlreadyRotated(id.into(), newer.clone()));
+        }
+        if old.expires_at.is_some_and(|t| t <= now) {
+            return Err(StoreError::Expired(id.into()));
         }
         let new = NewKey {
             org: old.org.clone(),

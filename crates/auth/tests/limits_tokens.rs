@@ -64,7 +64,7 @@ fn a_cost_above_a_limit_is_refused_as_hopeless() {
     assert_eq!(rejection.snapshot.requests.remaining, 60, "nothing consumed");
     let error = rejection.into_error();
     assert_eq!(error.code, ErrorCode::RateLimitExceeded);
-    assert!(error.retry_after.is_some(), "a 429 always carries Retry-After");
+    assert!(error.retry_after.is_none(), "no Retry-After when retrying cannot help");
 
     let daily = Tier { tpm: 2_000_000, tpd: 1_000_000, ..Tier::default() };
     let rejection = limiter.admit("key", &daily, 1_000_001).unwrap_err();

@@ -83,15 +83,23 @@ impl Rejection {
         whole_seconds(self.retry_after)
     }
 
-    /// The snapshot's headers plus `retry-after`.
+    /// The snapshot's headers plus `retry-after`, unless retrying cannot help: clients (the
+    /// OpenAI SDKs among them) retry a 429 that carries it.
     pub fn headers(&self) -> Vec<(&'static str, String)> {
         let mut headers = self.snapshot.headers();
-        headers.push(("retry-after", self.retry_after_secs().to_string()));
+        if !self.cannot_succeed {
+            headers.push(("retry-after", self.retry_after_secs().to_string()));
+        }
         headers
     }
 
     pub fn into_error(self) -> Error {
-        Error::new(self.error_code(), self.message).with_retry_after(self.retry_after)
+        let error = Error::new(self.error_code(), self.message);
+        if self.cannot_succeed {
+            error
+        } else {
+            error.with_retry_after(self.retry_after)
+        }
     }
 }
 

@@ -7,7 +7,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use axum::Json;
 use serde::Serialize;
-use smai_core::{EngineHealth, Error, Service};
+use smai_core::{EngineHealth, Error, ErrorCode, Service};
 use utoipa::ToSchema;
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -19,13 +19,10 @@ pub struct Health {
 /// `asr` and `tts` are null for a service the server was started without.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct Readiness {
-    /// `ready`, or `unavailable` while an engine is loading or has failed.
+    #[schema(example = "ready")]
     pub status: String,
     pub asr: Option<bool>,
     pub tts: Option<bool>,
-    /// Why each engine that is not serving is not, by engine (`asr`, `tts`).
-    #[serde(skip_serializing_if = "Vec::is_empty")]
-    pub problems: Vec<String>,
 }
 
 /// OpenAI's list envelope around the models.
@@ -68,33 +65,38 @@ pub struct VoiceEntry {
     pub quality: String,
 }
 
+#[utoipa::path(get, path = "/healthz", tag = "operations",
+    responses((status = 200, description = "The process is up", body = Health)), security(()))]
 pub async fn healthz() -> Json<Health> {
     Json(Health { status: "ok".into() })
 }
 
-/// Ready once every configured engine has loaded and none has lost its worker; a 503 names
-/// the engine that is not serving and why.
-pub async fn readyz(State(state): State<AppState>) -> (StatusCode, Json<Readiness>) {
+/// Ready once every configured engine has loaded and none has lost its worker. Otherwise a
+/// 503 with the error body, whose message names each engine that is not serving and why.
+#[utoipa::path(get, path = "/readyz", tag = "operations",
+    responses((status = 200, description = "Every configured engine has its models loaded and is serving", body = Readiness)),
+    security(()))]
+pub async fn readyz(State(state): State<AppState>) -> ApiResult<Json<Readiness>> {
     let readiness = state.readiness();
-    let ready = readiness.is_ready();
-    let serving = |h: &Option<EngineHealth>| h.as_ref().map(|h| *h == EngineHealth::Serving);
-    let mut problems = Vec::new();
-    for (name, health) in [("asr", &readiness.asr), ("tts", &readiness.tts)] {
-        if let Some(EngineHealth::Unhealthy(why)) = health {
-            problems.push(format!("{name}: {why}"));
-        }
+    if !readiness.is_ready() {
+        let problems: Vec<String> = [("asr", &readiness.asr), ("tts", &readiness.tts)]
+            .into_iter()
+            .filter_map(|(name, health)| match health {
+                Some(EngineHealth::Unhealthy(why)) => Some(format!("{name}: {why}")),
+                _ => None,
+            })
+            .collect();
+        let error = Error::new(ErrorCode::Overloaded, format!("not ready: {}", problems.join("; ")));
+        return Err(error.with_retry_after(std::time::Duration::from_secs(5)).into());
     }
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
-    let body = Readiness {
-        status: if ready { "ready" } else { "unavailable" }.into(),
-        asr: serving(&readiness.asr),
-        tts: serving(&readiness.tts),
-        problems,
-    };
-    (status, Json(body))
+    let serving = |h: &Option<EngineHealth>| h.as_ref().map(|h| *h == EngineHealth::Serving);
+    let body = Readiness { status: "ready".into(), asr: serving(&readiness.asr), tts: serving(&readiness.tts) };
+    Ok(Json(body))
 }
 
-/// OpenAI-style model list, limited to the services the key may use.
+#[utoipa::path(get, path = "/v1/models", tag = "catalogue",
+    responses((status = 200, description = "Models the key may use", body = ModelList)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub async fn models(State(state): State<AppState>, call: Authorized<ops::ListModels>) -> ApiResult<Json<ModelList>> {
     let principal = call.principal()?;
     let entry = |id: String, service: &str, multilingual| ModelEntry {
@@ -119,6 +121,9 @@ pub async fn models(State(state): State<AppState>, call: Authorized<ops::ListMod
 }
 
 /// Voices the key may use (403 for a key without the tts service).
+#[utoipa::path(get, path = "/v1/voices", tag = "catalogue",
+    responses((status = 200, description = "Voices the key may use", body = VoiceList)),
+    security(("api_key" = []), ("bearer" = [])))]
 pub async fn voices(State(state): State<AppState>, call: Authorized<ops::ListVoices>) -> ApiResult<Json<VoiceList>> {
     let principal = call.principal()?;
     let data = state

@@ -32,6 +32,10 @@ pub enum MetricsMode {
 #[derive(Clone, Copy, Debug)]
 pub struct RateLimited(pub LimitKind);
 
+#[utoipa::path(get, path = "/metrics", tag = "operations",
+    responses((status = 200, description = "Prometheus text exposition format 0.0.4", body = String,
+        content_type = "text/plain")),
+    security(()))]
 pub async fn render(State(state): State<AppState>) -> Response {
     let content_type = "text/plain; version=0.0.4; charset=utf-8";
     ([(header::CONTENT_TYPE, content_type)], state.metrics.render()).into_response()

@@ -3,9 +3,10 @@
 
 use super::call::{ops, Authorized};
 use super::error::ApiResult;
+use super::openapi::AudioBytes;
 use super::speech_stream::{audio_body, sse_body, ChunkEncoder};
 use axum::body::{Body, Bytes};
-use axum::http::header;
+use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use smai_auth::limits::tts_tokens;
@@ -17,19 +18,53 @@ pub const MAX_INPUT_CHARS: usize = 4096;
 /// "the voice's model".
 pub const SPEECH_MODELS: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
 
+/// The body of `POST /v1/audio/speech`. Formats are read as text so that a wrong one is
+/// refused with a message naming the field; the document shows their closed sets.
 #[derive(Debug, Deserialize, utoipa::ToSchema)]
 pub struct SpeechRequest {
+    /// `tts-1`, `tts-1-hd` or `gpt-4o-mini-tts`: all mean the voice's own model.
     #[serde(default)]
+    #[schema(example = "tts-1")]
     pub model: Option<String>,
+    /// 1 to 4096 characters.
+    #[schema(example = "Hello! This sentence was spoken by a machine.")]
     pub input: String,
+    /// A voice id from `GET /v1/voices`.
+    #[schema(example = "joe")]
     pub voice: String,
+    /// Absent: wav.
     #[serde(default)]
+    #[schema(value_type = Option<SpeechFormat>)]
     pub response_format: Option<String>,
+    /// 0.25 to 4; 1 is the voice's natural pace.
     #[serde(default)]
+    #[schema(minimum = 0.25, maximum = 4.0)]
     pub speed: Option<f32>,
     /// `audio` (chunked bytes) or `sse` (server-sent events); absent: one whole file.
     #[serde(default)]
+    #[schema(value_type = Option<StreamFormat>)]
     pub stream_format: Option<String>,
+}
+
+/// Audio encodings of the speech route.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum SpeechFormat {
+    Wav,
+    Pcm,
+    Flac,
+    Mp3,
+    Opus,
+}
+
+/// How a speech response is delivered while it is synthesised.
+#[derive(utoipa::ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum StreamFormat {
+    Audio,
+    Sse,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -39,7 +74,14 @@ enum Delivery {
     Sse,
 }
 
-pub async fn create(call: Authorized<ops::Speech>, body: Bytes) -> ApiResult<Response> {
+#[utoipa::path(post, path = "/v1/audio/speech", tag = "audio",
+    request_body(content = SpeechRequest, content_type = "application/json"),
+    responses((status = 200, description = "The synthesised speech in the requested format", content(
+        (AudioBytes = "audio/wav"), (AudioBytes = "audio/pcm"), (AudioBytes = "audio/flac"),
+        (AudioBytes = "audio/mpeg"), (AudioBytes = "audio/ogg"), (String = "text/event-stream")))),
+    security(("api_key" = []), ("bearer" = [])))]
+pub async fn create(call: Authorized<ops::Speech>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
+    require_json(&headers)?;
     let request: SpeechRequest =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))?;
     let (format, delivery, speed) = validate(&request)?;
@@ -64,6 +106,21 @@ pub async fn create(call: Authorized<ops::Speech>, body: Bytes) -> ApiResult<Res
     }
 }
 
+/// JSON bodies must say so: a web page can send a form without a CORS preflight, but not
+/// `application/json`, so this keeps other origins from driving the route.
+fn require_json(headers: &HeaderMap) -> Result<(), Error> {
+    let content_type = headers.get(header::CONTENT_TYPE).and_then(|v| v.to_str().ok()).unwrap_or("");
+    let essence = content_type.split(';').next().unwrap_or("").trim();
+    if essence.eq_ignore_ascii_case("application/json") {
+        Ok(())
+    } else {
+        Err(Error::unsupported_media(format!(
+            "the body must be JSON sent with Content-Type: application/json (got {:?})",
+            content_type.chars().take(64).collect::<String>()
+        )))
+    }
+}
+
 /// Checks the request fields; returns the format, the delivery and the speed.
 fn validate(request: &SpeechRequest) -> Result<(AudioFormat, Delivery, f32), Error> {
     if let Some(model) = request.model.as_deref().filter(|m| !SPEECH_MODELS.contains(m)) {
@@ -74,6 +131,10 @@ fn validate(request: &SpeechRequest) -> Result<(AudioFormat, Delivery, f32), Err
     }
     if request.input.trim().is_empty() {
         return Err(Error::invalid("input must not be empty"));
+    }
+    // Punctuation, symbols and invisible characters alone give the voice nothing to say.
+    if !request.input.chars().any(char::is_alphanumeric) {
+        return Err(Error::invalid("input has nothing to speak: it needs at least one letter or digit"));
     }
     let chars = tts_tokens(&request.input);
     if chars > MAX_INPUT_CHARS as u64 {

@@ -10,59 +10,20 @@ use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
 use smai_core::{Error, Task, TranscriptEvent, TranscriptStream};
 use smai_core::transcript::{render, OutputFormat, Transcript};
-use std::str::FromStr;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ResponseFormat {
-    Json,
-    Text,
-    Srt,
-    Vtt,
-    VerboseJson,
-}
-
-impl FromStr for ResponseFormat {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Self, Error> {
-        Ok(match s {
-            "json" | "" => Self::Json,
-            "text" => Self::Text,
-            "srt" => Self::Srt,
-            "vtt" => Self::Vtt,
-            "verbose_json" => Self::VerboseJson,
-            other => {
-                return Err(Error::invalid(format!(
-                    "response_format {other:?} is not supported; use json, text, srt, vtt or verbose_json"
-                )))
-            }
-        })
-    }
-}
-
-impl ResponseFormat {
-    fn output(self) -> OutputFormat {
-        match self {
-            Self::Json => OutputFormat::Json,
-            Self::Text => OutputFormat::Text,
-            Self::Srt => OutputFormat::Srt,
-            Self::Vtt => OutputFormat::Vtt,
-            Self::VerboseJson => OutputFormat::VerboseJson,
-        }
-    }
-
-    fn content_type(self) -> &'static str {
-        match self {
-            Self::Json | Self::VerboseJson => "application/json",
-            Self::Text | Self::Srt => "text/plain; charset=utf-8",
-            Self::Vtt => "text/vtt; charset=utf-8",
-        }
+/// The media type of each rendering.
+pub fn content_type(format: OutputFormat) -> &'static str {
+    match format {
+        OutputFormat::Json | OutputFormat::VerboseJson => "application/json",
+        OutputFormat::Text | OutputFormat::Srt => "text/plain; charset=utf-8",
+        OutputFormat::Vtt => "text/vtt; charset=utf-8",
     }
 }
 
 /// Waits for every segment and renders the transcript.
 pub async fn render_response(
     mut stream: TranscriptStream,
-    format: ResponseFormat,
+    format: OutputFormat,
     task: Task,
     language: String,
     duration: f64,
@@ -73,12 +34,12 @@ pub async fn render_response(
             transcript.segments.push(segment);
         }
     }
-    let mut body = render(&transcript, format.output());
-    if format == ResponseFormat::VerboseJson {
+    let mut body = render(&transcript, format);
+    if format == OutputFormat::VerboseJson {
         body = with_top_level_words(&body, &transcript)?;
     }
     let mut response = Response::new(Body::from(body));
-    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(format.content_type()));
+    response.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type(format)));
     Ok(response)
 }
 

@@ -4,21 +4,80 @@
 
 use super::call::{ops, Authorized, RestOperation};
 use super::error::ApiResult;
-use super::transcript_output::{render_response, sse_response, ResponseFormat};
+use super::transcript_output::{render_response, sse_response};
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use axum::response::Response;
 use smai_auth::limits::asr_tokens;
-use smai_core::{Error, ErrorCode, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{Error, ErrorCode, OutputFormat, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use utoipa::ToSchema;
+
+/// The multipart form of both routes, as `read_upload` reads it (the OpenAPI document's
+/// description of the request body).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct TranscriptionForm {
+    /// The recording: wav, flac, mp3, ogg/vorbis, ogg/opus, webm/opus or m4a/aac.
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+    /// `whisper-1` picks the default model; otherwise an id from `/v1/models`.
+    model: Option<String>,
+    /// ISO-639-1 code; detected when absent (transcriptions only).
+    language: Option<String>,
+    /// Text that steers spelling and style.
+    prompt: Option<String>,
+    /// Absent: json.
+    response_format: Option<TranscriptFormat>,
+    /// Sampling temperature, 0 to 1; 0 with fallback when absent.
+    #[schema(minimum = 0.0, maximum = 1.0)]
+    temperature: Option<f32>,
+    /// `word` adds word timings (with `verbose_json` or `stream`).
+    #[schema(rename = "timestamp_granularities[]")]
+    timestamp_granularities: Option<Vec<TimestampGranularity>>,
+    /// `true`: server-sent events, one `transcript.text.delta` per segment.
+    stream: Option<bool>,
+}
+
+/// Renderings of a transcript.
+#[derive(ToSchema)]
+#[schema(rename_all = "snake_case")]
+#[allow(dead_code)]
+pub enum TranscriptFormat {
+    Json,
+    Text,
+    Srt,
+    Vtt,
+    VerboseJson,
+}
+
+#[derive(ToSchema)]
+#[schema(rename_all = "lowercase")]
+#[allow(dead_code)]
+pub enum TimestampGranularity {
+    Word,
+    Segment,
+}
+
+/// The JSON rendering (`verbose_json` adds language, duration, segments and words).
+#[derive(serde::Serialize, ToSchema)]
+pub struct TranscriptionResponse {
+    pub text: String,
+}
 
 /// What one upload asks for.
 struct Upload {
     file: Vec<u8>,
     options: TranscribeOptions,
-    format: ResponseFormat,
+    format: OutputFormat,
     stream: bool,
 }
 
+#[utoipa::path(post, path = "/v1/audio/transcriptions", tag = "audio",
+    request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The transcript", content(
+        (TranscriptionResponse = "application/json"), (String = "text/plain"), (String = "text/vtt"),
+        (String = "text/event-stream")))),
+    security(("api_key" = []), ("bearer" = [])))]
 pub async fn transcribe(
     call: Authorized<ops::Transcription>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -26,6 +85,12 @@ pub async fn transcribe(
     recognise(call, multipart, Task::Transcribe).await
 }
 
+#[utoipa::path(post, path = "/v1/audio/translations", tag = "audio",
+    request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
+    responses((status = 200, description = "The English translation of the speech (multilingual models)", content(
+        (TranscriptionResponse = "application/json"), (String = "text/plain"), (String = "text/vtt"),
+        (String = "text/event-stream")))),
+    security(("api_key" = []), ("bearer" = [])))]
 pub async fn translate(
     call: Authorized<ops::Translation>,
     multipart: Result<Multipart, MultipartRejection>,
@@ -67,7 +132,7 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Tas
     let mut multipart = multipart.map_err(|e| Error::invalid(format!("expected a multipart/form-data body: {e}")))?;
     let mut file = None;
     let mut options = TranscribeOptions { task, ..Default::default() };
-    let mut format = ResponseFormat::Json;
+    let mut format = OutputFormat::Json;
     let mut stream = false;
     while let Some(field) = multipart.next_field().await.map_err(|e| multipart_error(e, "malformed multipart body"))? {
         let name = field.name().unwrap_or_default().to_owned();
@@ -78,6 +143,7 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Tas
             "model" => options.model = Some(text()).filter(|m| !m.is_empty() && m != "whisper-1"),
             "language" if task == Task::Transcribe => options.language = Some(text()).filter(|l| !l.is_empty()),
             "prompt" => options.prompt = Some(text()).filter(|p| !p.is_empty()),
+            "response_format" if text().is_empty() => format = OutputFormat::Json,
             "response_format" => format = text().parse()?,
             "temperature" => {
                 let t: f32 = text().parse().map_err(|_| Error::invalid("temperature must be a number"))?;
@@ -99,7 +165,7 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Tas
     if file.is_empty() {
         return Err(Error::invalid("the uploaded file is empty"));
     }
-    if options.word_timestamps && format != ResponseFormat::VerboseJson && !stream {
+    if options.word_timestamps && format != OutputFormat::VerboseJson && !stream {
         return Err(Error::invalid("timestamp_granularities needs response_format verbose_json"));
     }
     Ok(Upload { file, options, format, stream })

@@ -233,6 +233,11 @@ impl Drop for Call {
         if status >= 500 {
             self.refund(self.charged);
         }
+        if status < 400 {
+            if let Some(key_id) = &self.principal.key_id {
+                self.service.authenticator.record_use(key_id);
+            }
+        }
         let service = self.operation.and_then(Operation::service);
         let charged = self.charged > 0 || matches!(self.rate, RateView::Admitted(_));
         self.service.usage.record(UsageRecord {
