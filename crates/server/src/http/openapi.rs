@@ -18,6 +18,15 @@ use utoipa::{Modify, OpenApi, ToSchema};
 #[allow(dead_code)]
 pub struct AudioBytes(Vec<u8>);
 
+/// One server-sent event of a streamed response: `data` is one JSON event
+/// (`speech.audio.delta`, `transcript.text.delta`, ..., or `error`).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct ServerSentEvent {
+    data: String,
+    event: Option<String>,
+}
+
 #[utoipa::path(get, path = "/openapi.json", tag = "operations",
     responses((status = 200, description = "This document", body = Object, content_type = "application/json")),
     security(()))]

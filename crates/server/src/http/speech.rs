@@ -3,7 +3,7 @@
 
 use super::call::{ops, Authorized};
 use super::error::ApiResult;
-use super::openapi::AudioBytes;
+use super::openapi::{AudioBytes, ServerSentEvent};
 use super::speech_stream::{audio_body, sse_body, ChunkEncoder};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
@@ -78,7 +78,7 @@ enum Delivery {
     request_body(content = SpeechRequest, content_type = "application/json"),
     responses((status = 200, description = "The synthesised speech in the requested format", content(
         (AudioBytes = "audio/wav"), (AudioBytes = "audio/pcm"), (AudioBytes = "audio/flac"),
-        (AudioBytes = "audio/mpeg"), (AudioBytes = "audio/ogg"), (String = "text/event-stream")))),
+        (AudioBytes = "audio/mpeg"), (AudioBytes = "audio/ogg"), (ServerSentEvent = "text/event-stream")))),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn create(call: Authorized<ops::Speech>, headers: HeaderMap, body: Bytes) -> ApiResult<Response> {
     require_json(&headers)?;

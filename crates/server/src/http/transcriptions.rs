@@ -3,6 +3,7 @@
 //! events segment by segment.
 
 use super::call::{ops, Authorized, RestOperation};
+use super::openapi::ServerSentEvent;
 use super::error::ApiResult;
 use super::transcript_output::{render_response, sse_response};
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
@@ -76,7 +77,7 @@ struct Upload {
     request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The transcript", content(
         (TranscriptionResponse = "application/json"), (String = "text/plain"), (String = "text/vtt"),
-        (String = "text/event-stream")))),
+        (ServerSentEvent = "text/event-stream")))),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn transcribe(
     call: Authorized<ops::Transcription>,
@@ -89,7 +90,7 @@ pub async fn transcribe(
     request_body(content = TranscriptionForm, content_type = "multipart/form-data"),
     responses((status = 200, description = "The English translation of the speech (multilingual models)", content(
         (TranscriptionResponse = "application/json"), (String = "text/plain"), (String = "text/vtt"),
-        (String = "text/event-stream")))),
+        (ServerSentEvent = "text/event-stream")))),
     security(("api_key" = []), ("bearer" = [])))]
 pub async fn translate(
     call: Authorized<ops::Translation>,
