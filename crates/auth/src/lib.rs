@@ -13,4 +13,4 @@ pub use db::open_database;
 pub use key::{ApiKey, KeyDigest};
 pub use limits::{Admission, Limiter, RateSnapshot, Rejection};
 pub use store::{KeyRecord, KeyStore, NewKey, StoreError};
-pub use usage::{UsageLog, UsageRecord};
+pub use usage::{Retention, UsageLog, UsageRecord};

@@ -1,6 +1,8 @@
 //! Usage log: one row per request, written in batches by a background task so the request
-//! path never waits on SQLite. `shutdown` drains everything queued before returning.
+//! path never waits on SQLite. `shutdown` drains everything queued before returning. Rows
+//! older than the retention period are deleted as the log goes, so the table stays bounded.
 
+use smai_core::SharedClock;
 use sqlx::SqlitePool;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -20,6 +22,15 @@ pub struct UsageRecord {
 
 const BATCH: usize = 256;
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
+/// How often rows past the retention period are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// How long rows are kept, measured on `clock`.
+#[derive(Clone)]
+pub struct Retention {
+    pub keep: Duration,
+    pub clock: SharedClock,
+}
 
 enum Message {
     Row(UsageRecord),
@@ -33,9 +44,15 @@ pub struct UsageLog {
 }
 
 impl UsageLog {
+    /// Keeps every row.
     pub fn start(pool: SqlitePool) -> Self {
+        Self::start_with(pool, None)
+    }
+
+    /// Deletes rows older than `retention` at start and then every hour.
+    pub fn start_with(pool: SqlitePool, retention: Option<Retention>) -> Self {
         let (sender, receiver) = mpsc::unbounded_channel();
-        tokio::spawn(write_batches(pool, receiver));
+        tokio::spawn(write_batches(pool, receiver, retention));
         Self { sender }
     }
 
@@ -56,9 +73,14 @@ impl UsageLog {
     }
 }
 
-async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<Message>) {
+async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<Message>, retention: Option<Retention>) {
     let mut batch = Vec::with_capacity(BATCH);
+    let mut next_prune = tokio::time::Instant::now();
     loop {
+        if let Some(retention) = retention.as_ref().filter(|_| tokio::time::Instant::now() >= next_prune) {
+            prune(&pool, retention).await;
+            next_prune = tokio::time::Instant::now() + PRUNE_EVERY;
+        }
         let mut shutdown = None;
         match tokio::time::timeout(FLUSH_EVERY, receiver.recv()).await {
             Ok(Some(Message::Row(row))) => batch.push(row),
@@ -87,6 +109,16 @@ async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<M
             let _ = ack.send(());
             return;
         }
+    }
+}
+
+/// Deletes the rows that have outlived the retention period.
+pub async fn prune(pool: &SqlitePool, retention: &Retention) {
+    let cutoff = retention.clock.now_ms().saturating_sub(retention.keep.as_millis().min(i64::MAX as u128) as i64);
+    match sqlx::query("DELETE FROM usage_log WHERE at < ?").bind(cutoff).execute(pool).await {
+        Ok(done) if done.rows_affected() > 0 => tracing::info!(rows = done.rows_affected(), "usage rows past retention deleted"),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "pruning the usage log failed; will retry"),
     }
 }
 
