@@ -1,7 +1,7 @@
 //! Outermost middleware: request id, security headers on every response, and the one place
 //! error bodies are rendered, so 401s, 404s and extractor rejections all look the same.
 
-use super::error::{error_type, ErrorBody, ErrorDetail, PendingError};
+use super::error::{ErrorBody, ErrorDetail, PendingError};
 use axum::body::Body;
 use axum::extract::Request;
 use axum::http::{header, HeaderName, HeaderValue, StatusCode};
@@ -30,7 +30,7 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .and_then(|v| v.to_str().ok())
         .filter(|v| is_acceptable_request_id(v))
         .map(str::to_owned)
-        .unwrap_or_else(|| format!("req_{}", uuid::Uuid::new_v4().simple()));
+        .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(id.clone()));
     let span = tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
     let mut response = next.run(request).instrument(span.clone()).await;
@@ -50,6 +50,24 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         headers.insert(HeaderName::from_static("x-request-id"), value);
     }
     response
+}
+
+/// A fresh request id; also for responses made before a request could be parsed.
+pub(crate) fn new_request_id() -> String {
+    format!("req_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// The contract's error body, as sent.
+pub(crate) fn error_body(code: ErrorCode, message: &str, request_id: &str) -> String {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.as_str().to_owned(),
+            message: message.to_owned(),
+            kind: super::error::error_type(code).to_owned(),
+            request_id: request_id.to_owned(),
+        },
+    };
+    serde_json::to_string(&body).unwrap_or_default()
 }
 
 /// Client-supplied ids are echoed only when short and plain, so they cannot inject anything.
@@ -94,16 +112,7 @@ fn render_error(response: &mut Response, error: Error, request_id: &str) {
     if matches!(response.status(), StatusCode::UNPROCESSABLE_ENTITY | StatusCode::LENGTH_REQUIRED) {
         *response.status_mut() = StatusCode::BAD_REQUEST;
     }
-    let body = ErrorBody {
-        error: ErrorDetail {
-            code: error.code.as_str().to_owned(),
-            message: error.message,
-            kind: error_type(error.code).to_owned(),
-            request_id: request_id.to_owned(),
-        },
-    };
-    let body = serde_json::to_string(&body).unwrap_or_default();
-    *response.body_mut() = Body::from(body);
+    *response.body_mut() = Body::from(error_body(error.code, &error.message, request_id));
     let headers = response.headers_mut();
     headers.remove(header::CONTENT_LENGTH);
     headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));

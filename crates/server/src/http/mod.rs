@@ -1,7 +1,7 @@
 //! The REST surface: `router(state)` is testable without sockets.
 
 pub mod call;
-mod context;
+pub(crate) mod context;
 mod error;
 mod meta;
 pub mod metrics;
