@@ -55,6 +55,7 @@ pub fn main() -> anyhow::Result<()> {
 }
 
 async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+    crate::listener::raise_fd_limit();
     let engines = crate::engines::load(&config).await?;
     let server = start(&config, Arc::new(SystemClock), engines).await?;
     shutdown_signal().await;

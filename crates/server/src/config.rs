@@ -59,6 +59,35 @@ pub struct ServeConfig {
     /// Serve Prometheus metrics at `GET /metrics` without a key (`on`), or not at all (`off`).
     #[arg(long, env = "SMAI_METRICS", value_enum, default_value = "on")]
     pub metrics: MetricsMode,
+
+    /// Time a client has to send a complete request head, from the connection's start (or,
+    /// on a kept-alive connection, from its first byte); past it, 408 and the connection closes.
+    #[arg(long, env = "SMAI_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// How long a kept-alive connection may wait for its next request before it is closed.
+    #[arg(long, env = "SMAI_KEEP_ALIVE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub keep_alive_timeout: Duration,
+
+    /// Time a client has to send the whole request body, from the end of its head; slower
+    /// uploads are refused with 408.
+    #[arg(long, env = "SMAI_BODY_READ_TIMEOUT", default_value = "60s", value_parser = parse_duration)]
+    pub body_read_timeout: Duration,
+
+    /// Open connections at most. Past it a new connection closes the longest-idle one, or is
+    /// closed at once when every connection has a request in flight.
+    #[arg(long, env = "SMAI_MAX_CONNECTIONS", default_value_t = 4096)]
+    pub max_connections: usize,
+
+    /// Open connections at most per client address (per /64 for IPv6), handled like the
+    /// global cap but among that address's connections.
+    #[arg(long, env = "SMAI_MAX_CONNECTIONS_PER_IP", default_value_t = 256)]
+    pub max_connections_per_ip: usize,
+
+    /// On SIGTERM, how long requests in flight may take to finish before their connections
+    /// are closed; idle connections and half-sent request heads are closed at once.
+    #[arg(long, env = "SMAI_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
+    pub shutdown_grace: Duration,
 }
 
 impl ServeConfig {
@@ -76,6 +105,12 @@ impl ServeConfig {
             device: "cpu".into(),
             queue_depth: 16,
             metrics: MetricsMode::On,
+            header_read_timeout: Duration::from_secs(10),
+            keep_alive_timeout: Duration::from_secs(30),
+            body_read_timeout: Duration::from_secs(60),
+            max_connections: 4096,
+            max_connections_per_ip: 256,
+            shutdown_grace: Duration::from_secs(30),
         }
     }
 }

@@ -5,6 +5,7 @@ pub mod config;
 pub mod engines;
 pub mod http;
 pub mod keys_cmd;
+pub mod listener;
 pub mod metrics;
 pub mod serve;
 pub mod service;

@@ -59,23 +59,21 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
              voices. Use this only inside a private network."
         );
     }
-    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let listener = crate::listener::bind(config.listen)?;
     let addr = listener.local_addr()?;
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
-    let task = tokio::spawn(async move {
-        axum::serve(listener, app)
-            .with_graceful_shutdown(async {
-                let _ = stopped.await;
-            })
-            .await
-    });
+    let settings = crate::listener::Settings::from(config);
+    let task = tokio::spawn(crate::listener::serve(listener, app, settings, async {
+        let _ = stopped.await;
+    }));
     tracing::info!(%addr, db = %config.db.display(), "smai listening");
     Ok(RunningServer { addr, state, pool, stop, task, maintenance })
 }
 
 impl RunningServer {
-    /// Stops accepting, lets requests in flight finish, then writes every queued usage row.
+    /// Stops accepting, lets requests in flight finish within the shutdown grace period (then
+    /// closes the rest), and writes every queued usage row.
     pub async fn shutdown(self) -> anyhow::Result<()> {
         let _ = self.stop.send(());
         self.task.await??;
