@@ -5,6 +5,7 @@ pub mod authenticator;
 pub mod db;
 pub mod key;
 pub mod limits;
+pub mod refusals;
 pub mod store;
 pub mod usage;
 
@@ -12,5 +13,6 @@ pub use authenticator::{Authenticator, AuthenticatorConfig};
 pub use db::open_database;
 pub use key::{ApiKey, KeyDigest};
 pub use limits::{Admission, Limiter, RateSnapshot, Rejection};
+pub use refusals::RefusalLog;
 pub use store::{KeyRecord, KeyStore, NewKey, StoreError};
 pub use usage::{Retention, UsageLog, UsageRecord};

@@ -2,6 +2,7 @@
 
 pub use crate::http::metrics::MetricsMode;
 use clap::{Args, ValueEnum};
+use smai_core::Tier;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -88,9 +89,44 @@ pub struct ServeConfig {
     /// are closed; idle connections and half-sent request heads are closed at once.
     #[arg(long, env = "SMAI_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
+
+    /// How long usage rows are kept; older ones are deleted at start and then hourly.
+    #[arg(long, env = "SMAI_USAGE_RETENTION", default_value = "90d", value_parser = parse_duration)]
+    pub usage_retention: Duration,
+
+    /// Origins whose web pages may call the API (CORS), comma-separated, e.g.
+    /// `https://app.example`. None by default: browsers then refuse cross-origin calls.
+    #[arg(long = "cors-origin", env = "SMAI_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
+    /// With `--auth disabled`: requests per minute of the anonymous principal.
+    #[arg(long, env = "SMAI_ANONYMOUS_RPM", default_value_t = Tier::default().rpm)]
+    pub anonymous_rpm: u32,
+
+    /// With `--auth disabled`: tokens per minute of the anonymous principal.
+    #[arg(long, env = "SMAI_ANONYMOUS_TPM", default_value_t = Tier::default().tpm)]
+    pub anonymous_tpm: u32,
+
+    /// With `--auth disabled`: tokens per rolling day of the anonymous principal.
+    #[arg(long, env = "SMAI_ANONYMOUS_TPD", default_value_t = Tier::default().tpd)]
+    pub anonymous_tpd: u32,
+
+    /// With `--auth disabled`: open requests and streams of the anonymous principal.
+    #[arg(long, env = "SMAI_ANONYMOUS_CONCURRENCY", default_value_t = Tier::default().concurrency)]
+    pub anonymous_concurrency: u32,
 }
 
 impl ServeConfig {
+    /// The limits every request of no-auth mode shares.
+    pub fn anonymous_tier(&self) -> Tier {
+        Tier {
+            rpm: self.anonymous_rpm,
+            tpm: self.anonymous_tpm,
+            tpd: self.anonymous_tpd,
+            concurrency: self.anonymous_concurrency,
+        }
+    }
+
     /// Defaults for tests and embedding: port 0 on loopback, the given database.
     pub fn for_tests(db: PathBuf) -> Self {
         Self {
@@ -111,6 +147,12 @@ impl ServeConfig {
             max_connections: 4096,
             max_connections_per_ip: 256,
             shutdown_grace: Duration::from_secs(30),
+            usage_retention: Duration::from_secs(90 * 86_400),
+            cors_origins: vec![],
+            anonymous_rpm: Tier::default().rpm,
+            anonymous_tpm: Tier::default().tpm,
+            anonymous_tpd: Tier::default().tpd,
+            anonymous_concurrency: Tier::default().concurrency,
         }
     }
 }

@@ -5,8 +5,8 @@ use crate::http::router;
 use crate::metrics::{MeteredSynthesizer, MeteredTranscriber, Metrics};
 use crate::service::{Service, ServiceParts};
 use crate::state::AppState;
-use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, UsageLog};
-use smai_core::{SharedClock, Synthesizer, Tier, Transcriber};
+use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, RefusalLog, Retention, UsageLog};
+use smai_core::{SharedClock, Synthesizer, Transcriber};
 use sqlx::SqlitePool;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -30,6 +30,7 @@ pub struct RunningServer {
 }
 
 pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
+    let cors_origins = crate::http::cors::parse_origins(&config.cors_origins).map_err(anyhow::Error::msg)?;
     let pool = open_database(&config.db).await?;
     let store = KeyStore::new(pool.clone(), clock.clone());
     let auth_config = AuthenticatorConfig { cache_ttl: config.key_cache_ttl, ..Default::default() };
@@ -40,7 +41,8 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let service = Service::new(ServiceParts {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
-        usage: UsageLog::start(pool.clone()),
+        usage: UsageLog::start_with(pool.clone(), Some(Retention { keep: config.usage_retention, clock: clock.clone() })),
+        refusals: RefusalLog::start(pool.clone(), clock.clone()),
         limiter,
         clock,
         transcriber: engines
@@ -49,10 +51,10 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
         synthesizer: engines
             .synthesizer
             .map(|s| Arc::new(MeteredSynthesizer::new(s, metrics.clone())) as Arc<dyn Synthesizer>),
-        anonymous_tier: Tier::default(),
+        anonymous_tier: config.anonymous_tier(),
         metrics,
     });
-    let state = AppState { service, max_body_bytes: config.max_body_bytes, metrics_mode: config.metrics };
+    let state = AppState { service, max_body_bytes: config.max_body_bytes, metrics_mode: config.metrics, cors_origins };
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED: every request runs as an anonymous principal with all services and \
@@ -78,6 +80,7 @@ impl RunningServer {
         let _ = self.stop.send(());
         self.task.await??;
         self.state.usage.shutdown().await;
+        self.state.refusals.flush().await;
         self.maintenance.abort();
         self.state.limiter.flush().await?;
         self.pool.close().await;

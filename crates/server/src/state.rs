@@ -2,6 +2,7 @@
 
 use crate::http::metrics::MetricsMode;
 use crate::service::Service;
+use axum::http::HeaderValue;
 use std::ops::Deref;
 
 #[derive(Clone)]
@@ -10,6 +11,8 @@ pub struct AppState {
     pub service: Service,
     pub max_body_bytes: usize,
     pub metrics_mode: MetricsMode,
+    /// Origins allowed to call from a browser (CORS); empty: none.
+    pub cors_origins: Vec<HeaderValue>,
 }
 
 /// The service's parts read through the state (`state.limiter`, `state.authenticator`).

@@ -10,13 +10,14 @@ use super::metrics::RateLimited;
 use crate::service::{Call, CallContext, Credentials, Operation};
 use crate::state::AppState;
 use axum::body::Body;
-use axum::extract::{FromRequestParts, MatchedPath, Request};
+use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
 use smai_core::{Error, Principal, Synthesizer, Transcriber};
 use std::marker::PhantomData;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 /// The call of one request, shared by the middleware and the handler's extractor.
@@ -96,7 +97,9 @@ impl<O: RestOperation> FromRequestParts<AppState> for Authorized<O> {
         let credentials = Credentials::from_fields(parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
         let route = parts.extensions.get::<MatchedPath>().map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
-        let mut call = state.service.authenticate(&credentials, CallContext { request_id, route }).await?;
+        let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
+        let context = CallContext { request_id, route, source };
+        let mut call = state.service.authenticate(&credentials, context).await?;
         let authorized = call.authorize(O::OPERATION);
         *slot.lock() = Some(call);
         authorized?;
@@ -109,7 +112,7 @@ pub async fn track(mut request: Request, next: Next) -> Response {
     let slot = CallSlot::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
-    // None: authentication failed, and the service recorded the refusal already.
+    // None: authentication failed, and the service counted the refusal already.
     let Some(mut call) = slot.lock().take() else { return response };
     call.set_status(response.status().as_u16());
     if let Some(limit) = call.refused_by() {

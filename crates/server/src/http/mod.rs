@@ -1,6 +1,7 @@
 //! The REST surface: `router(state)` is testable without sockets.
 
 pub mod call;
+pub mod cors;
 pub(crate) mod context;
 mod error;
 mod meta;
@@ -38,15 +39,20 @@ pub fn router(state: AppState) -> Router {
         // call middleware so that the call's usage row sees that status.
         .route_layer(CatchPanicLayer::custom(panic_response))
         .route_layer(middleware::from_fn(call::track));
-    open.merge(v1)
+    let app = open
+        .merge(v1)
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))
         // Inside the request context, so it still sees the error codes it renders.
         .layer(middleware::from_fn_with_state(state.clone(), metrics::record))
-        .layer(CatchPanicLayer::custom(panic_response))
-        .layer(middleware::from_fn(context::request_context))
-        .with_state(state)
+        .layer(CatchPanicLayer::custom(panic_response));
+    // Preflights are answered here, before any key is asked for; off unless origins are set.
+    let app = match cors::layer(&state.cors_origins) {
+        Some(cors) => app.layer(cors),
+        None => app,
+    };
+    app.layer(middleware::from_fn(context::request_context)).with_state(state)
 }
 
 /// A 500 whose detail (the panic message) goes to the log only.

@@ -17,6 +17,8 @@ pub struct CallContext {
     pub request_id: String,
     /// The protocol's name for what was called: a REST route template, a gRPC method, ...
     pub route: String,
+    /// The client's address, where the transport knows it.
+    pub source: Option<std::net::IpAddr>,
 }
 
 /// Status recorded for a call dropped before it was told how it ended: the client went away.

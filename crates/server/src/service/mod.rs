@@ -13,7 +13,7 @@ pub use operation::{Charging, Operation};
 
 use crate::config::AuthMode;
 use crate::metrics::Metrics;
-use smai_auth::{Authenticator, Limiter, UsageLog, UsageRecord};
+use smai_auth::{Authenticator, Limiter, RefusalLog, UsageLog};
 use smai_core::{EngineHealth, Error, Principal, SharedClock, Synthesizer, Tier, Transcriber};
 use std::ops::Deref;
 use std::sync::Arc;
@@ -32,6 +32,8 @@ pub struct ServiceParts {
     pub authenticator: Authenticator,
     pub limiter: Limiter,
     pub usage: UsageLog,
+    /// Refused unauthenticated attempts, counted per source rather than logged one by one.
+    pub refusals: RefusalLog,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     /// Limits of the anonymous principal of no-auth mode.
@@ -73,13 +75,14 @@ impl Service {
     }
 
     /// Starts a call: verifies the credentials (or takes the anonymous principal when
-    /// authentication is disabled). A refusal is recorded as the call's usage row here.
+    /// authentication is disabled). A refusal is counted against the caller's source address.
     pub async fn authenticate(&self, credentials: &Credentials, context: CallContext) -> Result<Call, Error> {
         let started = Instant::now();
         match self.principal(credentials).await {
             Ok(principal) => Ok(Call::new(self.clone(), principal, context, started)),
             Err(error) => {
-                self.record_refusal(&error, context, started);
+                let source = context.source.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+                self.refusals.note(&source);
                 Err(error)
             }
         }
@@ -90,20 +93,6 @@ impl Service {
             AuthMode::Disabled => Ok(Principal::anonymous(self.anonymous_tier)),
             AuthMode::Enabled => self.authenticator.verify(credentials.key()?).await,
         }
-    }
-
-    fn record_refusal(&self, error: &Error, context: CallContext, started: Instant) {
-        self.usage.record(UsageRecord {
-            at_ms: self.clock.now_ms(),
-            key_id: None,
-            org: None,
-            service: None,
-            route: context.route,
-            tokens: 0,
-            status: crate::http::status_of(error.code).as_u16(),
-            latency_ms: started.elapsed().as_millis() as u64,
-            request_id: context.request_id,
-        });
     }
 
     /// Whether every engine is loaded and serving.
