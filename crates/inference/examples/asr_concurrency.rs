@@ -5,7 +5,7 @@
 //!     cargo run --release -p smai-inference --example asr_concurrency -- tiny.en 4 3
 //!     SMAI_DEVICE=cuda cargo run --release --features cuda -p smai-inference --example asr_concurrency
 
-use smai_core::{TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::cli::eval::read_manifest;
 use smai_inference::WhisperEngine;
 use std::path::PathBuf;
@@ -50,10 +50,12 @@ fn main() -> anyhow::Result<()> {
     let models = PathBuf::from(std::env::var("SMAI_MODELS_DIR").unwrap_or_else(|_| "models/cache".into()));
     let eval = PathBuf::from(std::env::var("SMAI_EVAL_DIR").unwrap_or_else(|_| "/work/shared/eval/dev".into()));
     let rows = read_manifest(&eval)?;
-    let files: Vec<Vec<u8>> = rows.iter().take(n).map(|r| std::fs::read(eval.join(&r.path))).collect::<Result<_, _>>()?;
+    let files: Vec<Vec<u8>> =
+        rows.iter().take(n).map(|r| std::fs::read(eval.join(&r.path))).collect::<Result<_, _>>()?;
     let ids = [model.clone()];
     // SMAI_DEVICE (cpu, cuda, metal) picks where both engines run.
-    let device = smai_inference::engine::device_from_name(&std::env::var("SMAI_DEVICE").unwrap_or_else(|_| "cpu".into()))?;
+    let device =
+        smai_inference::engine::device_from_name(&std::env::var("SMAI_DEVICE").unwrap_or_else(|_| "cpu".into()))?;
     let engines = [
         (1, WhisperEngine::load_batched(&models, &ids, &device, n, 1)?),
         (n, WhisperEngine::load_batched(&models, &ids, &device, n, n)?),
@@ -71,6 +73,11 @@ fn main() -> anyhow::Result<()> {
         }
     }
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-    println!("mean total: unbatched {:.2} s, batched {:.2} s (ratio {:.2})", mean(&totals[0]), mean(&totals[1]), mean(&totals[1]) / mean(&totals[0]));
+    println!(
+        "mean total: unbatched {:.2} s, batched {:.2} s (ratio {:.2})",
+        mean(&totals[0]),
+        mean(&totals[1]),
+        mean(&totals[1]) / mean(&totals[0])
+    );
     Ok(())
 }

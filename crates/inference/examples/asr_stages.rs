@@ -46,7 +46,10 @@ fn main() -> anyhow::Result<()> {
         t_total += t.elapsed().as_secs_f64();
     }
     let rest = t_total - t_mel - t_enc - t_cross;
-    println!("{model_id}, {} files: audio decode {t_decode:.3} s, mel {t_mel:.3} s, encoder {t_enc:.3} s, \
-              cross k/v {t_cross:.3} s, other decoding {rest:.3} s, transcribe total {t_total:.3} s", rows.len());
+    println!(
+        "{model_id}, {} files: audio decode {t_decode:.3} s, mel {t_mel:.3} s, encoder {t_enc:.3} s, \
+              cross k/v {t_cross:.3} s, other decoding {rest:.3} s, transcribe total {t_total:.3} s",
+        rows.len()
+    );
     Ok(())
 }

@@ -18,24 +18,13 @@ fn main() {
         }
     };
     let voice = args.get(3).cloned().unwrap_or_else(|| "joe".into());
-    let engine = PiperSynthesizer::load(
-        &VoicesConfig::default(),
-        &default_models_dir(),
-        &Device::Cpu,
-        4,
-    )
-    .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
+    let engine = PiperSynthesizer::load(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
     std::fs::create_dir_all(&out).expect("output folder");
     let text = std::fs::read_to_string(input).expect("sentences file");
     for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let mut stream = engine
-            .synthesize(
-                line.to_string(),
-                SpeechOptions {
-                    voice: voice.clone(),
-                    speed: 1.0,
-                },
-            )
+            .synthesize(line.to_string(), SpeechOptions { voice: voice.clone(), speed: 1.0 })
             .expect("synthesis starts");
         let (mut samples, mut rate) = (Vec::new(), 22050);
         while let Some(chunk) = stream.blocking_recv() {

@@ -4,7 +4,7 @@
 
 mod common;
 
-use smai_core::{ErrorCode, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{ErrorCode, TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
 use smai_inference::cli::wer::corpus_wer;
 use smai_inference::whisper::{WhisperModel, WhisperOptions};

@@ -108,7 +108,8 @@ fn all_tokens(r: &RefResult) -> Vec<u32> {
 
 pub fn run_asr_eval(args: AsrEvalArgs) -> Result<(), Error> {
     let device = crate::engine::device_from_name(&args.device)?;
-    let mut model = WhisperModel::load(&args.model, &args.models_dir.join(&args.model), &device).map_err(Error::internal)?;
+    let mut model =
+        WhisperModel::load(&args.model, &args.models_dir.join(&args.model), &device).map_err(Error::internal)?;
     let reference: Option<RefFile> = std::fs::read(&args.reference)
         .ok()
         .map(|b| serde_json::from_slice(&b).map_err(|e| Error::invalid(format!("reference file: {e}"))))
@@ -128,12 +129,19 @@ pub fn run_asr_eval(args: AsrEvalArgs) -> Result<(), Error> {
     let elapsed = started.elapsed().as_secs_f64();
     let ours_wer = corpus_wer(rows.iter().zip(&ours).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
     println!("files: {}  audio: {:.1} s", rows.len(), audio_seconds);
-    println!("smai {}: WER {:.2}%  wall {:.1} s  ({:.1}x real time)", args.model, 100.0 * ours_wer, elapsed, audio_seconds / elapsed);
+    println!(
+        "smai {}: WER {:.2}%  wall {:.1} s  ({:.1}x real time)",
+        args.model,
+        100.0 * ours_wer,
+        elapsed,
+        audio_seconds / elapsed
+    );
     if let Some(reference) = &reference {
         let theirs: Vec<&RefResult> =
             rows.iter().filter_map(|row| reference.results.iter().find(|r| r.path == row.path)).collect();
         if theirs.len() == rows.len() {
-            let fw_wer = corpus_wer(rows.iter().zip(&theirs).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
+            let fw_wer =
+                corpus_wer(rows.iter().zip(&theirs).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
             let differing = ours.iter().zip(&theirs).filter(|(a, b)| all_tokens(a) != all_tokens(b)).count();
             println!("faster-whisper (recorded): WER {:.2}%", 100.0 * fw_wer);
             println!("token sequences differing from faster-whisper: {differing} of {}", rows.len());

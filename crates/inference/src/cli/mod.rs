@@ -11,7 +11,7 @@ pub use format::{render, OutputFormat, Transcript};
 
 use crate::engine::{device_from_name, WhisperEngine};
 use clap::Args;
-use smai_core::{Error, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{Error, Task, TranscribeOptions, Transcriber, TranscriptEvent};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]

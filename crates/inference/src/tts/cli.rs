@@ -46,18 +46,11 @@ pub struct VoicesArgs {
 impl VoicesArgs {
     pub fn load(&self) -> Result<PiperSynthesizer, Error> {
         let config = match &self.voices_config {
-            Some(path) => {
-                VoicesConfig::from_file(path).map_err(|e| Error::invalid(e.to_string()))?
-            }
+            Some(path) => VoicesConfig::from_file(path).map_err(|e| Error::invalid(e.to_string()))?,
             None => VoicesConfig::default(),
         };
         let dir = self.models_dir.clone().unwrap_or_else(default_models_dir);
-        PiperSynthesizer::load(
-            &config,
-            &dir,
-            &default_device(),
-            super::engine::DEFAULT_QUEUE,
-        )
+        PiperSynthesizer::load(&config, &dir, &default_device(), super::engine::DEFAULT_QUEUE)
     }
 }
 
@@ -78,9 +71,7 @@ pub fn default_device() -> Device {
 pub fn run_synthesize(args: SynthesizeArgs) -> Result<(), Error> {
     let text = if args.text == "-" {
         let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .map_err(|e| Error::invalid(format!("reading stdin: {e}")))?;
+        std::io::stdin().read_to_string(&mut text).map_err(|e| Error::invalid(format!("reading stdin: {e}")))?;
         text
     } else {
         args.text.clone()
@@ -96,13 +87,7 @@ pub fn run_synthesize(args: SynthesizeArgs) -> Result<(), Error> {
             .unwrap_or(AudioFormat::Wav),
     };
     let engine = args.voices.load()?;
-    let mut stream = engine.synthesize(
-        text,
-        SpeechOptions {
-            voice: args.voice.clone(),
-            speed: args.speed,
-        },
-    )?;
+    let mut stream = engine.synthesize(text, SpeechOptions { voice: args.voice.clone(), speed: args.speed })?;
     let mut samples = Vec::new();
     let mut rate = 0;
     while let Some(chunk) = stream.blocking_recv() {
@@ -113,8 +98,7 @@ pub fn run_synthesize(args: SynthesizeArgs) -> Result<(), Error> {
     if rate == 0 {
         return Err(Error::invalid("the text produced no speech"));
     }
-    let bytes = encode(&samples, rate, args.sample_rate, format)
-        .map_err(|e| Error::invalid(e.to_string()))?;
+    let bytes = encode(&samples, rate, args.sample_rate, format).map_err(|e| Error::invalid(e.to_string()))?;
     let written = match &args.output {
         Some(path) => std::fs::write(path, &bytes),
         None => std::io::stdout().lock().write_all(&bytes),
@@ -125,15 +109,9 @@ pub fn run_synthesize(args: SynthesizeArgs) -> Result<(), Error> {
 /// Prints the configured voices: id, language, sample rate, quality.
 pub fn run_voices(args: VoicesArgs) -> Result<(), Error> {
     let engine = args.load()?;
-    println!(
-        "{:<16} {:<8} {:>11} QUALITY",
-        "VOICE", "LANGUAGE", "SAMPLE_RATE"
-    );
+    println!("{:<16} {:<8} {:>11} QUALITY", "VOICE", "LANGUAGE", "SAMPLE_RATE");
     for v in engine.voices() {
-        println!(
-            "{:<16} {:<8} {:>11} {}",
-            v.id, v.language, v.sample_rate, v.quality
-        );
+        println!("{:<16} {:<8} {:>11} {}", v.id, v.language, v.sample_rate, v.quality);
     }
     Ok(())
 }

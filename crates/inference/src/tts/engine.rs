@@ -51,15 +51,8 @@ pub struct PiperSynthesizer {
 
 impl PiperSynthesizer {
     /// Loads every model the voices use (once per model) and starts their workers.
-    pub fn load(
-        config: &VoicesConfig,
-        models_dir: &Path,
-        device: &Device,
-        queue: usize,
-    ) -> Result<Self, Error> {
-        config
-            .validate()
-            .map_err(|e| Error::invalid(e.to_string()))?;
+    pub fn load(config: &VoicesConfig, models_dir: &Path, device: &Device, queue: usize) -> Result<Self, Error> {
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let mut workers = Vec::new();
         let mut by_model: HashMap<String, (usize, Arc<Voice>)> = HashMap::new();
         let mut voices = HashMap::new();
@@ -78,9 +71,10 @@ impl PiperSynthesizer {
                             spec.model
                         )));
                     }
-                    let voice = Arc::new(Voice::load(&path, None, device).map_err(|e| {
-                        Error::internal(format!("loading voice model {}: {e}", path.display()))
-                    })?);
+                    let voice = Arc::new(
+                        Voice::load(&path, None, device)
+                            .map_err(|e| Error::internal(format!("loading voice model {}: {e}", path.display())))?,
+                    );
                     workers.push(Arc::new(start_worker(voice.clone(), queue, &spec.model)?));
                     let entry = (workers.len() - 1, voice);
                     by_model.insert(spec.model.clone(), entry.clone());
@@ -104,12 +98,7 @@ impl PiperSynthesizer {
                         id: spec.id.clone(),
                         language,
                         sample_rate: voice.config.audio.sample_rate,
-                        quality: voice
-                            .config
-                            .audio
-                            .quality
-                            .clone()
-                            .unwrap_or_else(|| "unknown".into()),
+                        quality: voice.config.audio.quality.clone().unwrap_or_else(|| "unknown".into()),
                     },
                     worker,
                     speaker,
@@ -122,11 +111,7 @@ impl PiperSynthesizer {
             );
             order.push(spec.id.clone());
         }
-        Ok(Self {
-            voices,
-            order,
-            workers,
-        })
+        Ok(Self { voices, order, workers })
     }
 
     /// Like [`Synthesizer::synthesize`] with the sampling noise set (0 and 0: deterministic,
@@ -142,9 +127,7 @@ impl PiperSynthesizer {
             .get(&options.voice)
             .ok_or_else(|| Error::invalid(format!("unknown voice {:?}", options.voice)))?;
         if !options.speed.is_finite() || !(MIN_SPEED..=MAX_SPEED).contains(&options.speed) {
-            return Err(Error::invalid(format!(
-                "speed must be between {MIN_SPEED} and {MAX_SPEED}"
-            )));
+            return Err(Error::invalid(format!("speed must be between {MIN_SPEED} and {MAX_SPEED}")));
         }
         if text.trim().is_empty() {
             return Err(Error::invalid("input text is empty"));
@@ -156,12 +139,7 @@ impl PiperSynthesizer {
         }
         scales.length_scale /= options.speed;
         let (reply, stream) = mpsc::channel(STREAM_BUFFER);
-        let job = Job {
-            text,
-            speaker: voice.speaker,
-            scales,
-            reply,
-        };
+        let job = Job { text, speaker: voice.speaker, scales, reply };
         match self.workers[voice.worker].queue.try_send(job) {
             Ok(()) => Ok(stream),
             Err(TrySendError::Full(_)) => Err(Error::overloaded(Duration::from_secs(1))),
@@ -172,10 +150,7 @@ impl PiperSynthesizer {
 
 impl Synthesizer for PiperSynthesizer {
     fn voices(&self) -> Vec<VoiceInfo> {
-        self.order
-            .iter()
-            .map(|id| self.voices[id].info.clone())
-            .collect()
+        self.order.iter().map(|id| self.voices[id].info.clone()).collect()
     }
 
     fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error> {
@@ -212,16 +187,8 @@ fn run_job(voice: &Voice, job: Job) {
         }
         let result = phonemes_to_ids(&phonemes, &voice.config.phoneme_id_map)
             .map_err(Error::internal)
-            .and_then(|ids| {
-                voice
-                    .model
-                    .synthesize(&ids, job.scales, job.speaker)
-                    .map_err(Error::internal)
-            });
-        let chunk = result.map(|samples| AudioChunk {
-            samples: normalize(samples),
-            sample_rate,
-        });
+            .and_then(|ids| voice.model.synthesize(&ids, job.scales, job.speaker).map_err(Error::internal));
+        let chunk = result.map(|samples| AudioChunk { samples: normalize(samples), sample_rate });
         let failed = chunk.is_err();
         if job.reply.blocking_send(chunk).is_err() || failed {
             return;
@@ -235,9 +202,7 @@ pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
     if peak < 1e-8 {
         samples.iter_mut().for_each(|s| *s = 0.0);
     } else {
-        samples
-            .iter_mut()
-            .for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
+        samples.iter_mut().for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
     }
     samples
 }

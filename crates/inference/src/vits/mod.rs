@@ -22,10 +22,7 @@ use onnx::OnnxWeights;
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceError {
     #[error("cannot read voice file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("corrupt voice: {0}")]
     Corrupt(String),
     #[error("unsupported voice: {0}")]
@@ -75,10 +72,7 @@ pub struct VitsConfig {
 impl VitsConfig {
     pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
         let shape = |name: &str| -> Result<&[usize], VoiceError> {
-            w.tensors
-                .get(name)
-                .map(|t| t.shape.as_slice())
-                .ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
+            w.tensors.get(name).map(|t| t.shape.as_slice()).ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
         };
         let dim = |name: &str, i: usize| -> Result<usize, VoiceError> {
             shape(name)?
@@ -86,20 +80,13 @@ impl VitsConfig {
                 .copied()
                 .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
         };
-        let count = |f: &dyn Fn(usize) -> String| {
-            (0..).take_while(|&i| w.tensors.contains_key(&f(i))).count()
-        };
+        let count = |f: &dyn Fn(usize) -> String| (0..).take_while(|&i| w.tensors.contains_key(&f(i))).count();
 
         let hidden = dim("enc_p.emb.weight", 1)?;
         let rel_k = shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
-        let (rel, k_channels) = (
-            rel_k.get(1).copied().unwrap_or(0),
-            rel_k.get(2).copied().unwrap_or(0),
-        );
+        let (rel, k_channels) = (rel_k.get(1).copied().unwrap_or(0), rel_k.get(2).copied().unwrap_or(0));
         if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
-            return Err(VoiceError::Unsupported(format!(
-                "relative attention embedding of shape {rel_k:?}"
-            )));
+            return Err(VoiceError::Unsupported(format!("relative attention embedding of shape {rel_k:?}")));
         }
         let n_ups = count(&|i| format!("dec.ups.{i}.weight"));
         let resblock = if w.tensors.contains_key("dec.resblocks.0.convs1.0.weight") {
@@ -110,15 +97,9 @@ impl VitsConfig {
         let n_blocks = count(&|i| format!("dec.resblocks.{i}.convs1.0.weight"))
             .max(count(&|i| format!("dec.resblocks.{i}.convs.0.weight")));
         if n_ups == 0 || n_blocks == 0 || n_blocks % n_ups != 0 {
-            return Err(VoiceError::MissingWeight(
-                "dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into(),
-            ));
+            return Err(VoiceError::MissingWeight("dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into()));
         }
-        let conv_name = if resblock == ResBlockKind::One {
-            "convs1"
-        } else {
-            "convs"
-        };
+        let conv_name = if resblock == ResBlockKind::One { "convs1" } else { "convs" };
         let mut resblock_kernel_sizes = Vec::new();
         let mut resblock_dilations = Vec::new();
         for j in 0..n_blocks / n_ups {
@@ -126,11 +107,7 @@ impl VitsConfig {
             let n = count(&|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
             resblock_dilations.push(
                 (0..n)
-                    .map(|m| {
-                        w.convs
-                            .get(&format!("dec.resblocks.{j}.{conv_name}.{m}"))
-                            .map_or(1, |a| a.dilation)
-                    })
+                    .map(|m| w.convs.get(&format!("dec.resblocks.{j}.{conv_name}.{m}")).map_or(1, |a| a.dilation))
                     .collect(),
             );
         }
@@ -138,14 +115,13 @@ impl VitsConfig {
         let mut upsample_kernel_sizes = Vec::new();
         for i in 0..n_ups {
             upsample_kernel_sizes.push(dim(&format!("dec.ups.{i}.weight"), 2)?);
-            let attrs = w.convs.get(&format!("dec.ups.{i}")).ok_or_else(|| {
-                VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}"))
-            })?;
+            let attrs = w
+                .convs
+                .get(&format!("dec.ups.{i}"))
+                .ok_or_else(|| VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}")))?;
             upsample_rates.push(attrs.stride);
         }
-        let dp_flow_max = (1..16usize)
-            .rev()
-            .find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
+        let dp_flow_max = (1..16usize).rev().find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
         let (gin_channels, n_speakers) = match w.tensors.get("emb_g.weight") {
             Some(t) if t.shape.len() == 2 => (t.shape[1], t.shape[0]),
             _ => (0, 1),
@@ -208,8 +184,7 @@ impl Vits {
         let build = || -> candle_core::Result<Self> {
             let emb_g = if cfg.gin_channels > 0 {
                 Some(candle_nn::Embedding::new(
-                    vb.pp("emb_g")
-                        .get((cfg.n_speakers, cfg.gin_channels), "weight")?,
+                    vb.pp("emb_g").get((cfg.n_speakers, cfg.gin_channels), "weight")?,
                     cfg.gin_channels,
                 ))
             } else {
@@ -241,19 +216,11 @@ impl Vits {
     }
 
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
-    pub fn synthesize(
-        &self,
-        ids: &[i64],
-        scales: InferenceScales,
-        speaker: i64,
-    ) -> Result<Vec<f32>, VoiceError> {
+    pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(bad) = ids
-            .iter()
-            .find(|&&i| i < 0 || i as usize >= self.config.n_vocab)
-        {
+        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.n_vocab) {
             return Err(VoiceError::Corrupt(format!(
                 "phoneme id {bad} is outside the voice's {} symbols",
                 self.config.n_vocab
@@ -303,22 +270,14 @@ pub struct Voice {
 
 impl Voice {
     /// Loads `<name>.onnx` and its `<name>.onnx.json` beside it (or `config_path`).
-    pub fn load(
-        onnx_path: &Path,
-        config_path: Option<&Path>,
-        device: &Device,
-    ) -> Result<Self, VoiceError> {
+    pub fn load(onnx_path: &Path, config_path: Option<&Path>, device: &Device) -> Result<Self, VoiceError> {
         let json_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| {
             let mut p = onnx_path.as_os_str().to_owned();
             p.push(".json");
             p.into()
         });
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| VoiceError::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        };
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|source| VoiceError::Io { path: p.display().to_string(), source });
         let config = PiperConfig::parse(&String::from_utf8_lossy(&read(&json_path)?))?;
         let weights = OnnxWeights::parse(&read(onnx_path)?)?;
         let model = Vits::from_onnx(&weights, device)?;

@@ -47,7 +47,16 @@ pub fn gelu_erf(x: f32) -> f32 {
     let a = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
     let t = 1.0 / a.mul_add(0.5, 1.0);
     let mut p = 0.170_872_77_f32;
-    for c in [-0.822_152_23, 1.488_515_87, -1.135_203_98, 0.278_868_07, -0.186_288_06, 0.096_784_18, 0.374_091_96, 1.000_023_68] {
+    for c in [
+        -0.822_152_23,
+        1.488_515_87,
+        -1.135_203_98,
+        0.278_868_07,
+        -0.186_288_06,
+        0.096_784_18,
+        0.374_091_96,
+        1.000_023_68,
+    ] {
         p = p.mul_add(t, c);
     }
     let erfc_a = t * exp(p.mul_add(t, -1.265_512_23) - a * a);
@@ -241,7 +250,8 @@ mod tests {
         let ours = gelu(&x)?.flatten_all()?.to_vec1::<f32>()?;
         assert!(ours.iter().zip(&xs).all(|(&g, &v)| g == gelu_erf(v)));
         let candle = x.gelu_erf()?.flatten_all()?.to_vec1::<f32>()?;
-        let worst = ours.iter().zip(&candle).zip(&xs).map(|((a, b), v)| (a - b).abs() / v.abs().max(1.0)).fold(0.0, f32::max);
+        let worst =
+            ours.iter().zip(&candle).zip(&xs).map(|((a, b), v)| (a - b).abs() / v.abs().max(1.0)).fold(0.0, f32::max);
         assert!(worst < 1e-6, "gelu differs from candle's by {worst:e} (scaled)");
         // Softmax against an f64 softmax of the same inputs, with masked (-inf) tails.
         let mask = Tensor::full(f32::NEG_INFINITY, (3, 7, 5), &x.device().clone())?;

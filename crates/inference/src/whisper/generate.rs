@@ -201,7 +201,8 @@ pub fn detect_language(model: &WhisperModel, encoded: &Tensor) -> candle_core::R
     let mut state = model.start(encoded)?;
     let logits = model.feed(&mut state, &[sot], &[0])?.pop().expect("one position");
     let ids = model.generation.lang_ids.clone();
-    let lang_logits: Vec<f32> = ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)).collect();
+    let lang_logits: Vec<f32> =
+        ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)).collect();
     let lp = log_softmax(&lang_logits);
     let mut out: Vec<(u32, f32)> = ids.into_iter().zip(lp.into_iter().map(f32::exp)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1));

@@ -1,9 +1,9 @@
 //! A loaded Whisper model: the network, the tokenizer, generation config and the mel front
 //! end, with the calls decoding needs (encode a 30 s window; run tokens against it).
 
+use super::bpe::BpeEncoder;
 use super::load::{load_dir, GenerationConfig, LoadError};
 use super::network::{Decoder, DecoderState, Encoder};
-use super::bpe::BpeEncoder;
 use super::tokenizer::WhisperTokenizer;
 use crate::audio::mel::{LogMel, N_FRAMES};
 use candle_core::{Device, IndexOp, Tensor};

@@ -280,7 +280,14 @@ pub fn transcribe_features(
             .unzip();
         if opts.word_timestamps {
             last_speech = attach_window_words(
-                model, &encoded, &sot_sequence, &language, &mut timed, time_offset, segment_size, last_speech,
+                model,
+                &encoded,
+                &sot_sequence,
+                &language,
+                &mut timed,
+                time_offset,
+                segment_size,
+                last_speech,
             )
             .map_err(internal)?;
             let end = last_word_end(&timed);
