@@ -98,38 +98,35 @@ fn bad_requests_and_a_full_queue_are_refused() {
 }
 
 #[test]
-fn synthesize_command_writes_the_requested_format() {
-    use smai_inference::tts::cli::{run_synthesize, SynthesizeArgs, VoicesArgs};
-    let dir = std::env::temp_dir().join(format!("smai-synth-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let voices = VoicesArgs { models_dir: Some(models_dir()), voices_config: None };
-    let wav = dir.join("out.wav");
-    run_synthesize(SynthesizeArgs {
-        text: "Hello there.".into(),
-        voice: "joe".into(),
-        output: Some(wav.clone()),
-        format: None,
-        speed: 1.0,
-        sample_rate: Some(16000),
-        voices: voices.clone(),
-    })
-    .unwrap();
-    let reader = hound::WavReader::open(&wav).unwrap();
+fn engine_output_encodes_to_the_requested_format() {
+    use smai_inference::audio::{encode, AudioFormat};
+    let engine = engine(4);
+    let chunks = collect(&engine, "Hello there.", "joe", 1.0);
+    let samples: Vec<f32> = chunks.iter().flat_map(|c| c.samples.iter().copied()).collect();
+    let wav = encode(&samples, chunks[0].sample_rate, Some(16000), AudioFormat::Wav).unwrap();
+    let reader = hound::WavReader::new(std::io::Cursor::new(wav)).unwrap();
     assert_eq!(reader.spec().sample_rate, 16000);
     assert!(reader.duration() > 8000, "at least half a second of speech");
+    let mp3 = encode(&samples, chunks[0].sample_rate, None, AudioFormat::Mp3).unwrap();
+    assert!(mp3.len() > 1000 && mp3[0] == 0xff);
+}
 
-    let mp3 = dir.join("out.bin");
-    run_synthesize(SynthesizeArgs {
-        text: "Hello there.".into(),
-        voice: "joe-slow".into(),
-        output: Some(mp3.clone()),
-        format: Some(smai_inference::tts::AudioFormat::Mp3),
-        speed: 1.0,
-        sample_rate: None,
-        voices,
-    })
-    .unwrap();
-    let bytes = std::fs::read(&mp3).unwrap();
-    assert!(bytes.len() > 1000 && bytes[0] == 0xff);
-    let _ = std::fs::remove_dir_all(&dir);
+/// `--device cpu` and `--queue-depth` as the server passes them: the engine runs where it was
+/// told, and with the worker busy on one request, `depth` more wait and the next is refused.
+#[test]
+fn device_and_queue_depth_are_honoured() {
+    let depth = 2;
+    let engine = PiperSynthesizer::load(&VoicesConfig::default(), &models_dir(), &candle_core::Device::Cpu, depth)
+        .expect("engine loads");
+    assert_eq!(engine.device_name(), "cpu");
+    let opts = SpeechOptions { voice: "joe".into(), speed: 1.0 };
+    // More sentences than the stream buffers: unread, it keeps the worker on this request.
+    let busy = "One. Two. Three. Four. Five. Six. Seven. Eight.";
+    let mut running = engine.synthesize(busy.into(), opts.clone()).unwrap();
+    running.blocking_recv().unwrap().unwrap(); // the worker has taken it
+    let waiting: Vec<_> = (0..depth).map(|_| engine.synthesize("Hi.".into(), opts.clone()).unwrap()).collect();
+    let err = engine.synthesize("Hi.".into(), opts.clone()).unwrap_err();
+    assert_eq!(err.code, ErrorCode::Overloaded, "request {} of a queue of {depth}", depth + 2);
+    assert_eq!(engine.health(), smai_core::EngineHealth::Serving);
+    drop((running, waiting));
 }

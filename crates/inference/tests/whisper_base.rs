@@ -5,7 +5,7 @@ mod common;
 
 use smai_core::{Task, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::cli::wer::corpus_wer;
+use smai_tools::wer::corpus_wer;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use std::path::PathBuf;
 

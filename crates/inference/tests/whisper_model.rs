@@ -5,8 +5,8 @@
 mod common;
 
 use smai_core::{ErrorCode, TranscribeOptions, Transcriber, TranscriptEvent};
-use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
-use smai_inference::cli::wer::corpus_wer;
+use smai_tools::eval::{reference_options, transcribe_file, RefFile};
+use smai_tools::wer::corpus_wer;
 use smai_inference::whisper::{WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
 use std::path::PathBuf;

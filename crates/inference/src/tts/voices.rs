@@ -61,6 +61,11 @@ impl Default for VoicesConfig {
 }
 
 impl VoicesConfig {
+    /// The configuration file at `path`, or the built-in voices when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, VoicesConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::from_file)
+    }
+
     /// Reads a JSON file `{"voices": [{"id": ..., "model": ..., ...}]}`.
     pub fn from_file(path: &Path) -> Result<Self, VoicesConfigError> {
         let name = path.display().to_string();

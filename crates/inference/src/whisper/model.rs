@@ -9,6 +9,7 @@ use crate::audio::mel::{LogMel, N_FRAMES};
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::whisper::Config;
 use std::path::Path;
+use std::sync::Arc;
 
 pub struct WhisperModel {
     pub id: String,
@@ -19,7 +20,8 @@ pub struct WhisperModel {
     /// Prompt encoder, when the model ships `tokenizer.json`.
     pub bpe: Option<BpeEncoder>,
     pub generation: GenerationConfig,
-    pub mel: LogMel,
+    /// The log-mel front end, shared with the work done before the model's queue.
+    pub mel: Arc<LogMel>,
     pub device: Device,
 }
 
@@ -49,7 +51,7 @@ impl WhisperModel {
             id: id.to_string(),
             encoder: w.encoder,
             decoder: w.decoder,
-            mel: LogMel::new(w.config.num_mel_bins),
+            mel: Arc::new(LogMel::new(w.config.num_mel_bins)),
             config: w.config,
             tokenizer,
             bpe,

@@ -1,10 +1,10 @@
-//! `smai asr-eval`: transcribes the dev set with the settings the reference was recorded with
+//! `smai-tools asr-eval`: transcribes the dev set with the settings the reference was recorded with
 //! (greedy, temperature 0, no conditioning on previous text, English), then reports corpus
 //! WER beside faster-whisper's on the same files, how many token sequences differ, and speed.
 
-use super::wer::corpus_wer;
-use crate::audio::decode_to_mono_16k;
-use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
+use crate::wer::corpus_wer;
+use smai_inference::audio::decode_to_mono_16k;
+use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::{Error, TranscriptEvent};
@@ -13,15 +13,17 @@ use std::time::Instant;
 
 #[derive(Debug, Clone, Args)]
 pub struct AsrEvalArgs {
-    /// Folder with manifest.tsv and the audio it lists.
-    #[arg(long, default_value = "/work/shared/eval/dev")]
+    /// Folder with manifest.tsv and the audio it lists ($SMAI_EVAL_DIR, else
+    /// ../shared/eval/dev beside the repository).
+    #[arg(long, default_value_os_t = crate::default_eval_dir())]
     pub eval_dir: PathBuf,
     /// faster-whisper's transcripts of the same files (from record_references.py).
-    #[arg(long, default_value = "crates/inference/tests/fixtures/tiny_en_dev_reference.json")]
+    #[arg(long, default_value_os_t = crate::repo_root().join("crates/inference/tests/fixtures/tiny_en_dev_reference.json"))]
     pub reference: PathBuf,
     #[arg(long, default_value = "tiny.en")]
     pub model: String,
-    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
+    /// Folder of installed models ($SMAI_MODELS_DIR, else models/cache in the repository).
+    #[arg(long, default_value_os_t = crate::default_models_dir())]
     pub models_dir: PathBuf,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -107,7 +109,7 @@ fn all_tokens(r: &RefResult) -> Vec<u32> {
 }
 
 pub fn run_asr_eval(args: AsrEvalArgs) -> Result<(), Error> {
-    let device = crate::engine::device_from_name(&args.device)?;
+    let device = smai_inference::device_from_name(&args.device)?;
     let mut model =
         WhisperModel::load(&args.model, &args.models_dir.join(&args.model), &device).map_err(Error::internal)?;
     let reference: Option<RefFile> = std::fs::read(&args.reference)

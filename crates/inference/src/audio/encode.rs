@@ -1,10 +1,11 @@
 //! Output encoding of synthesized speech: wav (hound), raw pcm s16le, flac (flacenc),
-//! mp3 (LAME via mp3lame-encoder) and Ogg Opus (libopus + ogg), with optional resampling.
+//! mp3 (LAME via mp3lame-encoder) and Ogg Opus (libopus + ogg), resampled first when asked
+//! (with the one resampler of `audio`).
 
 use std::io::Cursor;
 use std::str::FromStr;
 
-use rubato::{FftFixedIn, Resampler};
+use super::resample;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -14,9 +15,11 @@ pub enum EncodeError {
     SampleRate(u32, &'static str),
     #[error("{0} encoder: {1}")]
     Encoder(&'static str, String),
+    #[error("resampling: {}", .0.detail.as_deref().unwrap_or(&.0.message))]
+    Resample(#[from] smai_core::Error),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize, clap::ValueEnum)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AudioFormat {
     #[default]
@@ -71,38 +74,6 @@ pub fn to_i16(samples: &[f32]) -> Vec<i16> {
 /// Little-endian 16-bit PCM bytes: the `pcm` format, also usable chunk by chunk when streaming.
 pub fn pcm_s16le(samples: &[f32]) -> Vec<u8> {
     to_i16(samples).iter().flat_map(|s| s.to_le_bytes()).collect()
-}
-
-/// Band-limited resampling of mono audio (FFT resampler).
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, EncodeError> {
-    if from == to || samples.is_empty() {
-        return Ok(samples.to_vec());
-    }
-    if from == 0 || to == 0 || to > 384_000 {
-        return Err(EncodeError::SampleRate(to, "resampling"));
-    }
-    let chunk = 1024;
-    let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 2, 1)
-        .map_err(|e| EncodeError::Encoder("resampler", e.to_string()))?;
-    let delay = resampler.output_delay();
-    let expected = (samples.len() as u64 * to as u64 / from as u64) as usize;
-    let mut out = Vec::with_capacity(expected + delay + chunk);
-    let mut pos = 0;
-    let err = |e: rubato::ResampleError| EncodeError::Encoder("resampler", e.to_string());
-    while pos + chunk <= samples.len() {
-        let block = resampler.process(&[&samples[pos..pos + chunk]], None).map_err(err)?;
-        out.extend_from_slice(&block[0]);
-        pos += chunk;
-    }
-    // Flush the tail and the filter delay with silence.
-    let mut tail = samples[pos..].to_vec();
-    while out.len() < expected + delay {
-        tail.resize(chunk, 0.0);
-        let block = resampler.process(&[&tail], None).map_err(err)?;
-        out.extend_from_slice(&block[0]);
-        tail.clear();
-    }
-    Ok(out[delay..delay + expected].to_vec())
 }
 
 /// Encodes mono audio at `sample_rate`, resampled first to `target_rate` when given.
@@ -178,7 +149,7 @@ fn opus(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     let err = |e: String| EncodeError::Encoder("opus", e);
     let pcm = resample(samples, rate, OPUS_RATE)?;
     let mut encoder =
-        opus::Encoder::new(OPUS_RATE, opus::Channels::Mono, opus::Application::Voip).map_err(|e| err(e.to_string()))?;
+        ::opus::Encoder::new(OPUS_RATE, ::opus::Channels::Mono, ::opus::Application::Voip).map_err(|e| err(e.to_string()))?;
     let pre_skip = encoder.get_lookahead().map_err(|e| err(e.to_string()))?.max(0) as u16;
 
     let mut out = Vec::new();
@@ -242,16 +213,6 @@ mod tests {
     #[test]
     fn pcm_is_little_endian_s16() {
         assert_eq!(pcm_s16le(&[0.0, 1.0, -1.0]), vec![0, 0, 0xff, 0x7f, 0x01, 0x80]);
-    }
-
-    #[test]
-    fn resampling_keeps_duration_and_pitch() {
-        let samples = tone(22050, 1.0);
-        let out = resample(&samples, 22050, 16000).unwrap();
-        assert_eq!(out.len(), 16000);
-        // 440 Hz at 16 kHz: zero crossings per second stay ~880.
-        let crossings = out.windows(2).filter(|w| (w[0] < 0.0) != (w[1] < 0.0)).count();
-        assert!((860..=900).contains(&crossings), "{crossings}");
     }
 
     #[test]

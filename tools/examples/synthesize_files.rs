@@ -1,12 +1,13 @@
 //! Synthesizes each line of a text file into `<out>/<n>.wav` with a voice (default `joe`), at
 //! the voice's default sampling scales. Used by `examples/intelligibility.py`.
 //!
-//!     cargo run -p smai-inference --example synthesize_files -- sentences.txt out/ [voice]
+//!     cargo run -p smai-tools --example synthesize_files -- sentences.txt out/ [voice]
 
 use candle_core::Device;
 use smai_core::{SpeechOptions, Synthesizer};
-use smai_inference::tts::voices::default_models_dir;
-use smai_inference::tts::{encode, AudioFormat, PiperSynthesizer, VoicesConfig};
+use smai_inference::audio::{encode, AudioFormat};
+use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_tools::default_models_dir;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
