@@ -5,10 +5,10 @@
 //! rounds alternate which side goes first, since the machine may be shared and noisy.
 
 use crate::eval::{read_manifest, reference_options, transcribe_file};
-use smai_inference::whisper::WhisperModel;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
+use smai_inference::whisper::WhisperModel;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;

@@ -3,11 +3,11 @@
 //! WER beside faster-whisper's on the same files, how many token sequences differ, and speed.
 
 use crate::wer::corpus_wer;
-use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::{Error, TranscriptEvent};
+use smai_inference::audio::decode_to_mono_16k;
+use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 

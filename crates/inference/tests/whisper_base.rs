@@ -5,8 +5,8 @@ mod common;
 
 use smai_core::{Task, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_tools::wer::corpus_wer;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
+use smai_tools::wer::corpus_wer;
 use std::path::PathBuf;
 
 #[derive(serde::Deserialize)]

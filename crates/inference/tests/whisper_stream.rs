@@ -6,8 +6,8 @@ mod common;
 
 use smai_core::{TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::audio::decode_audio;
-use smai_tools::wer::corpus_wer;
 use smai_inference::{StreamEvent, StreamOptions, WhisperEngine};
+use smai_tools::wer::corpus_wer;
 
 const CLIP: &str = "librispeech_devclean_misc/ortx_1272-128104-0004-8k.wav";
 /// Word error rate allowed between the live transcript and the whole-file one.
@@ -78,8 +78,8 @@ fn live_session_matches_the_whole_file() {
 #[test]
 fn live_session_behind_the_engine_trait() {
     use smai_core::{LiveEvent, LiveInput};
-    let engine = WhisperEngine::load(&common::models_root(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 2)
-        .unwrap();
+    let engine =
+        WhisperEngine::load(&common::models_root(), &["tiny.en".to_string()], &candle_core::Device::Cpu, 2).unwrap();
     let audio = decode_audio(&std::fs::read(common::eval_root().join(CLIP)).unwrap()).unwrap();
     let pcm = smai_inference::audio::resample(&audio.samples, audio.sample_rate, 16_000).unwrap();
     let options = TranscribeOptions { beam_size: Some(1), temperature: Some(0.0), ..Default::default() };
@@ -103,9 +103,16 @@ fn live_session_behind_the_engine_trait() {
     let events = reader.join().unwrap();
     let finals: Vec<(u32, &smai_core::Segment)> = events
         .iter()
-        .filter_map(|e| if let LiveEvent::Final { utterance, segment, .. } = e { Some((*utterance, segment)) } else { None })
+        .filter_map(|e| {
+            if let LiveEvent::Final { utterance, segment, .. } = e {
+                Some((*utterance, segment))
+            } else {
+                None
+            }
+        })
         .collect();
-    let partials = events.iter().filter(|e| matches!(e, LiveEvent::Partial { stable_text, .. } if stable_text.is_empty()));
+    let partials =
+        events.iter().filter(|e| matches!(e, LiveEvent::Partial { stable_text, .. } if stable_text.is_empty()));
     assert!(partials.count() >= 3, "partials while the audio accumulates");
     let utterances: Vec<u32> = finals.iter().map(|(u, _)| *u).collect();
     assert!(utterances.contains(&0) && utterances.contains(&1), "{utterances:?}");

@@ -7,9 +7,9 @@ mod common;
 use serde::Deserialize;
 use smai_core::{Segment, TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_tools::eval::reference_options;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
+use smai_tools::eval::reference_options;
 use std::path::PathBuf;
 
 /// Seconds a word boundary may differ from the reference's.

@@ -13,14 +13,19 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let device = smai_inference::device_from_name(&config.device)?;
-        let installed: Vec<String> =
-            config.asr_models.iter().filter(|id| config.models_dir.join(id).join("model.bin").exists()).cloned().collect();
+        let installed: Vec<String> = config
+            .asr_models
+            .iter()
+            .filter(|id| config.models_dir.join(id).join("model.bin").exists())
+            .cloned()
+            .collect();
         let transcriber: Option<Arc<dyn Transcriber>> = if installed.is_empty() {
             tracing::warn!(dir = %config.models_dir.display(), "no Whisper model installed; run `smai models pull`");
             None
         } else {
             tracing::info!(models = ?installed, device = %config.device, "loading Whisper models");
-            let engine = smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?;
+            let engine =
+                smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?;
             Some(Arc::new(engine))
         };
         let synthesizer: Option<Arc<dyn Synthesizer>> = match load_voices(&config, &device) {
@@ -36,6 +41,7 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
 }
 
 fn load_voices(config: &ServeConfig, device: &smai_inference::Device) -> Result<PiperSynthesizer, smai_core::Error> {
-    let voices = VoicesConfig::load(config.voices_config.as_deref()).map_err(|e| smai_core::Error::invalid(e.to_string()))?;
+    let voices =
+        VoicesConfig::load(config.voices_config.as_deref()).map_err(|e| smai_core::Error::invalid(e.to_string()))?;
     PiperSynthesizer::load(&voices, &config.models_dir, device, config.queue_depth)
 }

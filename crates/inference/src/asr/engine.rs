@@ -191,6 +191,10 @@ impl Transcriber for WhisperEngine {
     }
 
     fn health(&self) -> EngineHealth {
-        self.models.iter().map(|m| m.worker.health()).find(|h| *h != EngineHealth::Serving).unwrap_or(EngineHealth::Serving)
+        self.models
+            .iter()
+            .map(|m| m.worker.health())
+            .find(|h| *h != EngineHealth::Serving)
+            .unwrap_or(EngineHealth::Serving)
     }
 }

@@ -148,8 +148,8 @@ fn opus(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     const FRAME: usize = 960;
     let err = |e: String| EncodeError::Encoder("opus", e);
     let pcm = resample(samples, rate, OPUS_RATE)?;
-    let mut encoder =
-        ::opus::Encoder::new(OPUS_RATE, ::opus::Channels::Mono, ::opus::Application::Voip).map_err(|e| err(e.to_string()))?;
+    let mut encoder = ::opus::Encoder::new(OPUS_RATE, ::opus::Channels::Mono, ::opus::Application::Voip)
+        .map_err(|e| err(e.to_string()))?;
     let pre_skip = encoder.get_lookahead().map_err(|e| err(e.to_string()))?.max(0) as u16;
 
     let mut out = Vec::new();

@@ -162,7 +162,9 @@ impl<M: 'static> Worker<M> {
     pub fn health(&self) -> EngineHealth {
         match self.stopped.get() {
             Some(why) => EngineHealth::Unhealthy(format!("{}: {why}", self.name)),
-            None if self.queue.is_closed() => EngineHealth::Unhealthy(format!("{}: the model thread exited", self.name)),
+            None if self.queue.is_closed() => {
+                EngineHealth::Unhealthy(format!("{}: the model thread exited", self.name))
+            }
             None => EngineHealth::Serving,
         }
     }

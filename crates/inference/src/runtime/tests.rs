@@ -89,10 +89,12 @@ fn a_worker_lost_for_good_is_reported_unhealthy() {
 #[test]
 fn a_failed_load_is_an_error_and_jobs_run_in_order() {
     let config = WorkerConfig::new("broken", 1);
-    let err = Worker::<Counter>::start(config, || Err::<(Counter, ()), _>(Error::internal("no weights"))).err().unwrap();
+    let err =
+        Worker::<Counter>::start(config, || Err::<(Counter, ()), _>(Error::internal("no weights"))).err().unwrap();
     assert_eq!(err.detail.as_deref(), Some("no weights"));
     let panicky = WorkerConfig::new("panicky", 1);
-    let err = Worker::<Counter>::start(panicky, || -> Result<(Counter, ()), Error> { panic!("bad file") }).err().unwrap();
+    let err =
+        Worker::<Counter>::start(panicky, || -> Result<(Counter, ()), Error> { panic!("bad file") }).err().unwrap();
     assert!(err.detail.unwrap().contains("bad file"));
 
     let worker = start(8, MAX_CONSECUTIVE_PANICS);

@@ -69,33 +69,48 @@ pub struct VitsConfig {
     pub resblock_dilations: Vec<Vec<usize>>,
 }
 
-impl VitsConfig {
-    pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
-        let shape = |name: &str| -> Result<&[usize], VoiceError> {
-            w.tensors.get(name).map(|t| t.shape.as_slice()).ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
-        };
-        let dim = |name: &str, i: usize| -> Result<usize, VoiceError> {
-            shape(name)?
-                .get(i)
-                .copied()
-                .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
-        };
-        let count = |f: &dyn Fn(usize) -> String| (0..).take_while(|&i| w.tensors.contains_key(&f(i))).count();
+/// Hyper-parameters read off the weights' names and shapes.
+struct Shapes<'a>(&'a OnnxWeights);
 
-        let hidden = dim("enc_p.emb.weight", 1)?;
-        let rel_k = shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
-        let (rel, k_channels) = (rel_k.get(1).copied().unwrap_or(0), rel_k.get(2).copied().unwrap_or(0));
-        if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
-            return Err(VoiceError::Unsupported(format!("relative attention embedding of shape {rel_k:?}")));
-        }
-        let n_ups = count(&|i| format!("dec.ups.{i}.weight"));
+impl<'a> Shapes<'a> {
+    fn shape(&self, name: &str) -> Result<&'a [usize], VoiceError> {
+        self.0.tensors.get(name).map(|t| t.shape.as_slice()).ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
+    }
+
+    fn dim(&self, name: &str, i: usize) -> Result<usize, VoiceError> {
+        self.shape(name)?
+            .get(i)
+            .copied()
+            .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
+    }
+
+    /// How many of `name(0)`, `name(1)`, ... exist, counting up to the first missing one.
+    fn count(&self, name: impl Fn(usize) -> String) -> usize {
+        (0..).take_while(|&i| self.0.tensors.contains_key(&name(i))).count()
+    }
+}
+
+/// The HiFi-GAN generator's layout.
+struct GeneratorLayout {
+    upsample_rates: Vec<usize>,
+    upsample_kernel_sizes: Vec<usize>,
+    resblock: ResBlockKind,
+    resblock_kernel_sizes: Vec<usize>,
+    resblock_dilations: Vec<Vec<usize>>,
+}
+
+impl GeneratorLayout {
+    fn read(s: &Shapes) -> Result<Self, VoiceError> {
+        let w = s.0;
+        let n_ups = s.count(|i| format!("dec.ups.{i}.weight"));
         let resblock = if w.tensors.contains_key("dec.resblocks.0.convs1.0.weight") {
             ResBlockKind::One
         } else {
             ResBlockKind::Two
         };
-        let n_blocks = count(&|i| format!("dec.resblocks.{i}.convs1.0.weight"))
-            .max(count(&|i| format!("dec.resblocks.{i}.convs.0.weight")));
+        let n_blocks = s
+            .count(|i| format!("dec.resblocks.{i}.convs1.0.weight"))
+            .max(s.count(|i| format!("dec.resblocks.{i}.convs.0.weight")));
         if n_ups == 0 || n_blocks == 0 || n_blocks % n_ups != 0 {
             return Err(VoiceError::MissingWeight("dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into()));
         }
@@ -103,8 +118,8 @@ impl VitsConfig {
         let mut resblock_kernel_sizes = Vec::new();
         let mut resblock_dilations = Vec::new();
         for j in 0..n_blocks / n_ups {
-            resblock_kernel_sizes.push(dim(&format!("dec.resblocks.{j}.{conv_name}.0.weight"), 2)?);
-            let n = count(&|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
+            resblock_kernel_sizes.push(s.dim(&format!("dec.resblocks.{j}.{conv_name}.0.weight"), 2)?);
+            let n = s.count(|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
             resblock_dilations.push(
                 (0..n)
                     .map(|m| w.convs.get(&format!("dec.resblocks.{j}.{conv_name}.{m}")).map_or(1, |a| a.dilation))
@@ -114,43 +129,57 @@ impl VitsConfig {
         let mut upsample_rates = Vec::new();
         let mut upsample_kernel_sizes = Vec::new();
         for i in 0..n_ups {
-            upsample_kernel_sizes.push(dim(&format!("dec.ups.{i}.weight"), 2)?);
+            upsample_kernel_sizes.push(s.dim(&format!("dec.ups.{i}.weight"), 2)?);
             let attrs = w
                 .convs
                 .get(&format!("dec.ups.{i}"))
                 .ok_or_else(|| VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}")))?;
             upsample_rates.push(attrs.stride);
         }
+        Ok(Self { upsample_rates, upsample_kernel_sizes, resblock, resblock_kernel_sizes, resblock_dilations })
+    }
+}
+
+impl VitsConfig {
+    pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
+        let s = Shapes(w);
+        let hidden = s.dim("enc_p.emb.weight", 1)?;
+        let rel_k = s.shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
+        let (rel, k_channels) = (rel_k.get(1).copied().unwrap_or(0), rel_k.get(2).copied().unwrap_or(0));
+        if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
+            return Err(VoiceError::Unsupported(format!("relative attention embedding of shape {rel_k:?}")));
+        }
+        let generator = GeneratorLayout::read(&s)?;
         let dp_flow_max = (1..16usize).rev().find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
         let (gin_channels, n_speakers) = match w.tensors.get("emb_g.weight") {
             Some(t) if t.shape.len() == 2 => (t.shape[1], t.shape[0]),
             _ => (0, 1),
         };
         Ok(Self {
-            n_vocab: dim("enc_p.emb.weight", 0)?,
+            n_vocab: s.dim("enc_p.emb.weight", 0)?,
             hidden_channels: hidden,
-            filter_channels: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 0)?,
+            filter_channels: s.dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 0)?,
             n_heads: hidden / k_channels,
-            n_layers: count(&|i| format!("enc_p.encoder.attn_layers.{i}.conv_q.weight")),
-            ffn_kernel_size: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 2)?,
+            n_layers: s.count(|i| format!("enc_p.encoder.attn_layers.{i}.conv_q.weight")),
+            ffn_kernel_size: s.dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 2)?,
             window_size: rel / 2,
-            inter_channels: dim("enc_p.proj.weight", 0)? / 2,
-            dp_filter_channels: dim("dp.pre.weight", 0)?,
-            dp_kernel_size: dim("dp.convs.convs_sep.0.weight", 2)?,
+            inter_channels: s.dim("enc_p.proj.weight", 0)? / 2,
+            dp_filter_channels: s.dim("dp.pre.weight", 0)?,
+            dp_kernel_size: s.dim("dp.convs.convs_sep.0.weight", 2)?,
             dp_n_flows: dp_flow_max
                 .map(|i| i.div_ceil(2))
                 .ok_or_else(|| VoiceError::MissingWeight("dp.flows.*".into()))?,
-            flow_n_layers: count(&|i| format!("flow.flows.{}.pre.weight", 2 * i)),
-            flow_kernel_size: dim("flow.flows.0.enc.in_layers.0.weight", 2)?,
-            flow_wn_layers: count(&|i| format!("flow.flows.0.enc.in_layers.{i}.weight")),
+            flow_n_layers: s.count(|i| format!("flow.flows.{}.pre.weight", 2 * i)),
+            flow_kernel_size: s.dim("flow.flows.0.enc.in_layers.0.weight", 2)?,
+            flow_wn_layers: s.count(|i| format!("flow.flows.0.enc.in_layers.{i}.weight")),
             gin_channels,
             n_speakers,
-            upsample_initial_channel: dim("dec.conv_pre.weight", 0)?,
-            upsample_rates,
-            upsample_kernel_sizes,
-            resblock,
-            resblock_kernel_sizes,
-            resblock_dilations,
+            upsample_initial_channel: s.dim("dec.conv_pre.weight", 0)?,
+            upsample_rates: generator.upsample_rates,
+            upsample_kernel_sizes: generator.upsample_kernel_sizes,
+            resblock: generator.resblock,
+            resblock_kernel_sizes: generator.resblock_kernel_sizes,
+            resblock_dilations: generator.resblock_dilations,
         })
     }
 

@@ -343,8 +343,14 @@ impl<'a> Transcription<'a> {
             return Ok((window.end(), Vec::new()));
         }
         let ts_begin = self.model.tokenizer.timestamp_begin;
-        let (pieces, mut next_seek) =
-            split_by_timestamps(&result.tokens, ts_begin, window.time_offset(), window.size, window.duration(), window.seek);
+        let (pieces, mut next_seek) = split_by_timestamps(
+            &result.tokens,
+            ts_begin,
+            window.time_offset(),
+            window.size,
+            window.duration(),
+            window.seek,
+        );
         let eot = self.model.tokenizer.eot;
         let (mut timed, piece_tokens): (Vec<TimedSegment>, Vec<Vec<u32>>) = pieces
             .into_iter()
@@ -382,8 +388,8 @@ impl<'a> Transcription<'a> {
     ) -> Result<Option<usize>, Error> {
         let (offset, size) = (window.time_offset(), window.size);
         let (model, sot, language) = (&*self.model, &self.sot_sequence, &self.language);
-        self.last_speech =
-            attach_window_words(model, encoded, sot, language, timed, offset, size, self.last_speech).map_err(internal)?;
+        self.last_speech = attach_window_words(model, encoded, sot, language, timed, offset, size, self.last_speech)
+            .map_err(internal)?;
         let end = last_word_end(timed);
         self.last_speech = end.unwrap_or(self.last_speech);
         if single_timestamp_ending(tokens, self.model.tokenizer.timestamp_begin) {

@@ -19,7 +19,11 @@ use crate::config::ServeConfig;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "smai", version, about = "Self-hosted speech inference: text-to-speech and speech recognition behind API keys")]
+#[command(
+    name = "smai",
+    version,
+    about = "Self-hosted speech inference: text-to-speech and speech recognition behind API keys"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,

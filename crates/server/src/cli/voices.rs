@@ -2,9 +2,9 @@
 
 use clap::Args;
 use smai_core::{Error, Synthesizer};
+use smai_inference::device_from_name;
 use smai_inference::tts::voices::default_models_dir;
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
-use smai_inference::device_from_name;
 use std::path::PathBuf;
 
 /// Requests a local command has waiting at most (it makes one at a time).
@@ -25,8 +25,7 @@ pub struct VoicesArgs {
 
 impl VoicesArgs {
     pub fn load(&self) -> Result<PiperSynthesizer, Error> {
-        let config =
-            VoicesConfig::load(self.voices_config.as_deref()).map_err(|e| Error::invalid(e.to_string()))?;
+        let config = VoicesConfig::load(self.voices_config.as_deref()).map_err(|e| Error::invalid(e.to_string()))?;
         let dir = self.models_dir.clone().unwrap_or_else(default_models_dir);
         PiperSynthesizer::load(&config, &dir, &device_from_name(&self.device)?, LOCAL_QUEUE_DEPTH)
     }
