@@ -111,7 +111,7 @@ impl GeneratorLayout {
         let n_blocks = s
             .count(|i| format!("dec.resblocks.{i}.convs1.0.weight"))
             .max(s.count(|i| format!("dec.resblocks.{i}.convs.0.weight")));
-        if n_ups == 0 || n_blocks == 0 || n_blocks % n_ups != 0 {
+        if n_blocks == 0 || n_blocks.checked_rem(n_ups) != Some(0) {
             return Err(VoiceError::MissingWeight("dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into()));
         }
         let conv_name = if resblock == ResBlockKind::One { "convs1" } else { "convs" };
