@@ -222,11 +222,10 @@ pub(crate) fn spawn_session(mut transcription: LiveTranscription) -> Result<Live
     let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
     let listener = events_tx.clone();
     transcription.cancelled = Arc::new(move || listener.is_closed());
-    let waiter = tokio::runtime::Builder::new_current_thread().build().map_err(Error::internal)?;
     let session = Session { transcription, inputs, events: events_tx, utterance: 0 };
     std::thread::Builder::new()
         .name("whisper-live".into())
-        .spawn(move || session.run(&waiter))
+        .spawn(move || session.start())
         .map_err(|e| Error::internal(format!("cannot start a live session: {e}")))?;
     Ok(LiveSession { input, events })
 }
@@ -239,6 +238,17 @@ struct Session {
 }
 
 impl Session {
+    /// Waiting for input or for the listener to go, whichever first, takes a small runtime
+    /// of the session's own; decoding and sending block this thread outside it.
+    fn start(self) {
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(waiter) => self.run(&waiter),
+            Err(e) => {
+                let _ = self.events.blocking_send(Err(Error::internal(format!("live session: {e}"))));
+            }
+        }
+    }
+
     fn run(mut self, waiter: &tokio::runtime::Runtime) {
         while let Some(input) = self.next_input(waiter) {
             let committed = input == LiveInput::Commit;
@@ -318,7 +328,7 @@ mod tests {
         let events = b.settle(vec![seg(0.0, 2.5, " one"), seg(2.5, 4.5, " two"), seg(4.5, 6.0, " three")], false);
         // Horizon 6 - 2 = 4 s: only the first segment is settled.
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[0], StreamEvent::Final(s) if s.id == 1 && s.text == " one"));
+        assert!(matches!(&events[0], StreamEvent::Final(s) if s.id == 0 && s.text == " one"));
         assert_eq!(events[1], StreamEvent::Partial { start: 2.5, end: 6.0, text: " two three".into() });
         assert!((b.buffered_seconds() - 3.5).abs() < 1e-9);
         // Times of the next round are relative to the trimmed buffer.
