@@ -15,8 +15,6 @@ use crate::phonemize::{phonemes_to_ids, phonemize};
 use crate::runtime::{device_name, Worker, WorkerConfig};
 use crate::vits::{InferenceScales, Voice};
 
-/// Requests waiting per model beyond the one being synthesized.
-pub const DEFAULT_QUEUE: usize = 8;
 /// Sentences buffered per stream before the worker waits for the reader.
 const STREAM_BUFFER: usize = 4;
 const MIN_SPEED: f32 = 0.25;

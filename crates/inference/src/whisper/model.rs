@@ -70,13 +70,6 @@ impl WhisperModel {
         self.encoder.forward(&x)
     }
 
-    /// Encodes several windows in one batch; returns `(windows, frames, d)`.
-    pub fn encode_batch(&self, windows: &[Vec<f32>]) -> candle_core::Result<Tensor> {
-        let flat: Vec<f32> = windows.concat();
-        let x = Tensor::from_vec(flat, (windows.len(), self.mel.n_mels(), N_FRAMES), &self.device)?;
-        self.encoder.forward(&x)
-    }
-
     /// A decoding state against an encoded window.
     pub fn start(&self, encoded: &Tensor) -> candle_core::Result<DecoderState> {
         self.decoder.start(encoded)
