@@ -1,17 +1,19 @@
-//! smai-inference: speech models on candle. Whisper ASR (whisper/, audio/, engine) and Piper
-//! voices (vits/, phonemize/, tts/), with the model manifest and fetch step (models/).
+//! smai-inference: speech models on candle. Whisper ASR (asr/, whisper/, audio/) and Piper
+//! voices (tts/, vits/, phonemize/), on one model runtime (runtime/), with the model manifest
+//! and fetch step (models/).
 
+pub mod asr;
 pub mod audio;
-pub mod cli;
-pub mod engine;
 pub mod models;
 pub mod phonemize;
-pub mod stream;
+pub mod runtime;
 pub mod tts;
 pub mod vits;
 pub mod whisper;
 
-pub use cli::{run_asr_bench, run_asr_eval, run_transcribe, AsrBenchArgs, AsrEvalArgs, TranscribeArgs};
-pub use engine::WhisperEngine;
-pub use models::{run_models, ModelsArgs};
-pub use stream::{LiveTranscription, StreamEvent, StreamOptions};
+/// The device type engines load onto (from `device_from_name`), for crates without candle.
+pub use candle_core::Device;
+
+pub use asr::{LiveTranscription, StreamEvent, StreamOptions, WhisperEngine};
+pub use runtime::{device_from_name, device_name};
+pub use tts::PiperSynthesizer;

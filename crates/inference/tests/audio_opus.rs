@@ -7,9 +7,9 @@ mod common;
 use proptest::prelude::*;
 use smai_core::ErrorCode;
 use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::cli::eval::reference_options;
-use smai_inference::cli::wer::corpus_wer;
 use smai_inference::whisper::{transcribe, WhisperModel};
+use smai_tools::eval::reference_options;
+use smai_tools::wer::corpus_wer;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Once;
 

@@ -5,8 +5,8 @@ mod common;
 
 use smai_core::{Task, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::cli::wer::corpus_wer;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
+use smai_tools::wer::corpus_wer;
 use std::path::PathBuf;
 
 #[derive(serde::Deserialize)]
@@ -34,13 +34,15 @@ fn workspace() -> PathBuf {
 
 #[test]
 fn base_detects_language_and_translates_like_faster_whisper() {
-    let models = std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
+    let models =
+        std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"));
     assert!(
         models.join("base/model.bin").is_file(),
         "Whisper base weights missing in {}: run `smai models pull --only base` (or set SMAI_MODELS_DIR)",
         models.display()
     );
-    let eval = std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let eval =
+        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
     let reference: Reference = serde_json::from_slice(
         &std::fs::read(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/base_reference.json")).unwrap(),
     )

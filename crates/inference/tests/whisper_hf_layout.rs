@@ -8,10 +8,10 @@ mod common;
 use serde_json::json;
 use smai_core::{Segment, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::cli::eval::reference_options;
 use smai_inference::whisper::ct2::Ct2Model;
 use smai_inference::whisper::load::ct2_to_candle;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
+use smai_tools::eval::reference_options;
 use std::path::Path;
 
 /// Writes `ct2_dir`'s model in the Hugging Face layout into `out`.

@@ -4,11 +4,11 @@
 
 mod common;
 
-use smai_core::{ErrorCode, TranscribeOptions, TranscriptEvent, Transcriber};
-use smai_inference::cli::eval::{reference_options, transcribe_file, RefFile};
-use smai_inference::cli::wer::corpus_wer;
+use smai_core::{ErrorCode, TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::whisper::{WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
+use smai_tools::eval::{reference_options, transcribe_file, RefFile};
+use smai_tools::wer::corpus_wer;
 use std::path::PathBuf;
 
 fn models_dir() -> PathBuf {

@@ -5,11 +5,11 @@
 mod common;
 
 use serde::Deserialize;
-use smai_core::{Segment, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{Segment, TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
-use smai_inference::cli::eval::reference_options;
 use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
+use smai_tools::eval::reference_options;
 use std::path::PathBuf;
 
 /// Seconds a word boundary may differ from the reference's.
@@ -17,7 +17,11 @@ const TOLERANCE_S: f64 = 0.1;
 
 fn models_dir() -> PathBuf {
     let dir = common::models_root();
-    assert!(dir.join("tiny.en/model.bin").is_file(), "Whisper weights missing in {}: run `smai models pull`", dir.display());
+    assert!(
+        dir.join("tiny.en/model.bin").is_file(),
+        "Whisper weights missing in {}: run `smai models pull`",
+        dir.display()
+    );
     dir
 }
 

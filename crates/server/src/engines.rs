@@ -3,28 +3,32 @@
 use crate::config::ServeConfig;
 use crate::serve::Engines;
 use smai_core::{Synthesizer, Transcriber};
-use smai_inference::tts::cli::VoicesArgs;
+use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 use std::sync::Arc;
 
-/// Loads every installed Whisper model of the configuration and the voices. A service whose
-/// models are all missing is left off (its routes answer 404) with a warning that says how to
-/// install them.
+/// Loads every installed Whisper model of the configuration and the voices, both on
+/// `--device` with `--queue-depth`. A service whose models are all missing is left off (its
+/// routes answer 404) with a warning that says how to install them.
 pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
-        let device = smai_inference::engine::device_from_name(&config.device)?;
-        let installed: Vec<String> =
-            config.asr_models.iter().filter(|id| config.models_dir.join(id).join("model.bin").exists()).cloned().collect();
+        let device = smai_inference::device_from_name(&config.device)?;
+        let installed: Vec<String> = config
+            .asr_models
+            .iter()
+            .filter(|id| config.models_dir.join(id).join("model.bin").exists())
+            .cloned()
+            .collect();
         let transcriber: Option<Arc<dyn Transcriber>> = if installed.is_empty() {
             tracing::warn!(dir = %config.models_dir.display(), "no Whisper model installed; run `smai models pull`");
             None
         } else {
-            tracing::info!(models = ?installed, "loading Whisper models");
-            let engine = smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?;
+            tracing::info!(models = ?installed, device = %config.device, "loading Whisper models");
+            let engine =
+                smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?;
             Some(Arc::new(engine))
         };
-        let voices = VoicesArgs { models_dir: Some(config.models_dir.clone()), voices_config: config.voices_config.clone() };
-        let synthesizer: Option<Arc<dyn Synthesizer>> = match voices.load() {
+        let synthesizer: Option<Arc<dyn Synthesizer>> = match load_voices(&config, &device) {
             Ok(synth) => Some(Arc::new(synth)),
             Err(e) => {
                 tracing::warn!(error = %e.message, "no voices loaded; run `smai models pull`");
@@ -34,4 +38,10 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
         Ok(Engines { transcriber, synthesizer })
     })
     .await?
+}
+
+fn load_voices(config: &ServeConfig, device: &smai_inference::Device) -> Result<PiperSynthesizer, smai_core::Error> {
+    let voices =
+        VoicesConfig::load(config.voices_config.as_deref()).map_err(|e| smai_core::Error::invalid(e.to_string()))?;
+    PiperSynthesizer::load(&voices, &config.models_dir, device, config.queue_depth)
 }

@@ -4,7 +4,6 @@ pub mod cli;
 pub mod config;
 pub mod engines;
 pub mod http;
-pub mod keys_cmd;
 pub mod listener;
 pub mod metrics;
 pub mod serve;

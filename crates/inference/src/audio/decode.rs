@@ -3,6 +3,7 @@
 //! a client error; malformed input never panics.
 
 use smai_core::Error;
+use std::io::Cursor;
 use symphonia::core::audio::SampleBuffer;
 use symphonia::core::codecs::{DecoderOptions, CODEC_TYPE_NULL};
 use symphonia::core::errors::Error as SymError;
@@ -10,7 +11,6 @@ use symphonia::core::formats::FormatOptions;
 use symphonia::core::io::{MediaSourceStream, MediaSourceStreamOptions};
 use symphonia::core::meta::MetadataOptions;
 use symphonia::core::probe::Hint;
-use std::io::Cursor;
 
 /// Mono samples in [-1, 1] at the file's own rate.
 #[derive(Debug, Clone, PartialEq)]

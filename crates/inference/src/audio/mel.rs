@@ -22,8 +22,7 @@ pub fn mel_filters(n_mels: usize, sample_rate: f64) -> Vec<Vec<f32>> {
     let hz_to_mel = |hz: f64| if hz >= min_log_hz { min_log_mel + (hz / min_log_hz).ln() / logstep } else { hz / f_sp };
     let mel_to_hz = |m: f64| if m >= min_log_mel { min_log_hz * (logstep * (m - min_log_mel)).exp() } else { f_sp * m };
     let max_mel = hz_to_mel(sample_rate / 2.0);
-    let freqs: Vec<f64> =
-        (0..n_mels + 2).map(|i| mel_to_hz(max_mel * i as f64 / (n_mels + 1) as f64)).collect();
+    let freqs: Vec<f64> = (0..n_mels + 2).map(|i| mel_to_hz(max_mel * i as f64 / (n_mels + 1) as f64)).collect();
     (0..n_mels)
         .map(|m| {
             let (lo, mid, hi) = (freqs[m], freqs[m + 1], freqs[m + 2]);

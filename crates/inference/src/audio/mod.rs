@@ -1,12 +1,14 @@
-//! Audio input for recognition: decode any supported container to mono, resample to 16 kHz,
-//! and compute Whisper's log-mel features.
+//! Audio in and out: decode any supported container to mono, the one resampler, Whisper's
+//! log-mel features, and the output encoders of synthesized speech.
 
 mod decode;
+pub mod encode;
 pub mod mel;
 pub mod opus;
 mod resample;
 
 pub use decode::{decode_audio, decode_to_mono_16k, DecodedAudio};
+pub use encode::{encode, pcm_s16le, AudioFormat, EncodeError};
 pub use resample::resample;
 
 /// Whisper's input rate.

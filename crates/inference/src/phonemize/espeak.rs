@@ -83,9 +83,7 @@ fn engine() -> Result<&'static Mutex<()>, PhonemizeError> {
         }
         Ok(Mutex::new(()))
     });
-    state
-        .as_ref()
-        .map_err(|e| PhonemizeError::Espeak(e.clone()))
+    state.as_ref().map_err(|e| PhonemizeError::Espeak(e.clone()))
 }
 
 /// Text to IPA phonemes, clause by clause, with espeak-ng voice `voice` (e.g. "en-us").
@@ -113,17 +111,10 @@ pub fn text_to_clauses(voice: &str, text: &str) -> Result<Vec<Clause>, Phonemize
                 0, // espeakCHARS_AUTO
             );
             if status != sys::espeak_ng_STATUS_ENS_OK {
-                return Err(PhonemizeError::Espeak(format!(
-                    "text decoder failed ({status})"
-                )));
+                return Err(PhonemizeError::Espeak(format!("text decoder failed ({status})")));
             }
             let mut terminator: c_int = 0;
-            TranslateClauseWithTerminator(
-                translator,
-                std::ptr::null_mut(),
-                std::ptr::null_mut(),
-                &mut terminator,
-            );
+            TranslateClauseWithTerminator(translator, std::ptr::null_mut(), std::ptr::null_mut(), &mut terminator);
             cursor = sys::text_decoder_get_buffer(p_decoder);
             let phonemes = GetTranslatedPhonemeString(PHONEMES_IPA);
             let phonemes = if phonemes.is_null() {

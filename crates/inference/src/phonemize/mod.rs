@@ -89,10 +89,7 @@ fn show_linking_j(phonemes: &str) -> String {
             continue;
         }
         let prev = vowel_at.checked_sub(1).map(|p| chars[p]);
-        let next = chars[i + 1..]
-            .iter()
-            .find(|&&n| !matches!(n, ' ' | 'ˈ' | 'ˌ'))
-            .copied();
+        let next = chars[i + 1..].iter().find(|&&n| !matches!(n, ' ' | 'ˈ' | 'ˌ')).copied();
         let Some(next) = next else { continue };
         let links = match (prev, chars[vowel_at]) {
             // aɪ: only before a- and o-vowels.
@@ -113,10 +110,7 @@ fn show_linking_j(phonemes: &str) -> String {
 
 /// Piper's id sequence: BOS, pad, then each known phoneme followed by pad, then EOS.
 /// Phonemes missing from the map are skipped, as Piper does.
-pub fn phonemes_to_ids(
-    phonemes: &[String],
-    id_map: &HashMap<String, Vec<i64>>,
-) -> Result<Vec<i64>, PhonemizeError> {
+pub fn phonemes_to_ids(phonemes: &[String], id_map: &HashMap<String, Vec<i64>>) -> Result<Vec<i64>, PhonemizeError> {
     let symbol = |s: &'static str| id_map.get(s).ok_or(PhonemizeError::MissingSymbol(s));
     let (bos, eos, pad) = (symbol(BOS)?, symbol(EOS)?, symbol(PAD)?);
     let mut ids = Vec::with_capacity(2 * phonemes.len() + 3);
@@ -127,10 +121,7 @@ pub fn phonemes_to_ids(
             ids.extend(mapped);
             ids.extend(pad);
         } else {
-            tracing::debug!(
-                phoneme = phoneme.as_str(),
-                "phoneme missing from the voice's id map"
-            );
+            tracing::debug!(phoneme = phoneme.as_str(), "phoneme missing from the voice's id map");
         }
     }
     ids.extend(eos);

@@ -1,23 +1,20 @@
-//! The speech synthesis engine: each Piper model runs on its own worker thread behind a bounded
-//! queue; a request is split into sentences and each sentence's audio is sent on the stream as
-//! soon as it is computed.
+//! The speech synthesis engine: each Piper model runs on its own worker (`runtime`) behind a
+//! bounded queue; a request is split into sentences and each sentence's audio is sent on the
+//! stream as soon as it is computed.
 
 use std::collections::HashMap;
 use std::path::Path;
-use std::sync::mpsc::{sync_channel, SyncSender, TrySendError};
 use std::sync::Arc;
-use std::time::Duration;
 
 use candle_core::Device;
-use smai_core::{AudioChunk, AudioStream, Error, SpeechOptions, Synthesizer, VoiceInfo};
+use smai_core::{AudioChunk, AudioStream, EngineHealth, Error, SpeechOptions, Synthesizer, VoiceInfo};
 use tokio::sync::mpsc;
 
 use super::voices::{model_path, VoicesConfig};
 use crate::phonemize::{phonemes_to_ids, phonemize};
+use crate::runtime::{device_name, Worker, WorkerConfig};
 use crate::vits::{InferenceScales, Voice};
 
-/// Requests waiting per model beyond the one being synthesized.
-pub const DEFAULT_QUEUE: usize = 8;
 /// Sentences buffered per stream before the worker waits for the reader.
 const STREAM_BUFFER: usize = 4;
 const MIN_SPEED: f32 = 0.25;
@@ -32,34 +29,17 @@ struct ServedVoice {
     scales: InferenceScales,
 }
 
-struct Job {
-    text: String,
-    speaker: i64,
-    scales: InferenceScales,
-    reply: mpsc::Sender<Result<AudioChunk, Error>>,
-}
-
-struct Worker {
-    queue: SyncSender<Job>,
-}
-
 pub struct PiperSynthesizer {
     voices: HashMap<String, ServedVoice>,
     order: Vec<String>,
-    workers: Vec<Arc<Worker>>,
+    workers: Vec<Worker<Arc<Voice>>>,
+    device: Device,
 }
 
 impl PiperSynthesizer {
     /// Loads every model the voices use (once per model) and starts their workers.
-    pub fn load(
-        config: &VoicesConfig,
-        models_dir: &Path,
-        device: &Device,
-        queue: usize,
-    ) -> Result<Self, Error> {
-        config
-            .validate()
-            .map_err(|e| Error::invalid(e.to_string()))?;
+    pub fn load(config: &VoicesConfig, models_dir: &Path, device: &Device, queue: usize) -> Result<Self, Error> {
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let mut workers = Vec::new();
         let mut by_model: HashMap<String, (usize, Arc<Voice>)> = HashMap::new();
         let mut voices = HashMap::new();
@@ -78,10 +58,13 @@ impl PiperSynthesizer {
                             spec.model
                         )));
                     }
-                    let voice = Arc::new(Voice::load(&path, None, device).map_err(|e| {
-                        Error::internal(format!("loading voice model {}: {e}", path.display()))
-                    })?);
-                    workers.push(Arc::new(start_worker(voice.clone(), queue, &spec.model)?));
+                    let voice = Arc::new(
+                        Voice::load(&path, None, device)
+                            .map_err(|e| Error::internal(format!("loading voice model {}: {e}", path.display())))?,
+                    );
+                    let config = WorkerConfig::new(format!("piper {}", spec.model), queue);
+                    let model = voice.clone();
+                    workers.push(Worker::start(config, move || Ok((model, ())))?.0);
                     let entry = (workers.len() - 1, voice);
                     by_model.insert(spec.model.clone(), entry.clone());
                     entry
@@ -104,12 +87,7 @@ impl PiperSynthesizer {
                         id: spec.id.clone(),
                         language,
                         sample_rate: voice.config.audio.sample_rate,
-                        quality: voice
-                            .config
-                            .audio
-                            .quality
-                            .clone()
-                            .unwrap_or_else(|| "unknown".into()),
+                        quality: voice.config.audio.quality.clone().unwrap_or_else(|| "unknown".into()),
                     },
                     worker,
                     speaker,
@@ -122,11 +100,12 @@ impl PiperSynthesizer {
             );
             order.push(spec.id.clone());
         }
-        Ok(Self {
-            voices,
-            order,
-            workers,
-        })
+        Ok(Self { voices, order, workers, device: device.clone() })
+    }
+
+    /// Where the voices run: `cpu`, `cuda` or `metal`.
+    pub fn device_name(&self) -> &'static str {
+        device_name(&self.device)
     }
 
     /// Like [`Synthesizer::synthesize`] with the sampling noise set (0 and 0: deterministic,
@@ -142,9 +121,7 @@ impl PiperSynthesizer {
             .get(&options.voice)
             .ok_or_else(|| Error::invalid(format!("unknown voice {:?}", options.voice)))?;
         if !options.speed.is_finite() || !(MIN_SPEED..=MAX_SPEED).contains(&options.speed) {
-            return Err(Error::invalid(format!(
-                "speed must be between {MIN_SPEED} and {MAX_SPEED}"
-            )));
+            return Err(Error::invalid(format!("speed must be between {MIN_SPEED} and {MAX_SPEED}")));
         }
         if text.trim().is_empty() {
             return Err(Error::invalid("input text is empty"));
@@ -156,78 +133,54 @@ impl PiperSynthesizer {
         }
         scales.length_scale /= options.speed;
         let (reply, stream) = mpsc::channel(STREAM_BUFFER);
-        let job = Job {
-            text,
-            speaker: voice.speaker,
-            scales,
-            reply,
-        };
-        match self.workers[voice.worker].queue.try_send(job) {
-            Ok(()) => Ok(stream),
-            Err(TrySendError::Full(_)) => Err(Error::overloaded(Duration::from_secs(1))),
-            Err(TrySendError::Disconnected(_)) => Err(Error::internal("synthesis worker stopped")),
-        }
+        let speaker = voice.speaker;
+        self.workers[voice.worker].submit("synthesize", reply, move |voice: &mut Arc<Voice>, out| {
+            run_job(voice, &text, speaker, scales, out)
+        })?;
+        Ok(stream)
     }
 }
 
 impl Synthesizer for PiperSynthesizer {
     fn voices(&self) -> Vec<VoiceInfo> {
-        self.order
-            .iter()
-            .map(|id| self.voices[id].info.clone())
-            .collect()
+        self.order.iter().map(|id| self.voices[id].info.clone()).collect()
     }
 
     fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error> {
         self.synthesize_with_noise(text, &options, None)
     }
-}
 
-fn start_worker(voice: Arc<Voice>, queue: usize, name: &str) -> Result<Worker, Error> {
-    let (tx, rx) = sync_channel::<Job>(queue);
-    std::thread::Builder::new()
-        .name(format!("tts-{name}"))
-        .spawn(move || {
-            while let Ok(job) = rx.recv() {
-                run_job(&voice, job);
-            }
-        })
-        .map_err(|e| Error::internal(format!("cannot start synthesis worker: {e}")))?;
-    Ok(Worker { queue: tx })
+    fn health(&self) -> EngineHealth {
+        self.workers.iter().map(Worker::health).find(|h| *h != EngineHealth::Serving).unwrap_or(EngineHealth::Serving)
+    }
 }
 
 /// Synthesizes sentence by sentence; stops early when the reader has gone.
-fn run_job(voice: &Voice, job: Job) {
+fn run_job(voice: &Voice, text: &str, speaker: i64, scales: InferenceScales, out: &AudioSender) {
     let sample_rate = voice.config.audio.sample_rate;
-    let sentences = match phonemize(voice.config.espeak_voice(), &job.text) {
+    let sentences = match phonemize(voice.config.espeak_voice(), text) {
         Ok(s) => s,
         Err(e) => {
-            let _ = job.reply.blocking_send(Err(Error::internal(e)));
+            let _ = out.blocking_send(Err(Error::internal(e)));
             return;
         }
     };
     for phonemes in sentences {
-        if job.reply.is_closed() {
+        if out.is_closed() {
             return;
         }
         let result = phonemes_to_ids(&phonemes, &voice.config.phoneme_id_map)
             .map_err(Error::internal)
-            .and_then(|ids| {
-                voice
-                    .model
-                    .synthesize(&ids, job.scales, job.speaker)
-                    .map_err(Error::internal)
-            });
-        let chunk = result.map(|samples| AudioChunk {
-            samples: normalize(samples),
-            sample_rate,
-        });
+            .and_then(|ids| voice.model.synthesize(&ids, scales, speaker).map_err(Error::internal));
+        let chunk = result.map(|samples| AudioChunk { samples: normalize(samples), sample_rate });
         let failed = chunk.is_err();
-        if job.reply.blocking_send(chunk).is_err() || failed {
+        if out.blocking_send(chunk).is_err() || failed {
             return;
         }
     }
 }
+
+type AudioSender = mpsc::Sender<Result<AudioChunk, Error>>;
 
 /// Peak normalisation per sentence, as piper-tts does by default.
 pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
@@ -235,9 +188,7 @@ pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
     if peak < 1e-8 {
         samples.iter_mut().for_each(|s| *s = 0.0);
     } else {
-        samples
-            .iter_mut()
-            .for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
+        samples.iter_mut().for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
     }
     samples
 }

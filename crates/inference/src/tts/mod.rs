@@ -1,11 +1,8 @@
-//! Text to speech with Piper voices: voice configuration, the streaming engine, output
-//! encoders and the command-line entry points.
+//! Text to speech with Piper voices: voice configuration and the streaming engine (output
+//! encoders are in `audio::encode`).
 
-pub mod cli;
-pub mod encode;
 pub mod engine;
 pub mod voices;
 
-pub use encode::{encode, AudioFormat};
 pub use engine::PiperSynthesizer;
 pub use voices::{VoiceSpec, VoicesConfig};

@@ -55,25 +55,22 @@ impl Default for VoicesConfig {
             noise_w: None,
             language: None,
         };
-        let slow = VoiceSpec {
-            id: "joe-slow".into(),
-            length_scale: Some(1.3),
-            ..joe.clone()
-        };
-        Self {
-            voices: vec![joe, slow],
-        }
+        let slow = VoiceSpec { id: "joe-slow".into(), length_scale: Some(1.3), ..joe.clone() };
+        Self { voices: vec![joe, slow] }
     }
 }
 
 impl VoicesConfig {
+    /// The configuration file at `path`, or the built-in voices when there is none.
+    pub fn load(path: Option<&Path>) -> Result<Self, VoicesConfigError> {
+        path.map_or_else(|| Ok(Self::default()), Self::from_file)
+    }
+
     /// Reads a JSON file `{"voices": [{"id": ..., "model": ..., ...}]}`.
     pub fn from_file(path: &Path) -> Result<Self, VoicesConfigError> {
         let name = path.display().to_string();
-        let text =
-            std::fs::read_to_string(path).map_err(|e| VoicesConfigError::Io(name.clone(), e))?;
-        let config: Self =
-            serde_json::from_str(&text).map_err(|e| VoicesConfigError::Parse(name, e))?;
+        let text = std::fs::read_to_string(path).map_err(|e| VoicesConfigError::Io(name.clone(), e))?;
+        let config: Self = serde_json::from_str(&text).map_err(|e| VoicesConfigError::Parse(name, e))?;
         config.validate()?;
         Ok(config)
     }
@@ -82,23 +79,13 @@ impl VoicesConfig {
         let mut seen = std::collections::HashSet::new();
         for v in &self.voices {
             if v.id.is_empty() || !seen.insert(v.id.as_str()) {
-                return Err(VoicesConfigError::Invalid(format!(
-                    "voice id {:?} is empty or repeated",
-                    v.id
-                )));
+                return Err(VoicesConfigError::Invalid(format!("voice id {:?} is empty or repeated", v.id)));
             }
-            for (name, value) in [
-                ("length_scale", v.length_scale),
-                ("noise_scale", v.noise_scale),
-                ("noise_w", v.noise_w),
-            ] {
-                if value.is_some_and(|x| {
-                    !(0.0..=10.0).contains(&x) || (name == "length_scale" && x == 0.0)
-                }) {
-                    return Err(VoicesConfigError::Invalid(format!(
-                        "voice {}: {name} out of range",
-                        v.id
-                    )));
+            for (name, value) in
+                [("length_scale", v.length_scale), ("noise_scale", v.noise_scale), ("noise_w", v.noise_w)]
+            {
+                if value.is_some_and(|x| !(0.0..=10.0).contains(&x) || (name == "length_scale" && x == 0.0)) {
+                    return Err(VoicesConfigError::Invalid(format!("voice {}: {name} out of range", v.id)));
                 }
             }
         }
@@ -111,9 +98,7 @@ impl VoicesConfig {
 
 /// `$SMAI_MODELS_DIR`, else `models/cache` under the current directory.
 pub fn default_models_dir() -> PathBuf {
-    std::env::var_os("SMAI_MODELS_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from("models/cache"))
+    std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| PathBuf::from("models/cache"))
 }
 
 /// Path of a voice's `.onnx` file.
@@ -144,26 +129,12 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("smai-voices-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let path = dir.join("voices.json");
-        std::fs::write(
-            &path,
-            r#"{"voices":[{"id":"a","model":"m"},{"id":"a","model":"m"}]}"#,
-        )
-        .unwrap();
+        std::fs::write(&path, r#"{"voices":[{"id":"a","model":"m"},{"id":"a","model":"m"}]}"#).unwrap();
         assert!(VoicesConfig::from_file(&path).is_err());
-        std::fs::write(
-            &path,
-            r#"{"voices":[{"id":"a","model":"/x/m.onnx","length_scale":1.1}]}"#,
-        )
-        .unwrap();
+        std::fs::write(&path, r#"{"voices":[{"id":"a","model":"/x/m.onnx","length_scale":1.1}]}"#).unwrap();
         let c = VoicesConfig::from_file(&path).unwrap();
-        assert_eq!(
-            model_path(Path::new("/models"), &c.voices[0].model),
-            PathBuf::from("/x/m.onnx")
-        );
-        assert_eq!(
-            model_path(Path::new("/models"), "v"),
-            PathBuf::from("/models/v/v.onnx")
-        );
+        assert_eq!(model_path(Path::new("/models"), &c.voices[0].model), PathBuf::from("/x/m.onnx"));
+        assert_eq!(model_path(Path::new("/models"), "v"), PathBuf::from("/models/v/v.onnx"));
         let _ = std::fs::remove_dir_all(&dir);
     }
 }

@@ -59,11 +59,7 @@ pub struct InferenceScales {
 
 impl Default for InferenceScales {
     fn default() -> Self {
-        Self {
-            noise_scale: default_noise_scale(),
-            length_scale: 1.0,
-            noise_w: default_noise_w(),
-        }
+        Self { noise_scale: default_noise_scale(), length_scale: 1.0, noise_w: default_noise_w() }
     }
 }
 
@@ -85,8 +81,8 @@ fn default_noise_w() -> f32 {
 
 impl PiperConfig {
     pub fn parse(json: &str) -> Result<Self, VoiceError> {
-        let config: PiperConfig = serde_json::from_str(json)
-            .map_err(|e| VoiceError::Corrupt(format!("voice config (.onnx.json): {e}")))?;
+        let config: PiperConfig =
+            serde_json::from_str(json).map_err(|e| VoiceError::Corrupt(format!("voice config (.onnx.json): {e}")))?;
         if config.phoneme_type != "espeak" {
             return Err(VoiceError::Unsupported(format!(
                 "phoneme_type {:?} (only espeak voices are supported)",
@@ -94,14 +90,10 @@ impl PiperConfig {
             )));
         }
         if config.espeak.is_none() {
-            return Err(VoiceError::Corrupt(
-                "voice config lacks espeak.voice".into(),
-            ));
+            return Err(VoiceError::Corrupt("voice config lacks espeak.voice".into()));
         }
         if config.audio.sample_rate == 0 {
-            return Err(VoiceError::Corrupt(
-                "voice config has audio.sample_rate 0".into(),
-            ));
+            return Err(VoiceError::Corrupt("voice config has audio.sample_rate 0".into()));
         }
         Ok(config)
     }

@@ -33,9 +33,7 @@ impl ConvFlow {
     fn reverse(&self, z: &Tensor, g: &Tensor) -> Result<Tensor> {
         let x0 = z.narrow(1, 0, 1)?;
         let x1: Vec<f32> = z.narrow(1, 1, 1)?.flatten_all()?.to_vec1()?;
-        let h = self
-            .proj
-            .forward(&self.convs.forward(&self.pre.forward(&x0)?, Some(g))?)?;
+        let h = self.proj.forward(&self.convs.forward(&self.pre.forward(&x0)?, Some(g))?)?;
         let params: Vec<Vec<f32>> = h.squeeze(0)?.t()?.to_vec2()?; // [t][3 * bins - 1]
         let scale = (self.filter as f32).sqrt();
         let out: Vec<f32> = x1
@@ -43,10 +41,7 @@ impl ConvFlow {
             .zip(&params)
             .map(|(&x, p)| {
                 let widths: Vec<f32> = p[..NUM_BINS].iter().map(|v| v / scale).collect();
-                let heights: Vec<f32> = p[NUM_BINS..2 * NUM_BINS]
-                    .iter()
-                    .map(|v| v / scale)
-                    .collect();
+                let heights: Vec<f32> = p[NUM_BINS..2 * NUM_BINS].iter().map(|v| v / scale).collect();
                 inverse_rq_spline(x, &widths, &heights, &p[2 * NUM_BINS..], TAIL_BOUND)
             })
             .collect();
@@ -73,11 +68,7 @@ pub struct DurationPredictor {
 
 impl DurationPredictor {
     pub fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
-        let (c, f, k) = (
-            cfg.hidden_channels,
-            cfg.dp_filter_channels,
-            cfg.dp_kernel_size,
-        );
+        let (c, f, k) = (cfg.hidden_channels, cfg.dp_filter_channels, cfg.dp_kernel_size);
         let mut flows = Vec::new();
         for i in (3..=2 * cfg.dp_n_flows - 1).rev().step_by(2) {
             flows.push(ConvFlow::load(vb.pp(format!("flows.{i}")), f, k)?);
@@ -87,11 +78,7 @@ impl DurationPredictor {
             pre: conv1d(vb.pp("pre"), c, f, 1, 1)?,
             convs: DdsConv::load(vb.pp("convs"), f, k, 3)?,
             proj: conv1d(vb.pp("proj"), f, f, 1, 1)?,
-            cond: if cfg.gin_channels > 0 {
-                Some(conv1d(vb.pp("cond"), cfg.gin_channels, f, 1, 1)?)
-            } else {
-                None
-            },
+            cond: if cfg.gin_channels > 0 { Some(conv1d(vb.pp("cond"), cfg.gin_channels, f, 1, 1)?) } else { None },
             flows,
             affine_m: affine.get((2, 1), "m")?.unsqueeze(0)?,
             affine_logs: affine.get((2, 1), "logs")?.unsqueeze(0)?,
@@ -115,9 +102,7 @@ impl DurationPredictor {
             z = flow.reverse(&flip2(&z)?, &h)?;
         }
         z = flip2(&z)?;
-        let z = z
-            .broadcast_sub(&self.affine_m)?
-            .broadcast_mul(&self.affine_logs.neg()?.exp()?)?;
+        let z = z.broadcast_sub(&self.affine_m)?.broadcast_mul(&self.affine_logs.neg()?.exp()?)?;
         z.narrow(1, 0, 1)
     }
 }

@@ -20,14 +20,7 @@ impl CouplingLayer {
         let h = cfg.hidden_channels;
         Ok(Self {
             pre: conv1d(vb.pp("pre"), half, h, 1, 1)?,
-            enc: WaveNet::load(
-                vb.pp("enc"),
-                h,
-                cfg.flow_kernel_size,
-                1,
-                cfg.flow_wn_layers,
-                cfg.gin_channels,
-            )?,
+            enc: WaveNet::load(vb.pp("enc"), h, cfg.flow_kernel_size, 1, cfg.flow_wn_layers, cfg.gin_channels)?,
             post: conv1d(vb.pp("post"), h, half, 1, 1)?,
             half,
         })
@@ -54,8 +47,7 @@ impl CouplingFlow {
             .map(|i| CouplingLayer::load(vb.pp(format!("flows.{}", 2 * i)), cfg))
             .collect::<Result<_>>()?;
         let c = cfg.inter_channels as u32;
-        let flip_index =
-            Tensor::from_vec((0..c).rev().collect::<Vec<u32>>(), c as usize, vb.device())?;
+        let flip_index = Tensor::from_vec((0..c).rev().collect::<Vec<u32>>(), c as usize, vb.device())?;
         Ok(Self { layers, flip_index })
     }
 

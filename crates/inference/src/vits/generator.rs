@@ -15,31 +15,15 @@ struct ResBlock {
 }
 
 impl ResBlock {
-    fn load(
-        vb: VarBuilder,
-        kind: ResBlockKind,
-        ch: usize,
-        kernel: usize,
-        dilations: &[usize],
-    ) -> Result<Self> {
+    fn load(vb: VarBuilder, kind: ResBlockKind, ch: usize, kernel: usize, dilations: &[usize]) -> Result<Self> {
         let mut convs = Vec::with_capacity(dilations.len());
         for (j, &d) in dilations.iter().enumerate() {
             convs.push(match kind {
                 ResBlockKind::One => (
                     TapConv1d::load(vb.pp(format!("convs1.{j}")), ch, ch, kernel, d, true)?,
-                    Some(TapConv1d::load(
-                        vb.pp(format!("convs2.{j}")),
-                        ch,
-                        ch,
-                        kernel,
-                        1,
-                        true,
-                    )?),
+                    Some(TapConv1d::load(vb.pp(format!("convs2.{j}")), ch, ch, kernel, 1, true)?),
                 ),
-                ResBlockKind::Two => (
-                    TapConv1d::load(vb.pp(format!("convs.{j}")), ch, ch, kernel, d, true)?,
-                    None,
-                ),
+                ResBlockKind::Two => (TapConv1d::load(vb.pp(format!("convs.{j}")), ch, ch, kernel, d, true)?, None),
             });
         }
         Ok(Self { convs })
@@ -78,12 +62,7 @@ impl Upsample {
         let n_groups = kernel.div_ceil(stride);
         let weight = weight.pad_with_zeros(2, 0, n_groups * stride - kernel)?;
         let groups = (0..n_groups)
-            .map(|q| {
-                weight
-                    .narrow(2, q * stride, stride)?
-                    .permute((2, 1, 0))?
-                    .reshape((stride * cout, cin))
-            })
+            .map(|q| weight.narrow(2, q * stride, stride)?.permute((2, 1, 0))?.reshape((stride * cout, cin)))
             .collect::<Result<_>>()?;
         Ok(Self {
             groups,
@@ -110,8 +89,7 @@ impl Upsample {
                 None => y,
             });
         }
-        let phases =
-            phases.ok_or_else(|| candle_core::Error::Msg("upsampler without taps".into()))?;
+        let phases = phases.ok_or_else(|| candle_core::Error::Msg("upsampler without taps".into()))?;
         // [s * out, frames] -> [out, frames * s], sample u * s + p from phase p.
         let y = phases
             .reshape((self.stride, self.out_channels, frames))?
@@ -119,9 +97,7 @@ impl Upsample {
             .contiguous()?
             .reshape((self.out_channels, frames * self.stride))?;
         let full = (len - 1) * self.stride + self.kernel;
-        let y = y
-            .narrow(1, self.padding, full - 2 * self.padding)?
-            .broadcast_add(&self.bias)?;
+        let y = y.narrow(1, self.padding, full - 2 * self.padding)?.broadcast_add(&self.bias)?;
         y.unsqueeze(0)
     }
 }
@@ -142,42 +118,16 @@ impl Generator {
         let mut ups = Vec::new();
         let mut resblocks = Vec::new();
         let mut ch = ch0;
-        for (i, (&rate, &kernel)) in cfg
-            .upsample_rates
-            .iter()
-            .zip(&cfg.upsample_kernel_sizes)
-            .enumerate()
-        {
+        for (i, (&rate, &kernel)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
             let out = ch / 2;
-            ups.push(Upsample::load(
-                vb.pp(format!("ups.{i}")),
-                ch,
-                out,
-                kernel,
-                rate,
-            )?);
-            for (j, (&k, dil)) in cfg
-                .resblock_kernel_sizes
-                .iter()
-                .zip(&cfg.resblock_dilations)
-                .enumerate()
-            {
+            ups.push(Upsample::load(vb.pp(format!("ups.{i}")), ch, out, kernel, rate)?);
+            for (j, (&k, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate() {
                 let idx = i * cfg.resblock_kernel_sizes.len() + j;
-                resblocks.push(ResBlock::load(
-                    vb.pp(format!("resblocks.{idx}")),
-                    cfg.resblock,
-                    out,
-                    k,
-                    dil,
-                )?);
+                resblocks.push(ResBlock::load(vb.pp(format!("resblocks.{idx}")), cfg.resblock, out, k, dil)?);
             }
             ch = out;
         }
-        let cond = if cfg.gin_channels > 0 {
-            Some(conv1d(vb.pp("cond"), cfg.gin_channels, ch0, 1, 1)?)
-        } else {
-            None
-        };
+        let cond = if cfg.gin_channels > 0 { Some(conv1d(vb.pp("cond"), cfg.gin_channels, ch0, 1, 1)?) } else { None };
         Ok(Self {
             conv_pre,
             cond,
@@ -196,8 +146,7 @@ impl Generator {
         }
         for (i, up) in self.ups.iter().enumerate() {
             x = up.forward(&leaky_relu(&x, LRELU_SLOPE as f32)?)?;
-            let blocks =
-                &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
+            let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let mut sum: Option<Tensor> = None;
             for block in blocks {
                 let y = block.forward(&x)?;
@@ -206,9 +155,7 @@ impl Generator {
                     None => y,
                 });
             }
-            let sum = sum.ok_or_else(|| {
-                candle_core::Error::Msg("generator stage without resblocks".into())
-            })?;
+            let sum = sum.ok_or_else(|| candle_core::Error::Msg("generator stage without resblocks".into()))?;
             x = (sum / self.kernels_per_stage as f64)?;
         }
         // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.

@@ -6,13 +6,7 @@ use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
 /// Conv1d whose output length equals its input length (odd kernels), with bias.
-pub fn conv1d(
-    vb: VarBuilder,
-    cin: usize,
-    cout: usize,
-    kernel: usize,
-    dilation: usize,
-) -> Result<TapConv1d> {
+pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<TapConv1d> {
     TapConv1d::load(vb, cin, cout, kernel, dilation, true)
 }
 
@@ -57,32 +51,15 @@ pub fn leaky_relu(x: &Tensor, slope: f32) -> Result<Tensor> {
 }
 
 impl TapConv1d {
-    pub fn load(
-        vb: VarBuilder,
-        cin: usize,
-        cout: usize,
-        kernel: usize,
-        dilation: usize,
-        bias: bool,
-    ) -> Result<Self> {
+    pub fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize, bias: bool) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel), "weight")?;
         let weight = weight.permute((0, 2, 1))?.reshape((cout, kernel * cin))?.contiguous()?;
-        let bias = if bias {
-            Some(vb.get(cout, "bias")?.reshape((cout, 1))?)
-        } else {
-            None
-        };
+        let bias = if bias { Some(vb.get(cout, "bias")?.reshape((cout, 1))?) } else { None };
         let bias_values = match &bias {
             Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
             None => vec![0.0; cout],
         };
-        Ok(Self {
-            weight,
-            bias,
-            bias_values,
-            taps: kernel,
-            dilation,
-        })
+        Ok(Self { weight, bias, bias_values, taps: kernel, dilation })
     }
 
     /// `[1, in, t]` -> `[1, out, t]`: `conv(leaky_relu(x, slope)) + residual`, either optional.
@@ -163,9 +140,8 @@ impl TapConv1d {
             let len = x.dim(1)?;
             let pad = (self.taps - 1) * self.dilation / 2;
             let padded = x.pad_with_zeros(1, pad, pad)?;
-            let shifted = (0..self.taps)
-                .map(|k| padded.narrow(1, k * self.dilation, len))
-                .collect::<Result<Vec<_>>>()?;
+            let shifted =
+                (0..self.taps).map(|k| padded.narrow(1, k * self.dilation, len)).collect::<Result<Vec<_>>>()?;
             Tensor::cat(&shifted, 0)?
         };
         let mut out = self.weight.matmul(&stacked)?;
@@ -191,10 +167,7 @@ pub struct ChannelNorm {
 
 impl ChannelNorm {
     pub fn load(vb: VarBuilder, channels: usize) -> Result<Self> {
-        Ok(Self {
-            gamma: vb.get(channels, "gamma")?,
-            beta: vb.get(channels, "beta")?,
-        })
+        Ok(Self { gamma: vb.get(channels, "gamma")?, beta: vb.get(channels, "beta")? })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -203,10 +176,7 @@ impl ChannelNorm {
         let centered = x.broadcast_sub(&mean)?;
         let var = centered.sqr()?.mean_keepdim(D::Minus1)?;
         let normed = centered.broadcast_div(&(var + 1e-5)?.sqrt()?)?;
-        normed
-            .broadcast_mul(&self.gamma)?
-            .broadcast_add(&self.beta)?
-            .transpose(1, 2)
+        normed.broadcast_mul(&self.gamma)?.broadcast_add(&self.beta)?.transpose(1, 2)
     }
 }
 
@@ -221,14 +191,8 @@ pub struct DepthwiseConv {
 impl DepthwiseConv {
     pub fn load(vb: VarBuilder, channels: usize, kernel: usize, dilation: usize) -> Result<Self> {
         let weight = vb.get((channels, 1, kernel), "weight")?;
-        let taps = (0..kernel)
-            .map(|k| weight.narrow(2, k, 1)?.reshape((1, channels, 1)))
-            .collect::<Result<_>>()?;
-        Ok(Self {
-            taps,
-            bias: vb.get(channels, "bias")?.reshape((1, channels, 1))?,
-            dilation,
-        })
+        let taps = (0..kernel).map(|k| weight.narrow(2, k, 1)?.reshape((1, channels, 1))).collect::<Result<_>>()?;
+        Ok(Self { taps, bias: vb.get(channels, "bias")?.reshape((1, channels, 1))?, dilation })
     }
 
     pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -299,39 +263,12 @@ impl WaveNet {
         let mut res_skip = Vec::with_capacity(n_layers);
         for i in 0..n_layers {
             let dilation = dilation_rate.pow(i as u32);
-            in_layers.push(conv1d(
-                vb.pp(format!("in_layers.{i}")),
-                hidden,
-                2 * hidden,
-                kernel,
-                dilation,
-            )?);
+            in_layers.push(conv1d(vb.pp(format!("in_layers.{i}")), hidden, 2 * hidden, kernel, dilation)?);
             let out = if i + 1 < n_layers { 2 * hidden } else { hidden };
-            res_skip.push(conv1d(
-                vb.pp(format!("res_skip_layers.{i}")),
-                hidden,
-                out,
-                1,
-                1,
-            )?);
+            res_skip.push(conv1d(vb.pp(format!("res_skip_layers.{i}")), hidden, out, 1, 1)?);
         }
-        let cond = if gin > 0 {
-            Some(conv1d(
-                vb.pp("cond_layer"),
-                gin,
-                2 * hidden * n_layers,
-                1,
-                1,
-            )?)
-        } else {
-            None
-        };
-        Ok(Self {
-            in_layers,
-            res_skip,
-            cond,
-            hidden,
-        })
+        let cond = if gin > 0 { Some(conv1d(vb.pp("cond_layer"), gin, 2 * hidden * n_layers, 1, 1)?) } else { None };
+        Ok(Self { in_layers, res_skip, cond, hidden })
     }
 
     pub fn forward(&self, x: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {
@@ -348,8 +285,7 @@ impl WaveNet {
             if let Some(cond) = &cond {
                 x_in = x_in.broadcast_add(&cond.narrow(1, i * 2 * h, 2 * h)?)?;
             }
-            let acts =
-                (x_in.narrow(1, 0, h)?.tanh()? * candle_nn::ops::sigmoid(&x_in.narrow(1, h, h)?)?)?;
+            let acts = (x_in.narrow(1, 0, h)?.tanh()? * candle_nn::ops::sigmoid(&x_in.narrow(1, h, h)?)?)?;
             let rs = res_skip.forward(&acts)?;
             let skip = if i + 1 < n {
                 x = (x + rs.narrow(1, 0, h)?)?;

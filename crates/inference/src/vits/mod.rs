@@ -22,10 +22,7 @@ use onnx::OnnxWeights;
 #[derive(Debug, thiserror::Error)]
 pub enum VoiceError {
     #[error("cannot read voice file {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("corrupt voice: {0}")]
     Corrupt(String),
     #[error("unsupported voice: {0}")]
@@ -72,109 +69,117 @@ pub struct VitsConfig {
     pub resblock_dilations: Vec<Vec<usize>>,
 }
 
-impl VitsConfig {
-    pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
-        let shape = |name: &str| -> Result<&[usize], VoiceError> {
-            w.tensors
-                .get(name)
-                .map(|t| t.shape.as_slice())
-                .ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
-        };
-        let dim = |name: &str, i: usize| -> Result<usize, VoiceError> {
-            shape(name)?
-                .get(i)
-                .copied()
-                .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
-        };
-        let count = |f: &dyn Fn(usize) -> String| {
-            (0..).take_while(|&i| w.tensors.contains_key(&f(i))).count()
-        };
+/// Hyper-parameters read off the weights' names and shapes.
+struct Shapes<'a>(&'a OnnxWeights);
 
-        let hidden = dim("enc_p.emb.weight", 1)?;
-        let rel_k = shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
-        let (rel, k_channels) = (
-            rel_k.get(1).copied().unwrap_or(0),
-            rel_k.get(2).copied().unwrap_or(0),
-        );
-        if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
-            return Err(VoiceError::Unsupported(format!(
-                "relative attention embedding of shape {rel_k:?}"
-            )));
-        }
-        let n_ups = count(&|i| format!("dec.ups.{i}.weight"));
+impl<'a> Shapes<'a> {
+    fn shape(&self, name: &str) -> Result<&'a [usize], VoiceError> {
+        self.0.tensors.get(name).map(|t| t.shape.as_slice()).ok_or_else(|| VoiceError::MissingWeight(name.to_string()))
+    }
+
+    fn dim(&self, name: &str, i: usize) -> Result<usize, VoiceError> {
+        self.shape(name)?
+            .get(i)
+            .copied()
+            .ok_or_else(|| VoiceError::Corrupt(format!("weight {name} has too few dimensions")))
+    }
+
+    /// How many of `name(0)`, `name(1)`, ... exist, counting up to the first missing one.
+    fn count(&self, name: impl Fn(usize) -> String) -> usize {
+        (0..).take_while(|&i| self.0.tensors.contains_key(&name(i))).count()
+    }
+}
+
+/// The HiFi-GAN generator's layout.
+struct GeneratorLayout {
+    upsample_rates: Vec<usize>,
+    upsample_kernel_sizes: Vec<usize>,
+    resblock: ResBlockKind,
+    resblock_kernel_sizes: Vec<usize>,
+    resblock_dilations: Vec<Vec<usize>>,
+}
+
+impl GeneratorLayout {
+    fn read(s: &Shapes) -> Result<Self, VoiceError> {
+        let w = s.0;
+        let n_ups = s.count(|i| format!("dec.ups.{i}.weight"));
         let resblock = if w.tensors.contains_key("dec.resblocks.0.convs1.0.weight") {
             ResBlockKind::One
         } else {
             ResBlockKind::Two
         };
-        let n_blocks = count(&|i| format!("dec.resblocks.{i}.convs1.0.weight"))
-            .max(count(&|i| format!("dec.resblocks.{i}.convs.0.weight")));
-        if n_ups == 0 || n_blocks == 0 || n_blocks % n_ups != 0 {
-            return Err(VoiceError::MissingWeight(
-                "dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into(),
-            ));
+        let n_blocks = s
+            .count(|i| format!("dec.resblocks.{i}.convs1.0.weight"))
+            .max(s.count(|i| format!("dec.resblocks.{i}.convs.0.weight")));
+        if n_blocks == 0 || n_blocks.checked_rem(n_ups) != Some(0) {
+            return Err(VoiceError::MissingWeight("dec.ups.* / dec.resblocks.* (HiFi-GAN generator)".into()));
         }
-        let conv_name = if resblock == ResBlockKind::One {
-            "convs1"
-        } else {
-            "convs"
-        };
+        let conv_name = if resblock == ResBlockKind::One { "convs1" } else { "convs" };
         let mut resblock_kernel_sizes = Vec::new();
         let mut resblock_dilations = Vec::new();
         for j in 0..n_blocks / n_ups {
-            resblock_kernel_sizes.push(dim(&format!("dec.resblocks.{j}.{conv_name}.0.weight"), 2)?);
-            let n = count(&|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
+            resblock_kernel_sizes.push(s.dim(&format!("dec.resblocks.{j}.{conv_name}.0.weight"), 2)?);
+            let n = s.count(|m| format!("dec.resblocks.{j}.{conv_name}.{m}.weight"));
             resblock_dilations.push(
                 (0..n)
-                    .map(|m| {
-                        w.convs
-                            .get(&format!("dec.resblocks.{j}.{conv_name}.{m}"))
-                            .map_or(1, |a| a.dilation)
-                    })
+                    .map(|m| w.convs.get(&format!("dec.resblocks.{j}.{conv_name}.{m}")).map_or(1, |a| a.dilation))
                     .collect(),
             );
         }
         let mut upsample_rates = Vec::new();
         let mut upsample_kernel_sizes = Vec::new();
         for i in 0..n_ups {
-            upsample_kernel_sizes.push(dim(&format!("dec.ups.{i}.weight"), 2)?);
-            let attrs = w.convs.get(&format!("dec.ups.{i}")).ok_or_else(|| {
-                VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}"))
-            })?;
+            upsample_kernel_sizes.push(s.dim(&format!("dec.ups.{i}.weight"), 2)?);
+            let attrs = w
+                .convs
+                .get(&format!("dec.ups.{i}"))
+                .ok_or_else(|| VoiceError::Corrupt(format!("graph has no ConvTranspose node for dec.ups.{i}")))?;
             upsample_rates.push(attrs.stride);
         }
-        let dp_flow_max = (1..16usize)
-            .rev()
-            .find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
+        Ok(Self { upsample_rates, upsample_kernel_sizes, resblock, resblock_kernel_sizes, resblock_dilations })
+    }
+}
+
+impl VitsConfig {
+    pub fn from_weights(w: &OnnxWeights) -> Result<Self, VoiceError> {
+        let s = Shapes(w);
+        let hidden = s.dim("enc_p.emb.weight", 1)?;
+        let rel_k = s.shape("enc_p.encoder.attn_layers.0.emb_rel_k")?;
+        let (rel, k_channels) = (rel_k.get(1).copied().unwrap_or(0), rel_k.get(2).copied().unwrap_or(0));
+        if k_channels == 0 || hidden % k_channels != 0 || rel % 2 == 0 {
+            return Err(VoiceError::Unsupported(format!("relative attention embedding of shape {rel_k:?}")));
+        }
+        let generator = GeneratorLayout::read(&s)?;
+        let dp_flow_max = (1..16usize).rev().find(|i| w.tensors.contains_key(&format!("dp.flows.{i}.pre.weight")));
         let (gin_channels, n_speakers) = match w.tensors.get("emb_g.weight") {
             Some(t) if t.shape.len() == 2 => (t.shape[1], t.shape[0]),
             _ => (0, 1),
         };
         Ok(Self {
-            n_vocab: dim("enc_p.emb.weight", 0)?,
+            n_vocab: s.dim("enc_p.emb.weight", 0)?,
             hidden_channels: hidden,
-            filter_channels: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 0)?,
+            filter_channels: s.dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 0)?,
             n_heads: hidden / k_channels,
-            n_layers: count(&|i| format!("enc_p.encoder.attn_layers.{i}.conv_q.weight")),
-            ffn_kernel_size: dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 2)?,
+            n_layers: s.count(|i| format!("enc_p.encoder.attn_layers.{i}.conv_q.weight")),
+            ffn_kernel_size: s.dim("enc_p.encoder.ffn_layers.0.conv_1.weight", 2)?,
             window_size: rel / 2,
-            inter_channels: dim("enc_p.proj.weight", 0)? / 2,
-            dp_filter_channels: dim("dp.pre.weight", 0)?,
-            dp_kernel_size: dim("dp.convs.convs_sep.0.weight", 2)?,
+            inter_channels: s.dim("enc_p.proj.weight", 0)? / 2,
+            dp_filter_channels: s.dim("dp.pre.weight", 0)?,
+            dp_kernel_size: s.dim("dp.convs.convs_sep.0.weight", 2)?,
             dp_n_flows: dp_flow_max
                 .map(|i| i.div_ceil(2))
                 .ok_or_else(|| VoiceError::MissingWeight("dp.flows.*".into()))?,
-            flow_n_layers: count(&|i| format!("flow.flows.{}.pre.weight", 2 * i)),
-            flow_kernel_size: dim("flow.flows.0.enc.in_layers.0.weight", 2)?,
-            flow_wn_layers: count(&|i| format!("flow.flows.0.enc.in_layers.{i}.weight")),
+            flow_n_layers: s.count(|i| format!("flow.flows.{}.pre.weight", 2 * i)),
+            flow_kernel_size: s.dim("flow.flows.0.enc.in_layers.0.weight", 2)?,
+            flow_wn_layers: s.count(|i| format!("flow.flows.0.enc.in_layers.{i}.weight")),
             gin_channels,
             n_speakers,
-            upsample_initial_channel: dim("dec.conv_pre.weight", 0)?,
-            upsample_rates,
-            upsample_kernel_sizes,
-            resblock,
-            resblock_kernel_sizes,
-            resblock_dilations,
+            upsample_initial_channel: s.dim("dec.conv_pre.weight", 0)?,
+            upsample_rates: generator.upsample_rates,
+            upsample_kernel_sizes: generator.upsample_kernel_sizes,
+            resblock: generator.resblock,
+            resblock_kernel_sizes: generator.resblock_kernel_sizes,
+            resblock_dilations: generator.resblock_dilations,
         })
     }
 
@@ -208,8 +213,7 @@ impl Vits {
         let build = || -> candle_core::Result<Self> {
             let emb_g = if cfg.gin_channels > 0 {
                 Some(candle_nn::Embedding::new(
-                    vb.pp("emb_g")
-                        .get((cfg.n_speakers, cfg.gin_channels), "weight")?,
+                    vb.pp("emb_g").get((cfg.n_speakers, cfg.gin_channels), "weight")?,
                     cfg.gin_channels,
                 ))
             } else {
@@ -241,19 +245,11 @@ impl Vits {
     }
 
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
-    pub fn synthesize(
-        &self,
-        ids: &[i64],
-        scales: InferenceScales,
-        speaker: i64,
-    ) -> Result<Vec<f32>, VoiceError> {
+    pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
         if ids.is_empty() {
             return Ok(Vec::new());
         }
-        if let Some(bad) = ids
-            .iter()
-            .find(|&&i| i < 0 || i as usize >= self.config.n_vocab)
-        {
+        if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.n_vocab) {
             return Err(VoiceError::Corrupt(format!(
                 "phoneme id {bad} is outside the voice's {} symbols",
                 self.config.n_vocab
@@ -303,22 +299,14 @@ pub struct Voice {
 
 impl Voice {
     /// Loads `<name>.onnx` and its `<name>.onnx.json` beside it (or `config_path`).
-    pub fn load(
-        onnx_path: &Path,
-        config_path: Option<&Path>,
-        device: &Device,
-    ) -> Result<Self, VoiceError> {
+    pub fn load(onnx_path: &Path, config_path: Option<&Path>, device: &Device) -> Result<Self, VoiceError> {
         let json_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| {
             let mut p = onnx_path.as_os_str().to_owned();
             p.push(".json");
             p.into()
         });
-        let read = |p: &Path| {
-            std::fs::read(p).map_err(|source| VoiceError::Io {
-                path: p.display().to_string(),
-                source,
-            })
-        };
+        let read =
+            |p: &Path| std::fs::read(p).map_err(|source| VoiceError::Io { path: p.display().to_string(), source });
         let config = PiperConfig::parse(&String::from_utf8_lossy(&read(&json_path)?))?;
         let weights = OnnxWeights::parse(&read(onnx_path)?)?;
         let model = Vits::from_onnx(&weights, device)?;

@@ -106,21 +106,15 @@ pub struct OnnxWeights {
 
 impl OnnxWeights {
     pub fn parse(bytes: &[u8]) -> Result<Self, VoiceError> {
-        let model = ModelProto::decode(bytes)
-            .map_err(|e| VoiceError::Corrupt(format!("not an ONNX model protobuf: {e}")))?;
-        let graph = model
-            .graph
-            .ok_or_else(|| VoiceError::Corrupt("the ONNX model has no graph".into()))?;
+        let model =
+            ModelProto::decode(bytes).map_err(|e| VoiceError::Corrupt(format!("not an ONNX model protobuf: {e}")))?;
+        let graph = model.graph.ok_or_else(|| VoiceError::Corrupt("the ONNX model has no graph".into()))?;
         if graph.initializer.is_empty() {
-            return Err(VoiceError::Corrupt(
-                "the ONNX graph has no initializers (weights)".into(),
-            ));
+            return Err(VoiceError::Corrupt("the ONNX graph has no initializers (weights)".into()));
         }
         let renamed = recovered_names(&graph.node);
-        let mut out = OnnxWeights {
-            graph_inputs: graph.input.iter().map(|i| i.name.clone()).collect(),
-            ..Default::default()
-        };
+        let mut out =
+            OnnxWeights { graph_inputs: graph.input.iter().map(|i| i.name.clone()).collect(), ..Default::default() };
         for tensor in &graph.initializer {
             if tensor.data_type != FLOAT {
                 continue; // shape constants and indices of the exported control flow
@@ -135,8 +129,7 @@ impl OnnxWeights {
             if let Some(module) = folded_exp_of_neg_logs(&tensor.name) {
                 // exp(-logs) -> logs
                 let values = raw.values.iter().map(|v| -v.ln()).collect();
-                out.tensors
-                    .insert(format!("{module}.logs"), RawTensor { values, ..raw });
+                out.tensors.insert(format!("{module}.logs"), RawTensor { values, ..raw });
             } else if let Some(name) = renamed.get(&tensor.name) {
                 out.tensors.insert(name.clone(), raw);
             } else if !tensor.name.starts_with('/') && !tensor.name.contains("::") {
@@ -188,18 +181,11 @@ fn recovered_names(nodes: &[NodeProto]) -> HashMap<String, String> {
 /// `/dp/flows.0/Exp_output_0` -> `dp.flows.0`: the affine flow's `exp(-logs)` run in reverse.
 fn folded_exp_of_neg_logs(name: &str) -> Option<String> {
     let module = name.strip_prefix('/')?.strip_suffix("/Exp_output_0")?;
-    module
-        .starts_with("dp/flows.")
-        .then(|| module.replace('/', "."))
+    module.starts_with("dp/flows.").then(|| module.replace('/', "."))
 }
 
 fn conv_attrs(node: &NodeProto) -> ConvAttrs {
-    let mut attrs = ConvAttrs {
-        stride: 1,
-        dilation: 1,
-        padding: 0,
-        groups: 1,
-    };
+    let mut attrs = ConvAttrs { stride: 1, dilation: 1, padding: 0, groups: 1 };
     for a in &node.attribute {
         let first = a.ints.first().copied().unwrap_or(0).max(0) as usize;
         match a.name.as_str() {
@@ -225,11 +211,7 @@ fn float_values(tensor: &TensorProto) -> Result<RawTensor, VoiceError> {
                 shape
             )));
         }
-        tensor
-            .raw_data
-            .chunks_exact(4)
-            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-            .collect()
+        tensor.raw_data.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect()
     } else {
         tensor.float_data.clone()
     };
@@ -268,20 +250,14 @@ mod tests {
             node("/enc_p/emb/Gather", "Gather", &["sid", "input"]),
         ];
         let names = recovered_names(&nodes);
-        assert_eq!(
-            names["onnx::Conv_8168"],
-            "flow.flows.6.enc.in_layers.0.weight"
-        );
+        assert_eq!(names["onnx::Conv_8168"], "flow.flows.6.enc.in_layers.0.weight");
         assert_eq!(names["sid"], "enc_p.emb.weight");
         assert!(!names.contains_key("flow.flows.6.enc.in_layers.0.bias"));
     }
 
     #[test]
     fn folded_exp_names_the_affine_flow() {
-        assert_eq!(
-            folded_exp_of_neg_logs("/dp/flows.0/Exp_output_0").as_deref(),
-            Some("dp.flows.0")
-        );
+        assert_eq!(folded_exp_of_neg_logs("/dp/flows.0/Exp_output_0").as_deref(), Some("dp.flows.0"));
         assert_eq!(folded_exp_of_neg_logs("/dp/Exp_output_0"), None);
     }
 
@@ -289,11 +265,7 @@ mod tests {
     fn garbage_is_a_clear_error() {
         let err = OnnxWeights::parse(b"definitely not protobuf \xff\xff").unwrap_err();
         assert!(err.to_string().contains("ONNX"), "{err}");
-        let empty = ModelProto {
-            ir_version: 8,
-            graph: Some(GraphProto::default()),
-        }
-        .encode_to_vec();
+        let empty = ModelProto { ir_version: 8, graph: Some(GraphProto::default()) }.encode_to_vec();
         let err = OnnxWeights::parse(&empty).unwrap_err();
         assert!(err.to_string().contains("initializers"), "{err}");
     }

@@ -16,10 +16,7 @@ fn softplus(x: f32) -> f32 {
 
 /// Bin edges from unnormalised sizes: softmax, floor at `min`, scaled to `[-bound, bound]`.
 fn knots(unnormalized: &[f32], min: f32, bound: f32) -> Vec<f32> {
-    let max = unnormalized
-        .iter()
-        .cloned()
-        .fold(f32::NEG_INFINITY, f32::max);
+    let max = unnormalized.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
     let exps: Vec<f32> = unnormalized.iter().map(|v| (v - max).exp()).collect();
     let sum: f32 = exps.iter().sum();
     let n = unnormalized.len();
@@ -40,13 +37,7 @@ fn knots(unnormalized: &[f32], min: f32, bound: f32) -> Vec<f32> {
 
 /// `unnormalized_derivatives` has one value fewer than the bins (inner knots); the outer knots
 /// get derivative 1 so the spline joins the identity tails smoothly.
-pub fn inverse_rq_spline(
-    y: f32,
-    widths: &[f32],
-    heights: &[f32],
-    inner_derivatives: &[f32],
-    bound: f32,
-) -> f32 {
+pub fn inverse_rq_spline(y: f32, widths: &[f32], heights: &[f32], inner_derivatives: &[f32], bound: f32) -> f32 {
     if !(-bound..=bound).contains(&y) {
         return y;
     }
@@ -55,11 +46,7 @@ pub fn inverse_rq_spline(
     let n = widths.len();
     let mut derivs = Vec::with_capacity(n + 1);
     derivs.push(1.0f32);
-    derivs.extend(
-        inner_derivatives
-            .iter()
-            .map(|&d| MIN_DERIVATIVE + softplus(d)),
-    );
+    derivs.extend(inner_derivatives.iter().map(|&d| MIN_DERIVATIVE + softplus(d)));
     derivs.push(1.0f32);
     // Edge value of derivative is MIN_DERIVATIVE + softplus(ln(e^(1-MIN)-1)) = 1 up to rounding.
     let edge = MIN_DERIVATIVE + softplus(((1.0 - MIN_DERIVATIVE).exp() - 1.0).ln());

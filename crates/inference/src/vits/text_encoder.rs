@@ -39,9 +39,7 @@ impl RelativeAttention {
     /// `[b, c, t]` -> `[b, heads, t, c / heads]`
     fn split_heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
-        x.reshape((b, self.heads, c / self.heads, t))?
-            .transpose(2, 3)?
-            .contiguous()
+        x.reshape((b, self.heads, c / self.heads, t))?.transpose(2, 3)?.contiguous()
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -55,10 +53,7 @@ impl RelativeAttention {
         let scores = (scores + self.band_to_absolute(&rel_logits, t)?)?;
         let p = candle_nn::ops::softmax_last_dim(&scores)?;
         let out = p.matmul(&v)?;
-        let out = (out
-            + self
-                .absolute_to_band(&p, t)?
-                .broadcast_matmul(&self.emb_rel_v)?)?;
+        let out = (out + self.absolute_to_band(&p, t)?.broadcast_matmul(&self.emb_rel_v)?)?;
         let out = out.transpose(2, 3)?.contiguous()?.reshape((b, c, t))?;
         self.o.forward(&out)
     }
@@ -82,9 +77,7 @@ impl RelativeAttention {
             .collect();
         let idx = Tensor::from_vec(idx, (1, 1, t, t), rel.device())?;
         let (b, h, _, _) = rel.dims4()?;
-        padded
-            .contiguous()?
-            .gather(&idx.broadcast_as((b, h, t, t))?.contiguous()?, 3)
+        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, t))?.contiguous()?, 3)
     }
 
     /// `[.., t, t]` weights -> `[.., t, 2w+1]` by relative offset, zero past the sequence ends.
@@ -106,9 +99,7 @@ impl RelativeAttention {
             .collect();
         let idx = Tensor::from_vec(idx, (1, 1, t, width), p.device())?;
         let (b, h, _, _) = p.dims4()?;
-        padded
-            .contiguous()?
-            .gather(&idx.broadcast_as((b, h, t, width))?.contiguous()?, 3)
+        padded.contiguous()?.gather(&idx.broadcast_as((b, h, t, width))?.contiguous()?, 3)
     }
 }
 
@@ -119,15 +110,8 @@ struct FeedForward {
 
 impl FeedForward {
     fn load(vb: VarBuilder, cfg: &VitsConfig) -> Result<Self> {
-        let (c, f, k) = (
-            cfg.hidden_channels,
-            cfg.filter_channels,
-            cfg.ffn_kernel_size,
-        );
-        Ok(Self {
-            conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?,
-            conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)?,
-        })
+        let (c, f, k) = (cfg.hidden_channels, cfg.filter_channels, cfg.ffn_kernel_size);
+        Ok(Self { conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?, conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)? })
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
@@ -164,12 +148,7 @@ impl TextEncoder {
             ));
         }
         let proj = conv1d(vb.pp("proj"), c, 2 * cfg.inter_channels, 1, 1)?;
-        Ok(Self {
-            emb,
-            layers,
-            proj,
-            hidden: c,
-        })
+        Ok(Self { emb, layers, proj, hidden: c })
     }
 
     pub fn forward(&self, ids: &[i64], device: &Device) -> Result<Encoded> {
@@ -183,10 +162,6 @@ impl TextEncoder {
         }
         let stats = self.proj.forward(&x)?;
         let half = stats.dim(1)? / 2;
-        Ok(Encoded {
-            m: stats.narrow(1, 0, half)?,
-            logs: stats.narrow(1, half, half)?,
-            x,
-        })
+        Ok(Encoded { m: stats.narrow(1, 0, half)?, logs: stats.narrow(1, half, half)?, x })
     }
 }

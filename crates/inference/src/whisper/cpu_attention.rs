@@ -30,13 +30,38 @@ thread_local! {
 /// Every element the strides address must lie inside the pointed-to allocations, and `dst`
 /// must not overlap the inputs.
 #[allow(clippy::too_many_arguments)]
-unsafe fn matmul(m: usize, n: usize, k: usize, dst: *mut f32, dst_rs: usize, lhs: *const f32, lhs_rs: usize, lhs_cs: usize, rhs: *const f32, rhs_rs: usize, rhs_cs: usize) {
+unsafe fn matmul(
+    m: usize,
+    n: usize,
+    k: usize,
+    dst: *mut f32,
+    dst_rs: usize,
+    lhs: *const f32,
+    lhs_rs: usize,
+    lhs_cs: usize,
+    rhs: *const f32,
+    rhs_rs: usize,
+    rhs_cs: usize,
+) {
     gemm::gemm(
-        m, n, k,
-        dst, 1, dst_rs as isize, false,
-        lhs, lhs_cs as isize, lhs_rs as isize,
-        rhs, rhs_cs as isize, rhs_rs as isize,
-        0.0, 1.0, false, false, false,
+        m,
+        n,
+        k,
+        dst,
+        1,
+        dst_rs as isize,
+        false,
+        lhs,
+        lhs_cs as isize,
+        lhs_rs as isize,
+        rhs,
+        rhs_cs as isize,
+        rhs_rs as isize,
+        0.0,
+        1.0,
+        false,
+        false,
+        false,
         gemm::Parallelism::None,
     )
 }
@@ -46,12 +71,26 @@ impl CustomOp3 for Attention {
         "smai-attention"
     }
 
-    fn cpu_fwd(&self, qs: &CpuStorage, ql: &Layout, ks: &CpuStorage, kl: &Layout, vs: &CpuStorage, vl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        qs: &CpuStorage,
+        ql: &Layout,
+        ks: &CpuStorage,
+        kl: &Layout,
+        vs: &CpuStorage,
+        vl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (q, k, v) = (contiguous_f32(qs, ql)?, contiguous_f32(ks, kl)?, contiguous_f32(vs, vl)?);
         let (b, t, d) = ql.shape().dims3()?;
         let (kb, h, s, dh) = kl.shape().dims4()?;
         if kb != b || h != self.heads || h * dh != d || vl.shape() != kl.shape() {
-            candle_core::bail!("attention shapes q {:?} k {:?} v {:?} with {} heads", ql.shape(), kl.shape(), vl.shape(), self.heads);
+            candle_core::bail!(
+                "attention shapes q {:?} k {:?} v {:?} with {} heads",
+                ql.shape(),
+                kl.shape(),
+                vl.shape(),
+                self.heads
+            );
         }
         let threads = rayon::current_num_threads().max(1);
         // Enough blocks to keep every thread busy, each block's scores small.
@@ -59,7 +98,8 @@ impl CustomOp3 for Attention {
         let mut out = vec![0.0f32; b * t * d];
         for (batch, out) in out.chunks_mut(t * d).enumerate() {
             let q = &q[batch * t * d..(batch + 1) * t * d];
-            let (k, v) = (&k[batch * h * s * dh..(batch + 1) * h * s * dh], &v[batch * h * s * dh..(batch + 1) * h * s * dh]);
+            let (k, v) =
+                (&k[batch * h * s * dh..(batch + 1) * h * s * dh], &v[batch * h * s * dh..(batch + 1) * h * s * dh]);
             out.par_chunks_mut(rows * d).enumerate().for_each(|(block, out)| {
                 let n_rows = out.len() / d;
                 let q = &q[block * rows * d..block * rows * d + n_rows * d];
@@ -71,13 +111,37 @@ impl CustomOp3 for Attention {
                         // vh are s x dh; scores holds n_rows x s; out's block is n_rows x d
                         // written at columns head*dh..+dh. All are separate allocations.
                         unsafe {
-                            matmul(n_rows, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
+                            matmul(
+                                n_rows,
+                                s,
+                                dh,
+                                scores.as_mut_ptr(),
+                                s,
+                                q.as_ptr().add(head * dh),
+                                d,
+                                1,
+                                kh.as_ptr(),
+                                1,
+                                dh,
+                            );
                         }
                         for row in scores.chunks_mut(s) {
                             softmax_in_place(row);
                         }
                         unsafe {
-                            matmul(n_rows, dh, s, out.as_mut_ptr().add(head * dh), d, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
+                            matmul(
+                                n_rows,
+                                dh,
+                                s,
+                                out.as_mut_ptr().add(head * dh),
+                                d,
+                                scores.as_ptr(),
+                                s,
+                                1,
+                                vh.as_ptr(),
+                                dh,
+                                1,
+                            );
                         }
                     }
                 });
@@ -115,7 +179,8 @@ mod tests {
 
     #[test]
     fn matches_tensor_ops_for_encoder_and_decoder_shapes() -> Result<()> {
-        for (b, t, s, heads, dh) in [(1, 1500, 1500, 6, 64), (2, 37, 300, 4, 16), (1, 1, 1500, 8, 64), (3, 5, 7, 2, 3)] {
+        for (b, t, s, heads, dh) in [(1, 1500, 1500, 6, 64), (2, 37, 300, 4, 16), (1, 1, 1500, 8, 64), (3, 5, 7, 2, 3)]
+        {
             let q = test_tensor((b, t, heads * dh), 0.5, 1)?;
             let k = test_tensor((b, heads, s, dh), 1.7, 2)?;
             let v = test_tensor((b, heads, s, dh), 1.7, 3)?;

@@ -66,7 +66,15 @@ impl CustomOp3 for Linear {
         "smai-linear"
     }
 
-    fn cpu_fwd(&self, xs: &CpuStorage, xl: &Layout, ws: &CpuStorage, wl: &Layout, bs: &CpuStorage, bl: &Layout) -> Result<(CpuStorage, Shape)> {
+    fn cpu_fwd(
+        &self,
+        xs: &CpuStorage,
+        xl: &Layout,
+        ws: &CpuStorage,
+        wl: &Layout,
+        bs: &CpuStorage,
+        bl: &Layout,
+    ) -> Result<(CpuStorage, Shape)> {
         let (x, w, b) = (contiguous_f32(xs, xl)?, contiguous_f32(ws, wl)?, contiguous_f32(bs, bl)?);
         let (out_dim, in_dim) = wl.shape().dims2()?;
         let dims = xl.shape().dims();
@@ -91,11 +99,24 @@ impl CustomOp3 for Linear {
             // its transpose through the strides); y is a separate allocation.
             unsafe {
                 gemm::gemm(
-                    rows, out_dim, in_dim,
-                    y.as_mut_ptr(), 1, out_dim as isize, true,
-                    x.as_ptr(), 1, in_dim as isize,
-                    w.as_ptr(), in_dim as isize, 1,
-                    1.0, 1.0, false, false, false,
+                    rows,
+                    out_dim,
+                    in_dim,
+                    y.as_mut_ptr(),
+                    1,
+                    out_dim as isize,
+                    true,
+                    x.as_ptr(),
+                    1,
+                    in_dim as isize,
+                    w.as_ptr(),
+                    in_dim as isize,
+                    1,
+                    1.0,
+                    1.0,
+                    false,
+                    false,
+                    false,
                     parallelism,
                 );
             }

@@ -13,6 +13,8 @@ pub(super) const CHUNK: usize = 1 << 14;
 
 /// e^x to within about 2 ulp (range reduction by ln 2 and a degree-6 polynomial, the Cephes
 /// expf scheme); 0 below the smallest normal result.
+// The polynomial's coefficients are written as published, digits beyond f32 included.
+#[allow(clippy::excessive_precision)]
 #[inline(always)]
 pub fn exp(x: f32) -> f32 {
     const LOW: f32 = -87.3;
@@ -42,12 +44,22 @@ pub fn exp(x: f32) -> f32 {
 /// 0.5 x (1 + erf(x / sqrt 2)). 1 + erf is taken as erfc(-x / sqrt 2) from the Chebyshev fit
 /// of Numerical Recipes' `erfcc` (relative error under 1.2e-7 everywhere), so the negative
 /// tail keeps its relative precision instead of cancelling against 1.
+#[allow(clippy::excessive_precision)] // Numerical Recipes' coefficients, as published
 #[inline(always)]
 pub fn gelu_erf(x: f32) -> f32 {
     let a = (x * std::f32::consts::FRAC_1_SQRT_2).abs();
     let t = 1.0 / a.mul_add(0.5, 1.0);
     let mut p = 0.170_872_77_f32;
-    for c in [-0.822_152_23, 1.488_515_87, -1.135_203_98, 0.278_868_07, -0.186_288_06, 0.096_784_18, 0.374_091_96, 1.000_023_68] {
+    for c in [
+        -0.822_152_23,
+        1.488_515_87,
+        -1.135_203_98,
+        0.278_868_07,
+        -0.186_288_06,
+        0.096_784_18,
+        0.374_091_96,
+        1.000_023_68,
+    ] {
         p = p.mul_add(t, c);
     }
     let erfc_a = t * exp(p.mul_add(t, -1.265_512_23) - a * a);
@@ -189,6 +201,25 @@ pub fn softmax_last_dim(x: &Tensor) -> Result<Tensor> {
     }
 }
 
+/// A tensor of fixed pseudo-random values, uniform in [-scale, scale): the kernel tests use the
+/// same inputs on every run (candle's CPU generator cannot be seeded).
+#[cfg(test)]
+pub(super) fn test_tensor<S: Into<Shape>>(shape: S, scale: f32, seed: u64) -> Result<Tensor> {
+    let shape = shape.into();
+    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let values = (0..shape.elem_count())
+        .map(|_| {
+            // xorshift64*
+            state ^= state >> 12;
+            state ^= state << 25;
+            state ^= state >> 27;
+            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
+            (r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
+        })
+        .collect::<Vec<f32>>();
+    Tensor::from_vec(values, shape, &candle_core::Device::Cpu)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,7 +272,8 @@ mod tests {
         let ours = gelu(&x)?.flatten_all()?.to_vec1::<f32>()?;
         assert!(ours.iter().zip(&xs).all(|(&g, &v)| g == gelu_erf(v)));
         let candle = x.gelu_erf()?.flatten_all()?.to_vec1::<f32>()?;
-        let worst = ours.iter().zip(&candle).zip(&xs).map(|((a, b), v)| (a - b).abs() / v.abs().max(1.0)).fold(0.0, f32::max);
+        let worst =
+            ours.iter().zip(&candle).zip(&xs).map(|((a, b), v)| (a - b).abs() / v.abs().max(1.0)).fold(0.0, f32::max);
         assert!(worst < 1e-6, "gelu differs from candle's by {worst:e} (scaled)");
         // Softmax against an f64 softmax of the same inputs, with masked (-inf) tails.
         let mask = Tensor::full(f32::NEG_INFINITY, (3, 7, 5), &x.device().clone())?;
@@ -260,23 +292,4 @@ mod tests {
         assert!(worst < 1e-6, "softmax worst relative error {worst:e}");
         Ok(())
     }
-}
-
-/// A tensor of fixed pseudo-random values, uniform in [-scale, scale): the kernel tests use the
-/// same inputs on every run (candle's CPU generator cannot be seeded).
-#[cfg(test)]
-pub(super) fn test_tensor<S: Into<Shape>>(shape: S, scale: f32, seed: u64) -> Result<Tensor> {
-    let shape = shape.into();
-    let mut state = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let values = (0..shape.elem_count())
-        .map(|_| {
-            // xorshift64*
-            state ^= state >> 12;
-            state ^= state << 25;
-            state ^= state >> 27;
-            let r = state.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40;
-            (r as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * scale
-        })
-        .collect::<Vec<f32>>();
-    Tensor::from_vec(values, shape, &candle_core::Device::Cpu)
 }

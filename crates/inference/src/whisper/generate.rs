@@ -126,7 +126,43 @@ fn sample(logits: &[f32], rng: &mut Rng) -> u32 {
     argmax(logits)
 }
 
-/// Decodes a window with temperature fallback.
+/// Decodes a window at one temperature: beam search (or greedy) at 0, the most likely of
+/// `best_of` samples above it.
+fn decode_at(
+    model: &mut WhisperModel,
+    encoded: &Tensor,
+    prompt: &[u32],
+    opts: &DecodeOptions,
+    temperature: f32,
+    max_new: usize,
+    rng: &mut Rng,
+) -> candle_core::Result<DecodeResult> {
+    let runs = if temperature > 0.0 { opts.best_of.max(1) } else { 1 };
+    let mut best: Option<(Hypothesis, f32)> = None;
+    if temperature <= 0.0 && opts.beam_size > 1 {
+        let (tokens, sum_logprob, ns) =
+            super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, max_new)?;
+        best = Some((Hypothesis { tokens, sum_logprob }, ns));
+    }
+    for _ in 0..runs {
+        if best.is_some() && temperature <= 0.0 {
+            break;
+        }
+        let (h, ns) = decode_once(model, encoded, prompt, &opts.rules, temperature, max_new, rng)?;
+        // Length penalty 1: rank by mean log-probability.
+        let score = |h: &Hypothesis| h.sum_logprob / h.tokens.len().max(1) as f32;
+        if best.as_ref().is_none_or(|(b, _)| score(&h) > score(b)) {
+            best = Some((h, ns));
+        }
+    }
+    let (h, no_speech_prob) = best.expect("at least one run");
+    let avg_logprob = h.sum_logprob / (h.tokens.len() + 1) as f32;
+    let compression_ratio = compression_ratio(model.tokenizer.decode(&h.tokens).trim());
+    Ok(DecodeResult { tokens: h.tokens, avg_logprob, no_speech_prob, temperature, compression_ratio })
+}
+
+/// Decodes a window with temperature fallback: the next temperature is tried while the text
+/// is too repetitive or too unlikely, unless the window is taken for silence.
 pub fn generate_with_fallback(
     model: &mut WhisperModel,
     encoded: &Tensor,
@@ -141,44 +177,15 @@ pub fn generate_with_fallback(
     let mut last_temperature = 0.0;
     for &temperature in &opts.temperatures {
         last_temperature = temperature;
-        let runs = if temperature > 0.0 { opts.best_of.max(1) } else { 1 };
-        let mut best: Option<(Hypothesis, f32)> = None;
-        if temperature <= 0.0 && opts.beam_size > 1 {
-            let (tokens, sum_logprob, ns) =
-                super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, max_new)?;
-            best = Some((Hypothesis { tokens, sum_logprob }, ns));
+        let result = decode_at(model, encoded, prompt, opts, temperature, max_new, &mut rng)?;
+        let repetitive = opts.compression_ratio_threshold.map(|th| result.compression_ratio > th);
+        if repetitive == Some(false) {
+            below_cr.push(all.len());
         }
-        for _ in 0..runs {
-            if best.is_some() && temperature <= 0.0 {
-                break;
-            }
-            let (h, ns) = decode_once(model, encoded, prompt, &opts.rules, temperature, max_new, &mut rng)?;
-            // Length penalty 1: rank by mean log-probability.
-            let score = |h: &Hypothesis| h.sum_logprob / h.tokens.len().max(1) as f32;
-            if best.as_ref().is_none_or(|(b, _)| score(&h) > score(b)) {
-                best = Some((h, ns));
-            }
-        }
-        let (h, no_speech_prob) = best.expect("at least one run");
-        let avg_logprob = h.sum_logprob / (h.tokens.len() + 1) as f32;
-        let text = model.tokenizer.decode(&h.tokens);
-        let cr = compression_ratio(text.trim());
-        let result = DecodeResult { tokens: h.tokens, avg_logprob, no_speech_prob, temperature, compression_ratio: cr };
-        let mut needs_fallback = false;
-        if let Some(th) = opts.compression_ratio_threshold {
-            if cr > th {
-                needs_fallback = true;
-            } else {
-                below_cr.push(all.len());
-            }
-        }
-        let low_logprob = opts.log_prob_threshold.is_some_and(|th| avg_logprob < th);
-        if low_logprob {
-            needs_fallback = true;
-        }
-        if opts.no_speech_threshold.is_some_and(|th| no_speech_prob > th) && low_logprob {
-            needs_fallback = false; // silence: nothing better to find
-        }
+        let low_logprob = opts.log_prob_threshold.is_some_and(|th| result.avg_logprob < th);
+        let silence = opts.no_speech_threshold.is_some_and(|th| result.no_speech_prob > th);
+        // Silence: nothing better to find.
+        let needs_fallback = !(silence && low_logprob) && (repetitive == Some(true) || low_logprob);
         all.push(result);
         if !needs_fallback {
             return Ok(all.pop().expect("just pushed"));
@@ -201,7 +208,8 @@ pub fn detect_language(model: &WhisperModel, encoded: &Tensor) -> candle_core::R
     let mut state = model.start(encoded)?;
     let logits = model.feed(&mut state, &[sot], &[0])?.pop().expect("one position");
     let ids = model.generation.lang_ids.clone();
-    let lang_logits: Vec<f32> = ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)).collect();
+    let lang_logits: Vec<f32> =
+        ids.iter().map(|&i| logits.get(i as usize).copied().unwrap_or(f32::NEG_INFINITY)).collect();
     let lp = log_softmax(&lang_logits);
     let mut out: Vec<(u32, f32)> = ids.into_iter().zip(lp.into_iter().map(f32::exp)).collect();
     out.sort_by(|a, b| b.1.total_cmp(&a.1));

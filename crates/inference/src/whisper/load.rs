@@ -4,9 +4,9 @@
 //! (`config.json` + `model.safetensors`).
 
 use super::ct2::{Ct2Error, Ct2Model};
+use super::network::{Decoder, Encoder};
 use candle_core::{DType, Device, Tensor};
 use candle_nn::VarBuilder;
-use super::network::{Decoder, Encoder};
 use candle_transformers::models::whisper::Config;
 use serde::Deserialize;
 use std::collections::HashMap;
@@ -69,8 +69,8 @@ pub fn load_dir(dir: &Path, device: &Device) -> Result<LoadedWeights, LoadError>
 }
 
 fn load_ct2(dir: &Path, device: &Device) -> Result<LoadedWeights, LoadError> {
-    let generation: GenerationConfig = serde_json::from_slice(&read(&dir.join("config.json"))?)
-        .map_err(|e| LoadError::Config(e.to_string()))?;
+    let generation: GenerationConfig =
+        serde_json::from_slice(&read(&dir.join("config.json"))?).map_err(|e| LoadError::Config(e.to_string()))?;
     let ct2 = Ct2Model::parse(&read(&dir.join("model.bin"))?)?;
     if ct2.spec != "WhisperSpec" {
         return Err(LoadError::Config(format!("model.bin holds a {}, not a WhisperSpec", ct2.spec)));

@@ -2,12 +2,12 @@
 //! faster-whisper decoding procedure, and long-form transcription.
 
 pub mod alignment;
+pub mod beam;
+pub mod bpe;
 pub mod cpu_attention;
 pub mod cpu_linear;
 pub mod cpu_ops;
 pub mod ct2;
-pub mod beam;
-pub mod bpe;
 pub mod generate;
 pub mod load;
 pub mod logits;

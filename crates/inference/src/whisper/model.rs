@@ -1,14 +1,15 @@
 //! A loaded Whisper model: the network, the tokenizer, generation config and the mel front
 //! end, with the calls decoding needs (encode a 30 s window; run tokens against it).
 
+use super::bpe::BpeEncoder;
 use super::load::{load_dir, GenerationConfig, LoadError};
 use super::network::{Decoder, DecoderState, Encoder};
-use super::bpe::BpeEncoder;
 use super::tokenizer::WhisperTokenizer;
 use crate::audio::mel::{LogMel, N_FRAMES};
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::whisper::Config;
 use std::path::Path;
+use std::sync::Arc;
 
 pub struct WhisperModel {
     pub id: String,
@@ -19,7 +20,8 @@ pub struct WhisperModel {
     /// Prompt encoder, when the model ships `tokenizer.json`.
     pub bpe: Option<BpeEncoder>,
     pub generation: GenerationConfig,
-    pub mel: LogMel,
+    /// The log-mel front end, shared with the work done before the model's queue.
+    pub mel: Arc<LogMel>,
     pub device: Device,
 }
 
@@ -49,7 +51,7 @@ impl WhisperModel {
             id: id.to_string(),
             encoder: w.encoder,
             decoder: w.decoder,
-            mel: LogMel::new(w.config.num_mel_bins),
+            mel: Arc::new(LogMel::new(w.config.num_mel_bins)),
             config: w.config,
             tokenizer,
             bpe,
@@ -65,13 +67,6 @@ impl WhisperModel {
     /// Encodes one window of features, `n_mels x N_FRAMES` row-major (zero padded).
     pub fn encode(&self, window: &[f32]) -> candle_core::Result<Tensor> {
         let x = Tensor::from_slice(window, (1, self.mel.n_mels(), N_FRAMES), &self.device)?;
-        self.encoder.forward(&x)
-    }
-
-    /// Encodes several windows in one batch; returns `(windows, frames, d)`.
-    pub fn encode_batch(&self, windows: &[Vec<f32>]) -> candle_core::Result<Tensor> {
-        let flat: Vec<f32> = windows.concat();
-        let x = Tensor::from_vec(flat, (windows.len(), self.mel.n_mels(), N_FRAMES), &self.device)?;
         self.encoder.forward(&x)
     }
 

@@ -242,7 +242,8 @@ impl Decoder {
             candle_core::bail!("sequence of {} tokens exceeds the text context", offset + n);
         }
         let ids = Tensor::new(tokens, dev)?;
-        let mut x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
+        let mut x =
+            self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
         let mask = causal_mask(n, offset, dev)?;
         let mut picked: Vec<Option<Tensor>> = vec![None; heads.len()];
         for (i, b) in self.blocks.iter().enumerate() {
@@ -272,7 +273,8 @@ impl Decoder {
         }
         state.length += n;
         let picked = picked.into_iter().collect::<Option<Vec<_>>>();
-        let picked = picked.ok_or_else(|| candle_core::Error::Msg(format!("alignment heads {heads:?} out of range")))?;
+        let picked =
+            picked.ok_or_else(|| candle_core::Error::Msg(format!("alignment heads {heads:?} out of range")))?;
         Ok((self.ln.forward(&x)?, picked))
     }
 
@@ -293,8 +295,7 @@ fn causal_mask(n: usize, offset: usize, dev: &Device) -> Result<Option<Tensor>> 
         return Ok(None);
     }
     let total = offset + n;
-    let m: Vec<f32> = (0..n)
-        .flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 }))
-        .collect();
+    let m: Vec<f32> =
+        (0..n).flat_map(|i| (0..total).map(move |j| if j > offset + i { f32::NEG_INFINITY } else { 0.0 })).collect();
     Tensor::from_vec(m, (n, total), dev)?.to_dtype(DType::F32).map(Some)
 }

@@ -187,9 +187,19 @@ mod tests {
     #[test]
     fn decodes_byte_level_tokens_and_finds_specials() {
         let mut toks: Vec<String> = vec!["Hello".into(), "Ġworld".into(), "Ã©".into(), ",".into()];
-        for s in ["<|endoftext|>", "<|startoftranscript|>", "<|en|>", "<|de|>", "<|translate|>", "<|transcribe|>",
-            "<|startoflm|>", "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>", "<|0.00|>"]
-        {
+        for s in [
+            "<|endoftext|>",
+            "<|startoftranscript|>",
+            "<|en|>",
+            "<|de|>",
+            "<|translate|>",
+            "<|transcribe|>",
+            "<|startoflm|>",
+            "<|startofprev|>",
+            "<|nospeech|>",
+            "<|notimestamps|>",
+            "<|0.00|>",
+        ] {
             toks.push(s.into());
         }
         let t = WhisperTokenizer::from_tokens(toks, true).unwrap();
@@ -202,17 +212,26 @@ mod tests {
 
     #[test]
     fn splits_words_at_spaces_and_punctuation() {
-        let mut toks: Vec<String> = ["ĠHello", ",", "Ġwor", "ld", ".", "Ġ\"", "Hi", "\"", "ĠÃ", "©"].map(String::from).to_vec();
+        let mut toks: Vec<String> =
+            ["ĠHello", ",", "Ġwor", "ld", ".", "Ġ\"", "Hi", "\"", "ĠÃ", "©"].map(String::from).to_vec();
         toks.push("<|endoftext|>".into());
-        for s in ["<|startoftranscript|>", "<|en|>", "<|translate|>", "<|transcribe|>", "<|startoflm|>",
-            "<|startofprev|>", "<|nospeech|>", "<|notimestamps|>"]
-        {
+        for s in [
+            "<|startoftranscript|>",
+            "<|en|>",
+            "<|translate|>",
+            "<|transcribe|>",
+            "<|startoflm|>",
+            "<|startofprev|>",
+            "<|nospeech|>",
+            "<|notimestamps|>",
+        ] {
             toks.push(s.into());
         }
         let t = WhisperTokenizer::from_tokens(toks, true).unwrap();
         let (words, groups) = t.split_to_word_tokens(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10], "en");
         assert_eq!(words, [" Hello", ",", " world", ".", " \"Hi", "\"", " é", "<|endoftext|>"]);
-        let expected: Vec<Vec<u32>> = vec![vec![0], vec![1], vec![2, 3], vec![4], vec![5, 6], vec![7], vec![8, 9], vec![10]];
+        let expected: Vec<Vec<u32>> =
+            vec![vec![0], vec![1], vec![2, 3], vec![4], vec![5, 6], vec![7], vec![8, 9], vec![10]];
         assert_eq!(groups, expected);
         // A character split across tokens stays whole where words are not spaced.
         let (chars, _) = t.split_to_word_tokens(&[8, 9, 2], "ja");

@@ -2,11 +2,12 @@
 //! `generate_segments`: each window is decoded with timestamps, cut into segments at
 //! timestamp pairs, and the next window starts at the last complete timestamp.
 
-use super::generate::{detect_language, generate_with_fallback, DecodeOptions};
+use super::generate::{detect_language, generate_with_fallback, DecodeOptions, DecodeResult};
 use super::logits::{LogitRules, TimestampTokens};
 use super::model::WhisperModel;
 use super::words::{attach_window_words, last_word_end, TimedSegment};
-use crate::audio::mel::N_FRAMES;
+use crate::audio::mel::{LogMel, N_FRAMES};
+use candle_core::Tensor;
 use smai_core::{Error, Segment, Task, TranscriptEvent};
 
 /// Seconds per mel frame, and per timestamp token (the encoder halves the frame rate).
@@ -127,7 +128,7 @@ fn split_by_timestamps(
     (pieces, next_seek)
 }
 
-/// Log-mel features of a whole recording.
+/// Log-mel features of a whole recording, computed before the model's queue.
 pub struct Features {
     pub n_frames: usize,
     pub values: Vec<f32>,
@@ -136,14 +137,44 @@ pub struct Features {
 }
 
 impl Features {
-    pub fn compute(model: &WhisperModel, audio: &[f32]) -> Self {
-        let (n_frames, values) = model.mel.compute(audio);
+    pub fn compute(mel: &LogMel, audio: &[f32]) -> Self {
+        let (n_frames, values) = mel.compute(audio);
         Self { n_frames, values, duration: audio.len() as f64 / crate::audio::SAMPLE_RATE as f64 }
     }
 
-    /// The first 30 s window (zero padded), as `WhisperModel::encode` takes it.
-    pub fn first_window(&self, n_mels: usize) -> Vec<f32> {
-        window(&self.values, self.n_frames, n_mels, 0, N_FRAMES.min(self.n_frames - 1))
+    /// Frames of content: the last one only pads the final hop.
+    fn content_frames(&self) -> usize {
+        self.n_frames - 1
+    }
+
+    /// The features of `w`, zero padded to a full window, as `WhisperModel::encode` takes them.
+    fn window(&self, n_mels: usize, w: Window) -> Vec<f32> {
+        window(&self.values, self.n_frames, n_mels, w.seek, w.size)
+    }
+}
+
+/// Frames `[seek, seek + size)` of a recording, decoded as one 30 s window.
+#[derive(Debug, Clone, Copy)]
+struct Window {
+    seek: usize,
+    size: usize,
+}
+
+impl Window {
+    fn at(seek: usize, features: &Features) -> Self {
+        Self { seek, size: N_FRAMES.min(features.content_frames() - seek) }
+    }
+
+    fn time_offset(self) -> f64 {
+        self.seek as f64 * TIME_PER_FRAME
+    }
+
+    fn duration(self) -> f64 {
+        self.size as f64 * TIME_PER_FRAME
+    }
+
+    fn end(self) -> usize {
+        self.seek + self.size
     }
 }
 
@@ -155,154 +186,229 @@ pub fn transcribe(
     opts: &WhisperOptions,
     emit: impl FnMut(TranscriptEvent) -> bool,
 ) -> Result<(), Error> {
-    let features = Features::compute(model, audio);
-    transcribe_features(model, &features, None, opts, emit)
+    let features = Features::compute(&model.mel, audio);
+    transcribe_features(model, &features, opts, emit)
 }
 
-/// Like [`transcribe`] from computed features; `first_encoded`, when given, is the encoder
-/// output of the first window (computed in a batch with other requests' windows).
+/// Like [`transcribe`], from features computed beforehand (off the model's thread).
 pub fn transcribe_features(
     model: &mut WhisperModel,
     features: &Features,
-    mut first_encoded: Option<candle_core::Tensor>,
     opts: &WhisperOptions,
     mut emit: impl FnMut(TranscriptEvent) -> bool,
 ) -> Result<(), Error> {
-    let tok = model.tokenizer.clone();
-    let (n_frames, duration) = (features.n_frames, features.duration);
-    let features = &features.values;
-    let n_mels = model.mel.n_mels();
-    let content_frames = n_frames - 1;
+    let (language, first_encoded) = choose_language(model, features, opts)?;
+    if !emit(TranscriptEvent::Started { language: language.clone(), duration: features.duration }) {
+        return Ok(());
+    }
+    Transcription::new(model, opts, language)?.run(features, first_encoded, emit)
+}
 
-    let language = if !tok.multilingual {
+/// The language asked for (checked against the model), else the one detected on the first
+/// window; the encoded first window comes back when detection needed it.
+fn choose_language(
+    model: &WhisperModel,
+    features: &Features,
+    opts: &WhisperOptions,
+) -> Result<(String, Option<Tensor>), Error> {
+    let tok = &model.tokenizer;
+    if !tok.multilingual {
         if let Some(l) = opts.language.as_deref().filter(|l| *l != "en") {
             return Err(Error::invalid(format!("model {} is English-only; language {l:?} is not available", model.id)));
         }
-        "en".to_string()
-    } else if let Some(l) = &opts.language {
-        tok.language_token(l).ok_or_else(|| Error::invalid(format!("unknown language {l:?}")))?;
-        l.clone()
-    } else {
-        let enc = match first_encoded.take() {
-            Some(enc) => enc,
-            None => {
-                let size = N_FRAMES.min(content_frames);
-                model.encode(&window(features, n_frames, n_mels, 0, size)).map_err(internal)?
-            }
-        };
-        let best = detect_language(model, &enc).map_err(internal)?;
-        first_encoded = Some(enc);
-        best.first().and_then(|(id, _)| tok.language_code(*id)).unwrap_or("en").to_string()
-    };
-    let translate = tok.multilingual && opts.task == Task::Translate;
-    let sot_sequence = tok.sot_sequence(tok.language_token(&language), translate);
-    if !emit(TranscriptEvent::Started { language: language.clone(), duration }) {
-        return Ok(());
+        return Ok(("en".into(), None));
     }
+    if let Some(l) = &opts.language {
+        tok.language_token(l).ok_or_else(|| Error::invalid(format!("unknown language {l:?}")))?;
+        return Ok((l.clone(), None));
+    }
+    let encoded = model.encode(&features.window(model.mel.n_mels(), Window::at(0, features))).map_err(internal)?;
+    let best = detect_language(model, &encoded).map_err(internal)?;
+    let language = best.first().and_then(|(id, _)| tok.language_code(*id)).unwrap_or("en").to_string();
+    Ok((language, Some(encoded)))
+}
 
-    let vocab = tok.vocab_size() as u32;
+/// Token rules of every step: what is never sampled, what may not open a window, timestamps.
+fn logit_rules(model: &WhisperModel, opts: &WhisperOptions) -> LogitRules {
+    let tok = &model.tokenizer;
     let mut suppress = model.generation.suppress_ids.clone();
     suppress.extend([tok.transcribe, tok.translate, tok.sot, tok.sot_prev, tok.no_speech]);
     suppress.extend(tok.sot_lm);
     suppress.sort_unstable();
     suppress.dedup();
-    let rules = LogitRules {
+    LogitRules {
         suppress,
         suppress_begin: if opts.suppress_blank { model.generation.suppress_ids_begin.clone() } else { vec![] },
         timestamps: (!opts.without_timestamps).then(|| TimestampTokens {
             eot: tok.eot,
             no_timestamps: tok.no_timestamps,
             timestamp_begin: tok.timestamp_begin,
-            timestamp_end: vocab - 1,
+            timestamp_end: tok.vocab_size() as u32 - 1,
         }),
         max_initial_timestamp_index: (opts.max_initial_timestamp / TIME_PRECISION).round() as u32,
-    };
-    let decode_opts = DecodeOptions {
-        temperatures: opts.temperatures.clone(),
-        best_of: opts.best_of,
-        beam_size: opts.beam_size,
-        compression_ratio_threshold: opts.compression_ratio_threshold,
-        log_prob_threshold: opts.log_prob_threshold,
-        no_speech_threshold: opts.no_speech_threshold,
-        rules,
-        max_length: model.max_target_positions(),
-    };
-    let max_prompt_history = model.max_target_positions() / 2 - 1;
-
-    let mut seek = 0usize;
-    let mut all_tokens: Vec<u32> = Vec::new();
-    if let Some(p) = opts.initial_prompt.as_deref() {
-        let bpe = model.bpe.as_ref().ok_or_else(|| Error::invalid("this model cannot encode a prompt"))?;
-        all_tokens = bpe.encode(&format!(" {}", p.trim()));
     }
-    let mut prompt_reset_since = 0usize;
-    let mut next_id = 0usize;
-    let mut last_speech = 0.0f64;
-    while seek < content_frames {
-        let time_offset = seek as f64 * TIME_PER_FRAME;
-        let segment_size = N_FRAMES.min(content_frames - seek);
-        let segment_duration = segment_size as f64 * TIME_PER_FRAME;
-        let encoded = match first_encoded.take().filter(|_| seek == 0) {
-            Some(e) => e,
-            None => model.encode(&window(features, n_frames, n_mels, seek, segment_size)).map_err(internal)?,
+}
+
+/// A recording decoded window after window, as faster-whisper's `generate_segments`: each
+/// window is decoded with temperature fallback (`generate_with_fallback`), cut into segments
+/// at timestamp pairs, and the next window starts where the last complete segment ends.
+struct Transcription<'a> {
+    model: &'a mut WhisperModel,
+    opts: &'a WhisperOptions,
+    language: String,
+    sot_sequence: Vec<u32>,
+    decode: DecodeOptions,
+    /// Tokens of every segment so far; the next window's prompt is taken from the end of
+    /// those after `prompt_reset_since`.
+    history: Vec<u32>,
+    prompt_reset_since: usize,
+    next_id: usize,
+    /// Where the last word ended (word timestamps).
+    last_speech: f64,
+}
+
+impl<'a> Transcription<'a> {
+    fn new(model: &'a mut WhisperModel, opts: &'a WhisperOptions, language: String) -> Result<Self, Error> {
+        let tok = &model.tokenizer;
+        let translate = tok.multilingual && opts.task == Task::Translate;
+        let sot_sequence = tok.sot_sequence(tok.language_token(&language), translate);
+        let decode = DecodeOptions {
+            temperatures: opts.temperatures.clone(),
+            best_of: opts.best_of,
+            beam_size: opts.beam_size,
+            compression_ratio_threshold: opts.compression_ratio_threshold,
+            log_prob_threshold: opts.log_prob_threshold,
+            no_speech_threshold: opts.no_speech_threshold,
+            rules: logit_rules(model, opts),
+            max_length: model.max_target_positions(),
         };
-        let previous = &all_tokens[prompt_reset_since..];
+        let history = match opts.initial_prompt.as_deref() {
+            Some(p) => {
+                let bpe = model.bpe.as_ref().ok_or_else(|| Error::invalid("this model cannot encode a prompt"))?;
+                bpe.encode(&format!(" {}", p.trim()))
+            }
+            None => Vec::new(),
+        };
+        let (prompt_reset_since, next_id, last_speech) = (0, 0, 0.0);
+        Ok(Self { model, opts, language, sot_sequence, decode, history, prompt_reset_since, next_id, last_speech })
+    }
+
+    /// Slides over the recording; stops early when `emit` returns false.
+    fn run(
+        &mut self,
+        features: &Features,
+        mut first_encoded: Option<Tensor>,
+        mut emit: impl FnMut(TranscriptEvent) -> bool,
+    ) -> Result<(), Error> {
+        let mut seek = 0;
+        while seek < features.content_frames() {
+            let window = Window::at(seek, features);
+            let encoded = match first_encoded.take().filter(|_| seek == 0) {
+                Some(e) => e,
+                None => self.model.encode(&features.window(self.model.mel.n_mels(), window)).map_err(internal)?,
+            };
+            let segments;
+            (seek, segments) = self.decode_window(window, &encoded)?;
+            for segment in segments {
+                if !emit(TranscriptEvent::Segment(segment)) {
+                    return Ok(());
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The previous text (at most half the text context), then the start-of-transcript tokens.
+    fn prompt(&self) -> Vec<u32> {
+        let tok = &self.model.tokenizer;
+        let previous = &self.history[self.prompt_reset_since..];
+        let max_history = self.model.max_target_positions() / 2 - 1;
         let mut prompt = Vec::new();
         if !previous.is_empty() {
             prompt.push(tok.sot_prev);
-            prompt.extend_from_slice(&previous[previous.len().saturating_sub(max_prompt_history)..]);
+            prompt.extend_from_slice(&previous[previous.len().saturating_sub(max_history)..]);
         }
-        prompt.extend_from_slice(&sot_sequence);
-        if opts.without_timestamps {
+        prompt.extend_from_slice(&self.sot_sequence);
+        if self.opts.without_timestamps {
             prompt.push(tok.no_timestamps);
         }
-        let result = generate_with_fallback(model, &encoded, &prompt, &decode_opts).map_err(internal)?;
+        prompt
+    }
 
-        if let Some(th) = opts.no_speech_threshold {
-            let mut skip = result.no_speech_prob > th;
-            if opts.log_prob_threshold.is_some_and(|lp| result.avg_logprob > lp) {
-                skip = false;
-            }
-            if skip {
-                seek += segment_size;
-                continue;
-            }
+    /// Decodes one window; returns where the next one starts and the window's segments.
+    fn decode_window(&mut self, window: Window, encoded: &Tensor) -> Result<(usize, Vec<Segment>), Error> {
+        let prompt = self.prompt();
+        let result = generate_with_fallback(self.model, encoded, &prompt, &self.decode).map_err(internal)?;
+        if self.is_silence(&result) {
+            return Ok((window.end(), Vec::new()));
         }
-        let previous_seek = seek;
-        let (pieces, mut new_seek) =
-            split_by_timestamps(&result.tokens, tok.timestamp_begin, time_offset, segment_size, segment_duration, seek);
+        let ts_begin = self.model.tokenizer.timestamp_begin;
+        let (pieces, mut next_seek) = split_by_timestamps(
+            &result.tokens,
+            ts_begin,
+            window.time_offset(),
+            window.size,
+            window.duration(),
+            window.seek,
+        );
+        let eot = self.model.tokenizer.eot;
         let (mut timed, piece_tokens): (Vec<TimedSegment>, Vec<Vec<u32>>) = pieces
             .into_iter()
             .map(|p| {
-                let text_tokens = p.tokens.iter().copied().filter(|&t| t < tok.eot).collect();
+                let text_tokens = p.tokens.iter().copied().filter(|&t| t < eot).collect();
                 (TimedSegment { start: p.start, end: p.end, text_tokens, words: Vec::new() }, p.tokens)
             })
             .unzip();
-        if opts.word_timestamps {
-            last_speech = attach_window_words(
-                model, &encoded, &sot_sequence, &language, &mut timed, time_offset, segment_size, last_speech,
-            )
-            .map_err(internal)?;
-            let end = last_word_end(&timed);
-            // Unless the window ended on a lone timestamp, resume where the last word ends.
-            if !single_timestamp_ending(&result.tokens, tok.timestamp_begin) {
-                if let Some(end) = end.filter(|&e| e > time_offset) {
-                    new_seek = (end / TIME_PER_FRAME).round() as usize;
-                }
-            }
-            last_speech = end.unwrap_or(last_speech);
+        if self.opts.word_timestamps {
+            next_seek = self.attach_words(encoded, window, &mut timed, &result.tokens)?.unwrap_or(next_seek);
         }
         // A window that yields no progress would loop forever; always move forward.
-        seek = if new_seek > previous_seek { new_seek } else { previous_seek + segment_size };
-        for (piece, tokens) in timed.into_iter().zip(piece_tokens) {
-            let text = tok.decode(&tokens);
+        let next_seek = if next_seek > window.seek { next_seek } else { window.end() };
+        let segments = self.segments(timed, piece_tokens, &result);
+        if !self.opts.condition_on_previous_text || result.temperature > self.opts.prompt_reset_on_temperature {
+            self.prompt_reset_since = self.history.len();
+        }
+        Ok((next_seek, segments))
+    }
+
+    /// A window the model takes for silence, unless its text is likely enough.
+    fn is_silence(&self, result: &DecodeResult) -> bool {
+        let Some(threshold) = self.opts.no_speech_threshold else { return false };
+        result.no_speech_prob > threshold && !self.opts.log_prob_threshold.is_some_and(|lp| result.avg_logprob > lp)
+    }
+
+    /// Aligns the window's words; returns where the next window starts when the words say so
+    /// (where the last word ends, unless the window ended on a lone timestamp).
+    fn attach_words(
+        &mut self,
+        encoded: &Tensor,
+        window: Window,
+        timed: &mut [TimedSegment],
+        tokens: &[u32],
+    ) -> Result<Option<usize>, Error> {
+        let (offset, size) = (window.time_offset(), window.size);
+        let (model, sot, language) = (&*self.model, &self.sot_sequence, &self.language);
+        self.last_speech = attach_window_words(model, encoded, sot, language, timed, offset, size, self.last_speech)
+            .map_err(internal)?;
+        let end = last_word_end(timed);
+        self.last_speech = end.unwrap_or(self.last_speech);
+        if single_timestamp_ending(tokens, self.model.tokenizer.timestamp_begin) {
+            return Ok(None);
+        }
+        Ok(end.filter(|&e| e > offset).map(|e| (e / TIME_PER_FRAME).round() as usize))
+    }
+
+    /// The window's pieces that hold text, as numbered segments; their tokens join the history.
+    fn segments(&mut self, timed: Vec<TimedSegment>, tokens: Vec<Vec<u32>>, result: &DecodeResult) -> Vec<Segment> {
+        let mut segments = Vec::new();
+        for (piece, tokens) in timed.into_iter().zip(tokens) {
+            let text = self.model.tokenizer.decode(&tokens);
             if piece.start == piece.end || text.trim().is_empty() {
                 continue;
             }
-            all_tokens.extend_from_slice(&tokens);
-            next_id += 1;
-            let segment = Segment {
-                id: next_id,
+            self.history.extend_from_slice(&tokens);
+            segments.push(Segment {
+                id: self.next_id,
                 start: piece.start,
                 end: piece.end,
                 text,
@@ -312,16 +418,11 @@ pub fn transcribe_features(
                 compression_ratio: result.compression_ratio,
                 no_speech_prob: result.no_speech_prob,
                 words: piece.words,
-            };
-            if !emit(TranscriptEvent::Segment(segment)) {
-                return Ok(());
-            }
+            });
+            self.next_id += 1;
         }
-        if !opts.condition_on_previous_text || result.temperature > opts.prompt_reset_on_temperature {
-            prompt_reset_since = all_tokens.len();
-        }
+        segments
     }
-    Ok(())
 }
 
 #[cfg(test)]

@@ -173,11 +173,7 @@ pub fn attach_window_words(
 
 /// Where speech ends in a window's segments: the last word's end, else the last segment's.
 pub fn last_word_end(segments: &[TimedSegment]) -> Option<f64> {
-    segments
-        .iter()
-        .rev()
-        .find_map(|s| s.words.last().map(|w| w.end))
-        .or_else(|| segments.last().map(|s| s.end))
+    segments.iter().rev().find_map(|s| s.words.last().map(|w| w.end)).or_else(|| segments.last().map(|s| s.end))
 }
 
 #[cfg(test)]
@@ -190,7 +186,8 @@ mod tests {
 
     #[test]
     fn punctuation_joins_its_neighbours() {
-        let mut a = vec![timing(" \"", 0.0, 0.1), timing("Hi", 0.1, 0.3), timing(",", 0.3, 0.4), timing(" you", 0.4, 0.6)];
+        let mut a =
+            vec![timing(" \"", 0.0, 0.1), timing("Hi", 0.1, 0.3), timing(",", 0.3, 0.4), timing(" you", 0.4, 0.6)];
         merge_punctuations(&mut a, PREPEND_PUNCTUATIONS, APPEND_PUNCTUATIONS);
         let words: Vec<&str> = a.iter().map(|w| w.word.as_str()).collect();
         assert_eq!(words, ["", " \"Hi,", "", " you"]);

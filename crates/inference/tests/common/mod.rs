@@ -23,5 +23,5 @@ pub fn eval_root() -> PathBuf {
 /// the same assertions can be checked on a GPU build (`--features cuda`).
 pub fn test_device() -> Device {
     let name = std::env::var("SMAI_TEST_DEVICE").unwrap_or_else(|_| "cpu".to_string());
-    smai_inference::engine::device_from_name(&name).expect("SMAI_TEST_DEVICE names a usable device")
+    smai_inference::device_from_name(&name).expect("SMAI_TEST_DEVICE names a usable device")
 }

@@ -11,7 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
 use smai_auth::limits::tts_tokens;
 use smai_core::{AudioStream, Error, SpeechOptions};
-use smai_inference::tts::{encode, AudioFormat};
+use smai_inference::audio::encode::{encode, AudioFormat};
 
 pub const MAX_INPUT_CHARS: usize = 4096;
 /// Model names a client may send; every voice is served by its own model, so they all mean

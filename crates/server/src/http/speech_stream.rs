@@ -6,8 +6,8 @@ use base64::Engine as _;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
 use smai_core::{AudioChunk, AudioStream, Error};
-use smai_inference::tts::encode::{pcm_s16le, resample};
-use smai_inference::tts::{encode, AudioFormat};
+use smai_inference::audio::encode::{encode, pcm_s16le, AudioFormat};
+use smai_inference::audio::resample;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 

@@ -1,27 +1,29 @@
-//! `smai asr-eval`: transcribes the dev set with the settings the reference was recorded with
+//! `smai-tools asr-eval`: transcribes the dev set with the settings the reference was recorded with
 //! (greedy, temperature 0, no conditioning on previous text, English), then reports corpus
 //! WER beside faster-whisper's on the same files, how many token sequences differ, and speed.
 
-use super::wer::corpus_wer;
-use crate::audio::decode_to_mono_16k;
-use crate::whisper::{transcribe, WhisperModel, WhisperOptions};
+use crate::wer::corpus_wer;
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::{Error, TranscriptEvent};
+use smai_inference::audio::decode_to_mono_16k;
+use smai_inference::whisper::{transcribe, WhisperModel, WhisperOptions};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 #[derive(Debug, Clone, Args)]
 pub struct AsrEvalArgs {
-    /// Folder with manifest.tsv and the audio it lists.
-    #[arg(long, default_value = "/work/shared/eval/dev")]
+    /// Folder with manifest.tsv and the audio it lists ($SMAI_EVAL_DIR, else
+    /// ../shared/eval/dev beside the repository).
+    #[arg(long, default_value_os_t = crate::default_eval_dir())]
     pub eval_dir: PathBuf,
     /// faster-whisper's transcripts of the same files (from record_references.py).
-    #[arg(long, default_value = "crates/inference/tests/fixtures/tiny_en_dev_reference.json")]
+    #[arg(long, default_value_os_t = crate::repo_root().join("crates/inference/tests/fixtures/tiny_en_dev_reference.json"))]
     pub reference: PathBuf,
     #[arg(long, default_value = "tiny.en")]
     pub model: String,
-    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
+    /// Folder of installed models ($SMAI_MODELS_DIR, else models/cache in the repository).
+    #[arg(long, default_value_os_t = crate::default_models_dir())]
     pub models_dir: PathBuf,
     #[arg(long, default_value = "cpu")]
     pub device: String,
@@ -107,8 +109,9 @@ fn all_tokens(r: &RefResult) -> Vec<u32> {
 }
 
 pub fn run_asr_eval(args: AsrEvalArgs) -> Result<(), Error> {
-    let device = crate::engine::device_from_name(&args.device)?;
-    let mut model = WhisperModel::load(&args.model, &args.models_dir.join(&args.model), &device).map_err(Error::internal)?;
+    let device = smai_inference::device_from_name(&args.device)?;
+    let mut model =
+        WhisperModel::load(&args.model, &args.models_dir.join(&args.model), &device).map_err(Error::internal)?;
     let reference: Option<RefFile> = std::fs::read(&args.reference)
         .ok()
         .map(|b| serde_json::from_slice(&b).map_err(|e| Error::invalid(format!("reference file: {e}"))))
@@ -128,12 +131,19 @@ pub fn run_asr_eval(args: AsrEvalArgs) -> Result<(), Error> {
     let elapsed = started.elapsed().as_secs_f64();
     let ours_wer = corpus_wer(rows.iter().zip(&ours).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
     println!("files: {}  audio: {:.1} s", rows.len(), audio_seconds);
-    println!("smai {}: WER {:.2}%  wall {:.1} s  ({:.1}x real time)", args.model, 100.0 * ours_wer, elapsed, audio_seconds / elapsed);
+    println!(
+        "smai {}: WER {:.2}%  wall {:.1} s  ({:.1}x real time)",
+        args.model,
+        100.0 * ours_wer,
+        elapsed,
+        audio_seconds / elapsed
+    );
     if let Some(reference) = &reference {
         let theirs: Vec<&RefResult> =
             rows.iter().filter_map(|row| reference.results.iter().find(|r| r.path == row.path)).collect();
         if theirs.len() == rows.len() {
-            let fw_wer = corpus_wer(rows.iter().zip(&theirs).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
+            let fw_wer =
+                corpus_wer(rows.iter().zip(&theirs).map(|(row, r)| (row.transcript.as_str(), r.text.as_str())));
             let differing = ours.iter().zip(&theirs).filter(|(a, b)| all_tokens(a) != all_tokens(b)).count();
             println!("faster-whisper (recorded): WER {:.2}%", 100.0 * fw_wer);
             println!("token sequences differing from faster-whisper: {differing} of {}", rows.len());

@@ -1,10 +1,11 @@
 //! Output encoding of synthesized speech: wav (hound), raw pcm s16le, flac (flacenc),
-//! mp3 (LAME via mp3lame-encoder) and Ogg Opus (libopus + ogg), with optional resampling.
+//! mp3 (LAME via mp3lame-encoder) and Ogg Opus (libopus + ogg), resampled first when asked
+//! (with the one resampler of `audio`).
 
 use std::io::Cursor;
 use std::str::FromStr;
 
-use rubato::{FftFixedIn, Resampler};
+use super::resample;
 
 #[derive(Debug, thiserror::Error)]
 pub enum EncodeError {
@@ -14,19 +15,11 @@ pub enum EncodeError {
     SampleRate(u32, &'static str),
     #[error("{0} encoder: {1}")]
     Encoder(&'static str, String),
+    #[error("resampling: {}", .0.detail.as_deref().unwrap_or(&.0.message))]
+    Resample(#[from] smai_core::Error),
 }
 
-#[derive(
-    Debug,
-    Clone,
-    Copy,
-    PartialEq,
-    Eq,
-    Default,
-    serde::Serialize,
-    serde::Deserialize,
-    clap::ValueEnum,
-)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum AudioFormat {
     #[default]
@@ -75,52 +68,12 @@ impl FromStr for AudioFormat {
 
 /// f32 samples in [-1, 1] to 16-bit PCM.
 pub fn to_i16(samples: &[f32]) -> Vec<i16> {
-    samples
-        .iter()
-        .map(|&s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16)
-        .collect()
+    samples.iter().map(|&s| (s.clamp(-1.0, 1.0) * 32767.0).round() as i16).collect()
 }
 
 /// Little-endian 16-bit PCM bytes: the `pcm` format, also usable chunk by chunk when streaming.
 pub fn pcm_s16le(samples: &[f32]) -> Vec<u8> {
-    to_i16(samples)
-        .iter()
-        .flat_map(|s| s.to_le_bytes())
-        .collect()
-}
-
-/// Band-limited resampling of mono audio (FFT resampler).
-pub fn resample(samples: &[f32], from: u32, to: u32) -> Result<Vec<f32>, EncodeError> {
-    if from == to || samples.is_empty() {
-        return Ok(samples.to_vec());
-    }
-    if from == 0 || to == 0 || to > 384_000 {
-        return Err(EncodeError::SampleRate(to, "resampling"));
-    }
-    let chunk = 1024;
-    let mut resampler = FftFixedIn::<f32>::new(from as usize, to as usize, chunk, 2, 1)
-        .map_err(|e| EncodeError::Encoder("resampler", e.to_string()))?;
-    let delay = resampler.output_delay();
-    let expected = (samples.len() as u64 * to as u64 / from as u64) as usize;
-    let mut out = Vec::with_capacity(expected + delay + chunk);
-    let mut pos = 0;
-    let err = |e: rubato::ResampleError| EncodeError::Encoder("resampler", e.to_string());
-    while pos + chunk <= samples.len() {
-        let block = resampler
-            .process(&[&samples[pos..pos + chunk]], None)
-            .map_err(err)?;
-        out.extend_from_slice(&block[0]);
-        pos += chunk;
-    }
-    // Flush the tail and the filter delay with silence.
-    let mut tail = samples[pos..].to_vec();
-    while out.len() < expected + delay {
-        tail.resize(chunk, 0.0);
-        let block = resampler.process(&[&tail], None).map_err(err)?;
-        out.extend_from_slice(&block[0]);
-        tail.clear();
-    }
-    Ok(out[delay..delay + expected].to_vec())
+    to_i16(samples).iter().flat_map(|s| s.to_le_bytes()).collect()
 }
 
 /// Encodes mono audio at `sample_rate`, resampled first to `target_rate` when given.
@@ -142,12 +95,8 @@ pub fn encode(
 }
 
 fn wav(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
-    let spec = hound::WavSpec {
-        channels: 1,
-        sample_rate: rate,
-        bits_per_sample: 16,
-        sample_format: hound::SampleFormat::Int,
-    };
+    let spec =
+        hound::WavSpec { channels: 1, sample_rate: rate, bits_per_sample: 16, sample_format: hound::SampleFormat::Int };
     let mut cursor = Cursor::new(Vec::with_capacity(44 + 2 * samples.len()));
     let err = |e: hound::Error| EncodeError::Encoder("wav", e.to_string());
     let mut writer = hound::WavWriter::new(&mut cursor, spec).map_err(err)?;
@@ -169,9 +118,7 @@ fn flac(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     let stream = flacenc::encode_with_fixed_block_size(&config, source, 4096)
         .map_err(|e| EncodeError::Encoder("flac", format!("{e:?}")))?;
     let mut sink = flacenc::bitsink::ByteSink::new();
-    stream
-        .write(&mut sink)
-        .map_err(|e| EncodeError::Encoder("flac", format!("{e:?}")))?;
+    stream.write(&mut sink).map_err(|e| EncodeError::Encoder("flac", format!("{e:?}")))?;
     Ok(sink.as_slice().to_vec())
 }
 
@@ -183,27 +130,15 @@ fn mp3(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     }
     let err = |e: String| EncodeError::Encoder("mp3", e);
     let mut builder = Builder::new().ok_or_else(|| err("LAME could not start".into()))?;
-    builder
-        .set_num_channels(1)
-        .map_err(|e| err(e.to_string()))?;
-    builder
-        .set_sample_rate(rate)
-        .map_err(|e| err(e.to_string()))?;
-    builder
-        .set_brate(Bitrate::Kbps64)
-        .map_err(|e| err(e.to_string()))?;
-    builder
-        .set_quality(Quality::Good)
-        .map_err(|e| err(e.to_string()))?;
+    builder.set_num_channels(1).map_err(|e| err(e.to_string()))?;
+    builder.set_sample_rate(rate).map_err(|e| err(e.to_string()))?;
+    builder.set_brate(Bitrate::Kbps64).map_err(|e| err(e.to_string()))?;
+    builder.set_quality(Quality::Good).map_err(|e| err(e.to_string()))?;
     let mut encoder = builder.build().map_err(|e| err(e.to_string()))?;
     let pcm = to_i16(samples);
     let mut out = Vec::with_capacity(mp3lame_encoder::max_required_buffer_size(pcm.len()));
-    encoder
-        .encode_to_vec(MonoPcm(&pcm), &mut out)
-        .map_err(|e| err(e.to_string()))?;
-    encoder
-        .flush_to_vec::<FlushNoGap>(&mut out)
-        .map_err(|e| err(e.to_string()))?;
+    encoder.encode_to_vec(MonoPcm(&pcm), &mut out).map_err(|e| err(e.to_string()))?;
+    encoder.flush_to_vec::<FlushNoGap>(&mut out).map_err(|e| err(e.to_string()))?;
     Ok(out)
 }
 
@@ -213,12 +148,9 @@ fn opus(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     const FRAME: usize = 960;
     let err = |e: String| EncodeError::Encoder("opus", e);
     let pcm = resample(samples, rate, OPUS_RATE)?;
-    let mut encoder = opus::Encoder::new(OPUS_RATE, opus::Channels::Mono, opus::Application::Voip)
+    let mut encoder = ::opus::Encoder::new(OPUS_RATE, ::opus::Channels::Mono, ::opus::Application::Voip)
         .map_err(|e| err(e.to_string()))?;
-    let pre_skip = encoder
-        .get_lookahead()
-        .map_err(|e| err(e.to_string()))?
-        .max(0) as u16;
+    let pre_skip = encoder.get_lookahead().map_err(|e| err(e.to_string()))?.max(0) as u16;
 
     let mut out = Vec::new();
     let serial = 0x736d_6169; // any stream serial number
@@ -232,43 +164,27 @@ fn opus(samples: &[f32], rate: u32) -> Result<Vec<u8>, EncodeError> {
     head.extend_from_slice(&0i16.to_le_bytes()); // output gain
     head.push(0); // channel mapping family
     let end_page = ogg::PacketWriteEndInfo::EndPage;
-    writer
-        .write_packet(head, serial, end_page, 0)
-        .map_err(|e| err(e.to_string()))?;
+    writer.write_packet(head, serial, end_page, 0).map_err(|e| err(e.to_string()))?;
     let vendor = b"smai";
     let mut tags = Vec::new();
     tags.extend_from_slice(b"OpusTags");
     tags.extend_from_slice(&(vendor.len() as u32).to_le_bytes());
     tags.extend_from_slice(vendor);
     tags.extend_from_slice(&0u32.to_le_bytes());
-    writer
-        .write_packet(tags, serial, end_page, 0)
-        .map_err(|e| err(e.to_string()))?;
+    writer.write_packet(tags, serial, end_page, 0).map_err(|e| err(e.to_string()))?;
 
     let ints = to_i16(&pcm);
     let frames = ints.len().div_ceil(FRAME).max(1);
     let mut packet = vec![0u8; 4000];
     for i in 0..frames {
-        let mut frame =
-            ints[(i * FRAME).min(ints.len())..((i + 1) * FRAME).min(ints.len())].to_vec();
+        let mut frame = ints[(i * FRAME).min(ints.len())..((i + 1) * FRAME).min(ints.len())].to_vec();
         frame.resize(FRAME, 0);
-        let len = encoder
-            .encode(&frame, &mut packet)
-            .map_err(|e| err(e.to_string()))?;
+        let len = encoder.encode(&frame, &mut packet).map_err(|e| err(e.to_string()))?;
         let last = i + 1 == frames;
-        let granule = if last {
-            pre_skip as u64 + ints.len() as u64
-        } else {
-            pre_skip as u64 + ((i + 1) * FRAME) as u64
-        };
-        let info = if last {
-            ogg::PacketWriteEndInfo::EndStream
-        } else {
-            ogg::PacketWriteEndInfo::NormalPacket
-        };
-        writer
-            .write_packet(packet[..len].to_vec(), serial, info, granule)
-            .map_err(|e| err(e.to_string()))?;
+        let granule =
+            if last { pre_skip as u64 + ints.len() as u64 } else { pre_skip as u64 + ((i + 1) * FRAME) as u64 };
+        let info = if last { ogg::PacketWriteEndInfo::EndStream } else { ogg::PacketWriteEndInfo::NormalPacket };
+        writer.write_packet(packet[..len].to_vec(), serial, info, granule).map_err(|e| err(e.to_string()))?;
     }
     drop(writer);
     Ok(out)
@@ -296,23 +212,7 @@ mod tests {
 
     #[test]
     fn pcm_is_little_endian_s16() {
-        assert_eq!(
-            pcm_s16le(&[0.0, 1.0, -1.0]),
-            vec![0, 0, 0xff, 0x7f, 0x01, 0x80]
-        );
-    }
-
-    #[test]
-    fn resampling_keeps_duration_and_pitch() {
-        let samples = tone(22050, 1.0);
-        let out = resample(&samples, 22050, 16000).unwrap();
-        assert_eq!(out.len(), 16000);
-        // 440 Hz at 16 kHz: zero crossings per second stay ~880.
-        let crossings = out
-            .windows(2)
-            .filter(|w| (w[0] < 0.0) != (w[1] < 0.0))
-            .count();
-        assert!((860..=900).contains(&crossings), "{crossings}");
+        assert_eq!(pcm_s16le(&[0.0, 1.0, -1.0]), vec![0, 0, 0xff, 0x7f, 0x01, 0x80]);
     }
 
     #[test]
@@ -321,10 +221,7 @@ mod tests {
         let flac = encode(&samples, 22050, None, AudioFormat::Flac).unwrap();
         assert_eq!(&flac[..4], b"fLaC");
         let mp3 = encode(&samples, 22050, None, AudioFormat::Mp3).unwrap();
-        assert!(
-            mp3.len() > 1000 && mp3[0] == 0xff && mp3[1] & 0xe0 == 0xe0,
-            "mp3 frame sync"
-        );
+        assert!(mp3.len() > 1000 && mp3[0] == 0xff && mp3[1] & 0xe0 == 0xe0, "mp3 frame sync");
         let opus = encode(&samples, 22050, None, AudioFormat::Opus).unwrap();
         assert_eq!(&opus[..4], b"OggS");
         assert!(opus.windows(8).any(|w| w == b"OpusHead"));

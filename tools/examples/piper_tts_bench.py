@@ -2,7 +2,7 @@
 The Rust bench runs this script as a child process; it can also be run alone:
 
     pip install piper-tts==1.8.0
-    python crates/inference/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
+    python tools/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
 
 The last line printed is the figures as JSON, for the Rust side to read.
 """

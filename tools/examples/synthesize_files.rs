@@ -1,12 +1,13 @@
 //! Synthesizes each line of a text file into `<out>/<n>.wav` with a voice (default `joe`), at
 //! the voice's default sampling scales. Used by `examples/intelligibility.py`.
 //!
-//!     cargo run -p smai-inference --example synthesize_files -- sentences.txt out/ [voice]
+//!     cargo run -p smai-tools --example synthesize_files -- sentences.txt out/ [voice]
 
 use candle_core::Device;
 use smai_core::{SpeechOptions, Synthesizer};
-use smai_inference::tts::voices::default_models_dir;
-use smai_inference::tts::{encode, AudioFormat, PiperSynthesizer, VoicesConfig};
+use smai_inference::audio::{encode, AudioFormat};
+use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_tools::default_models_dir;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -18,24 +19,13 @@ fn main() {
         }
     };
     let voice = args.get(3).cloned().unwrap_or_else(|| "joe".into());
-    let engine = PiperSynthesizer::load(
-        &VoicesConfig::default(),
-        &default_models_dir(),
-        &Device::Cpu,
-        4,
-    )
-    .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
+    let engine = PiperSynthesizer::load(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4)
+        .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
     std::fs::create_dir_all(&out).expect("output folder");
     let text = std::fs::read_to_string(input).expect("sentences file");
     for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let mut stream = engine
-            .synthesize(
-                line.to_string(),
-                SpeechOptions {
-                    voice: voice.clone(),
-                    speed: 1.0,
-                },
-            )
+            .synthesize(line.to_string(), SpeechOptions { voice: voice.clone(), speed: 1.0 })
             .expect("synthesis starts");
         let (mut samples, mut rate) = (Vec::new(), 22050);
         while let Some(chunk) = stream.blocking_recv() {

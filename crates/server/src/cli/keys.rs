@@ -105,7 +105,14 @@ async fn execute(store: &KeyStore, command: KeysCommand) -> anyhow::Result<()> {
             } else {
                 println!("{:<22} {:<16} {:<15} {:<9} {:<8}", "ID", "ORG", "PREFIX", "SERVICES", "STATE");
                 for r in &records {
-                    println!("{:<22} {:<16} {:<15} {:<9} {:<8}", r.id, r.org, r.prefix, services_text(r), state_text(r));
+                    println!(
+                        "{:<22} {:<16} {:<15} {:<9} {:<8}",
+                        r.id,
+                        r.org,
+                        r.prefix,
+                        services_text(r),
+                        state_text(r)
+                    );
                 }
             }
         }
@@ -123,7 +130,11 @@ async fn execute(store: &KeyStore, command: KeysCommand) -> anyhow::Result<()> {
                 println!("{}", json!({"id": record.id, "key": key.as_str(), "replaces": id}));
             } else {
                 println!("{}", key.as_str());
-                eprintln!("Created {} replacing {id}; the old key works for {}.", record.id, humantime::format_duration(grace));
+                eprintln!(
+                    "Created {} replacing {id}; the old key works for {}.",
+                    record.id,
+                    humantime::format_duration(grace)
+                );
             }
         }
     }

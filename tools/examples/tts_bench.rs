@@ -4,7 +4,7 @@
 //! (`examples/piper_tts_bench.py`); rounds alternate the two sides since the machine may be busy.
 //!
 //!     pip install piper-tts==1.8.0
-//!     cargo run --release -p smai-inference --example tts_bench -- --rounds 2
+//!     cargo run --release -p smai-tools --example tts_bench -- --rounds 2
 //!
 //! Texts and repeats are shared with the Python script through `bench_texts.json`.
 
@@ -15,9 +15,10 @@ use std::time::Instant;
 use candle_core::Device;
 use clap::Parser;
 use smai_core::{SpeechOptions, Synthesizer};
-use smai_inference::cli::bench::peak_rss_mib;
-use smai_inference::tts::voices::{default_models_dir, model_path, DEFAULT_MODEL};
+use smai_inference::tts::voices::{model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_tools::bench::peak_rss_mib;
+use smai_tools::default_models_dir;
 
 #[derive(Parser)]
 struct Args {

@@ -1,7 +1,7 @@
-//! `smai models pull|list`.
+//! `smai models pull|list`: install the manifest's models, or show which are installed.
 
-use super::{models_dir, pull_model, Manifest, ModelsError, PullOutcome};
 use clap::{Args, Subcommand};
+use smai_inference::models::{installed, load_manifest, models_dir, pull_model, PullOutcome};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
@@ -30,14 +30,8 @@ pub enum ModelsCommand {
     List,
 }
 
-pub fn run_models(args: ModelsArgs) -> Result<(), ModelsError> {
-    let manifest = match &args.manifest {
-        Some(p) => {
-            let text = std::fs::read_to_string(p).map_err(|source| ModelsError::Io { path: p.clone(), source })?;
-            Manifest::parse(&text)?
-        }
-        None => Manifest::builtin(),
-    };
+pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
+    let manifest = load_manifest(args.manifest.as_deref())?;
     let dir = if args.dir.as_os_str().is_empty() { models_dir() } else { args.dir.clone() };
     match args.command {
         ModelsCommand::Pull { only, pip } => {
@@ -55,7 +49,7 @@ pub fn run_models(args: ModelsArgs) -> Result<(), ModelsError> {
         }
         ModelsCommand::List => {
             for m in &manifest.models {
-                let state = if super::installed(m, &dir)? { "installed" } else { "missing" };
+                let state = if installed(m, &dir)? { "installed" } else { "missing" };
                 let default = if m.default { " (default)" } else { "" };
                 println!("{}\t{}\t{}\t{}{}", m.id, m.kind, m.license, state, default);
             }

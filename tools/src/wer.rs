@@ -37,10 +37,7 @@ pub fn normalize(text: &str) -> String {
     for (from, to) in CONTRACTIONS {
         s = s.replace(from, to);
     }
-    let cleaned: String = s
-        .chars()
-        .map(|c| if c.is_alphanumeric() { c } else { ' ' })
-        .collect();
+    let cleaned: String = s.chars().map(|c| if c.is_alphanumeric() { c } else { ' ' }).collect();
     cleaned.split_whitespace().filter(|w| !FILLERS.contains(w)).collect::<Vec<_>>().join(" ")
 }
 
@@ -81,7 +78,10 @@ mod tests {
 
     #[test]
     fn normalises_like_whisper_for_common_cases() {
-        assert_eq!(normalize("Mister Quilter's manner, [laughs] isn't (uh) bad!"), "mister quilter s manner is not bad");
+        assert_eq!(
+            normalize("Mister Quilter's manner, [laughs] isn't (uh) bad!"),
+            "mister quilter s manner is not bad"
+        );
         assert_eq!(normalize("  Um, WE'RE here. "), "we are here");
     }
 

@@ -2,20 +2,19 @@
 //! each for short files): audio decoding, log-mel, encoder, cross-attention keys/values, and
 //! the rest of greedy decoding (full transcription minus the stages measured alone).
 //!
-//!     cargo run --release -p smai-inference --example asr_stages -- tiny.en 10
+//!     cargo run --release -p smai-tools --example asr_stages -- tiny.en 10
 
 use smai_inference::audio::{decode_to_mono_16k, mel::N_FRAMES};
-use smai_inference::cli::eval::{read_manifest, reference_options};
 use smai_inference::whisper::{transcribe, WhisperModel};
-use std::path::PathBuf;
+use smai_tools::eval::{read_manifest, reference_options};
+use smai_tools::{default_eval_dir, default_models_dir};
 use std::time::Instant;
 
 fn main() -> anyhow::Result<()> {
     let args: Vec<String> = std::env::args().collect();
     let model_id = args.get(1).map_or("tiny.en", String::as_str);
     let limit: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10);
-    let models = PathBuf::from(std::env::var("SMAI_MODELS_DIR").unwrap_or_else(|_| "models/cache".into()));
-    let eval = PathBuf::from("/work/shared/eval/dev");
+    let (models, eval) = (default_models_dir(), default_eval_dir());
     let mut model = WhisperModel::load(model_id, &models.join(model_id), &candle_core::Device::Cpu)?;
     let mut rows = read_manifest(&eval)?;
     rows.truncate(limit);
@@ -46,7 +45,10 @@ fn main() -> anyhow::Result<()> {
         t_total += t.elapsed().as_secs_f64();
     }
     let rest = t_total - t_mel - t_enc - t_cross;
-    println!("{model_id}, {} files: audio decode {t_decode:.3} s, mel {t_mel:.3} s, encoder {t_enc:.3} s, \
-              cross k/v {t_cross:.3} s, other decoding {rest:.3} s, transcribe total {t_total:.3} s", rows.len());
+    println!(
+        "{model_id}, {} files: audio decode {t_decode:.3} s, mel {t_mel:.3} s, encoder {t_enc:.3} s, \
+              cross k/v {t_cross:.3} s, other decoding {rest:.3} s, transcribe total {t_total:.3} s",
+        rows.len()
+    );
     Ok(())
 }

@@ -3,11 +3,32 @@
 //! `settle_seconds` before the newest audio are final: they are reported once and their audio
 //! leaves the buffer, so the model never sees more than `max_buffer_seconds` (under Whisper's
 //! 30 s window). What follows them is reported as a partial result that may still change.
-//! Closing transcribes the rest and makes it final.
+//! A commit, or the end of the audio, transcribes the rest and makes it final.
+//!
+//! [`LiveTranscription`] is the blocking session; [`spawn_session`] drives one on a thread of
+//! its own behind `smai_core::LiveSession`'s channels.
 
-use crate::engine::{decode_pcm, Job};
-use smai_core::{Error, Segment, TranscribeOptions};
-use std::sync::mpsc::SyncSender;
+use super::engine::decode_pcm;
+use crate::audio::mel::LogMel;
+use crate::runtime::Worker;
+use crate::whisper::{WhisperModel, WhisperOptions};
+use smai_core::{Error, ErrorCode, LiveEvent, LiveInput, LiveSession, Segment, TranscribeOptions};
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Chunks of audio a caller may send ahead of the session, and events it may leave unread.
+const INPUT_BUFFER: usize = 64;
+const EVENT_BUFFER: usize = 64;
+
+/// Whether the listener has gone (then decoding stops early).
+pub(crate) type Cancelled = Arc<dyn Fn() -> bool + Send + Sync>;
+
+/// What one decoding of the buffer gave.
+#[derive(Debug, Default)]
+pub(crate) struct Decoded {
+    pub language: String,
+    pub segments: Vec<Segment>,
+}
 
 #[derive(Debug, Clone)]
 pub struct StreamOptions {
@@ -103,8 +124,8 @@ impl StreamBuffer {
         let mut cut = if closing { duration } else { 0.0 };
         for mut s in segments.iter().take(n_final).cloned() {
             cut = cut.max(s.end.min(duration));
-            self.next_id += 1;
             s.id = self.next_id;
+            self.next_id += 1;
             s.start += self.offset;
             s.end += self.offset;
             for w in &mut s.words {
@@ -133,14 +154,22 @@ impl StreamBuffer {
 /// Each call blocks while the model works; run it off async executors (`spawn_blocking`).
 pub struct LiveTranscription {
     buffer: StreamBuffer,
-    queue: SyncSender<Job>,
-    options: TranscribeOptions,
+    worker: Worker<WhisperModel>,
+    mel: Arc<LogMel>,
+    options: WhisperOptions,
+    language: String,
+    cancelled: Cancelled,
 }
 
 impl LiveTranscription {
-    pub(crate) fn new(queue: SyncSender<Job>, options: StreamOptions) -> Result<Self, Error> {
-        let transcribe = options.transcribe.clone();
-        Ok(Self { buffer: StreamBuffer::new(options)?, queue, options: transcribe })
+    pub(crate) fn new(
+        worker: Worker<WhisperModel>,
+        mel: Arc<LogMel>,
+        options: WhisperOptions,
+        stream: StreamOptions,
+    ) -> Result<Self, Error> {
+        let buffer = StreamBuffer::new(stream)?;
+        Ok(Self { buffer, worker, mel, options, language: String::new(), cancelled: Arc::new(|| false) })
     }
 
     /// Feeds mono samples in [-1, 1] at the session's rate.
@@ -157,9 +186,19 @@ impl LiveTranscription {
         self.feed_f32(&f)
     }
 
+    /// Transcribes what is buffered and makes it final; the session goes on after it.
+    pub fn commit(&mut self) -> Result<Vec<StreamEvent>, Error> {
+        self.decode(true)
+    }
+
     /// Transcribes what is left and makes it final.
     pub fn close(mut self) -> Result<Vec<StreamEvent>, Error> {
-        self.decode(true)
+        self.commit()
+    }
+
+    /// The language of the latest decoding (empty before the first).
+    pub fn language(&self) -> &str {
+        &self.language
     }
 
     fn decode(&mut self, closing: bool) -> Result<Vec<StreamEvent>, Error> {
@@ -168,8 +207,108 @@ impl LiveTranscription {
             return Ok(self.buffer.settle(Vec::new(), closing));
         }
         let audio = self.buffer.audio_16k()?;
-        let segments = decode_pcm(&self.queue, audio, self.options.clone())?;
-        Ok(self.buffer.settle(segments, closing))
+        let decoded = decode_pcm(&self.worker, &self.mel, &audio, &self.options, &self.cancelled)?;
+        self.language = decoded.language;
+        Ok(self.buffer.settle(decoded.segments, closing))
+    }
+}
+
+/// Runs `transcription` (16 kHz) on a thread of its own behind a `LiveSession`: audio is fed
+/// as it comes, a commit makes the buffer final and starts the next utterance, the end of
+/// the input makes the rest final and closes the events, and a listener that goes away
+/// stops the session, decoding included.
+pub(crate) fn spawn_session(mut transcription: LiveTranscription) -> Result<LiveSession, Error> {
+    let (input, inputs) = mpsc::channel(INPUT_BUFFER);
+    let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
+    let listener = events_tx.clone();
+    transcription.cancelled = Arc::new(move || listener.is_closed());
+    let session = Session { transcription, inputs, events: events_tx, utterance: 0 };
+    std::thread::Builder::new()
+        .name("whisper-live".into())
+        .spawn(move || session.start())
+        .map_err(|e| Error::internal(format!("cannot start a live session: {e}")))?;
+    Ok(LiveSession { input, events })
+}
+
+struct Session {
+    transcription: LiveTranscription,
+    inputs: mpsc::Receiver<LiveInput>,
+    events: mpsc::Sender<Result<LiveEvent, Error>>,
+    utterance: u32,
+}
+
+impl Session {
+    /// Waiting for input or for the listener to go, whichever first, takes a small runtime
+    /// of the session's own; decoding and sending block this thread outside it.
+    fn start(self) {
+        match tokio::runtime::Builder::new_current_thread().build() {
+            Ok(waiter) => self.run(&waiter),
+            Err(e) => {
+                let _ = self.events.blocking_send(Err(Error::internal(format!("live session: {e}"))));
+            }
+        }
+    }
+
+    fn run(mut self, waiter: &tokio::runtime::Runtime) {
+        while let Some(input) = self.next_input(waiter) {
+            let committed = input == LiveInput::Commit;
+            let result = match input {
+                // A busy model skips a partial; the audio stays buffered for the next one.
+                LiveInput::Audio(samples) => match self.transcription.feed_f32(&samples) {
+                    Err(e) if e.code == ErrorCode::Overloaded => Ok(Vec::new()),
+                    other => other,
+                },
+                LiveInput::Commit => self.transcription.commit(),
+            };
+            if !self.report(result) {
+                return;
+            }
+            if committed {
+                self.utterance += 1;
+            }
+        }
+        if !self.events.is_closed() {
+            let rest = self.transcription.commit();
+            self.report(rest);
+        }
+    }
+
+    /// The next input, or `None` when the input ends or the listener goes away.
+    fn next_input(&mut self, waiter: &tokio::runtime::Runtime) -> Option<LiveInput> {
+        let (inputs, events) = (&mut self.inputs, &self.events);
+        waiter.block_on(async {
+            tokio::select! {
+                input = inputs.recv() => input,
+                () = events.closed() => None,
+            }
+        })
+    }
+
+    /// Sends the events of one step; false when the session is over (an error, or nobody listens).
+    fn report(&mut self, result: Result<Vec<StreamEvent>, Error>) -> bool {
+        let events = match result {
+            Ok(events) => events,
+            Err(e) => {
+                let _ = self.events.blocking_send(Err(e));
+                return false;
+            }
+        };
+        let language = self.transcription.language().to_string();
+        for event in events {
+            let event = match event {
+                // Whisper may rewrite any word of a partial on the next pass: nothing is stable.
+                StreamEvent::Partial { start, end, text } => {
+                    LiveEvent::Partial { utterance: self.utterance, start, end, text, stable_text: String::new() }
+                }
+                StreamEvent::Final(segment) => {
+                    LiveEvent::Final { utterance: self.utterance, segment, language: language.clone() }
+                }
+            };
+            if self.events.blocking_send(Ok(event)).is_err() {
+                return false;
+            }
+        }
+        true
     }
 }
 
@@ -189,7 +328,7 @@ mod tests {
         let events = b.settle(vec![seg(0.0, 2.5, " one"), seg(2.5, 4.5, " two"), seg(4.5, 6.0, " three")], false);
         // Horizon 6 - 2 = 4 s: only the first segment is settled.
         assert_eq!(events.len(), 2);
-        assert!(matches!(&events[0], StreamEvent::Final(s) if s.id == 1 && s.text == " one"));
+        assert!(matches!(&events[0], StreamEvent::Final(s) if s.id == 0 && s.text == " one"));
         assert_eq!(events[1], StreamEvent::Partial { start: 2.5, end: 6.0, text: " two three".into() });
         assert!((b.buffered_seconds() - 3.5).abs() < 1e-9);
         // Times of the next round are relative to the trimmed buffer.

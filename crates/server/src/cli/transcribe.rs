@@ -1,17 +1,9 @@
-//! Command-line entry points the `smai` binary wires in: `transcribe`, `asr-eval` and `bench asr`.
+//! `smai transcribe`: files to text (or json, srt, vtt, verbose_json) on the local machine.
 
-pub mod bench;
-pub mod eval;
-mod format;
-pub mod wer;
-
-pub use bench::{run_asr_bench, AsrBenchArgs};
-pub use eval::{run_asr_eval, AsrEvalArgs};
-pub use format::{render, OutputFormat, Transcript};
-
-use crate::engine::{device_from_name, WhisperEngine};
 use clap::Args;
-use smai_core::{Error, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::transcript::{render, OutputFormat, Transcript};
+use smai_core::{Error, Task, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream};
+use smai_inference::{device_from_name, WhisperEngine};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -32,7 +24,8 @@ pub struct TranscribeArgs {
     pub language: Option<String>,
     #[arg(long, value_enum, default_value = "transcribe")]
     pub task: TaskArg,
-    #[arg(long, value_enum, default_value = "text")]
+    /// json, text, srt, vtt or verbose_json.
+    #[arg(long, default_value = "text")]
     pub format: OutputFormat,
     #[arg(long)]
     pub word_timestamps: bool,
@@ -41,14 +34,15 @@ pub struct TranscribeArgs {
     /// A single temperature instead of the fallback schedule.
     #[arg(long)]
     pub temperature: Option<f32>,
-    #[arg(long, default_value = "cpu")]
+    /// cpu, cuda or metal (the last two need the build feature).
+    #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
     #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
     pub models_dir: PathBuf,
 }
 
 /// Collects a stream into a finished transcript (blocking; not for async contexts).
-pub fn collect(mut stream: smai_core::TranscriptStream, task: Task) -> Result<Transcript, Error> {
+pub fn collect(mut stream: TranscriptStream, task: Task) -> Result<Transcript, Error> {
     let mut t = Transcript { language: String::new(), duration: 0.0, task, segments: Vec::new() };
     while let Some(event) = stream.blocking_recv() {
         match event? {
@@ -63,7 +57,7 @@ pub fn collect(mut stream: smai_core::TranscriptStream, task: Task) -> Result<Tr
 }
 
 /// Transcribes each file and prints it in the chosen format (text: one line per file).
-pub fn run_transcribe(args: TranscribeArgs) -> Result<(), Error> {
+pub fn run(args: TranscribeArgs) -> Result<(), Error> {
     let device = device_from_name(&args.device)?;
     let engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
     let task = match args.task {
@@ -85,4 +79,24 @@ pub fn run_transcribe(args: TranscribeArgs) -> Result<(), Error> {
         println!("{}", render(&transcript, args.format));
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(flatten)]
+        args: TranscribeArgs,
+    }
+
+    #[test]
+    fn formats_parse_by_their_api_names() {
+        let cli = Cli::try_parse_from(["t", "a.wav", "--format", "verbose_json", "--task", "translate"]).unwrap();
+        assert_eq!(cli.args.format, OutputFormat::VerboseJson);
+        assert_eq!(cli.args.task, TaskArg::Translate);
+        assert!(Cli::try_parse_from(["t", "a.wav", "--format", "doc"]).is_err());
+    }
 }

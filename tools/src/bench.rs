@@ -1,14 +1,14 @@
-//! `smai bench asr`: our engine and faster-whisper on the same dev files, same weights (the
+//! `smai-tools asr-bench`: our engine and faster-whisper on the same dev files, same weights (the
 //! CTranslate2 directory both load) and the same decoding settings (float32, greedy,
 //! temperature 0, no conditioning on previous text, English). Each side runs in its own child
 //! process so that load time, processing time and peak memory are measured the same way; the
 //! rounds alternate which side goes first, since the machine may be shared and noisy.
 
-use super::eval::{read_manifest, reference_options, transcribe_file};
-use crate::whisper::WhisperModel;
+use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
+use smai_inference::whisper::WhisperModel;
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -30,9 +30,11 @@ pub struct AsrBenchArgs {
     /// Only run our side (for profiling).
     #[arg(long)]
     pub ours_only: bool,
-    #[arg(long, default_value = "/work/shared/eval/dev")]
+    /// Folder with manifest.tsv ($SMAI_EVAL_DIR, else ../shared/eval/dev beside the repository).
+    #[arg(long, default_value_os_t = crate::default_eval_dir())]
     pub eval_dir: PathBuf,
-    #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
+    /// Folder of installed models ($SMAI_MODELS_DIR, else models/cache in the repository).
+    #[arg(long, default_value_os_t = crate::default_models_dir())]
     pub models_dir: PathBuf,
     /// Python with faster-whisper installed.
     #[arg(long, default_value = "python3")]

@@ -3,9 +3,9 @@ sentences) synthesised by both, each transcribed by faster-whisper with Whisper 
 word error rate of each against the text.
 
     pip install piper-tts==1.8.0 faster-whisper
-    cargo run -p smai-inference --example synthesize_files -- \
-        crates/inference/examples/intelligibility_sentences.txt /tmp/ours
-    python crates/inference/examples/intelligibility.py \
+    cargo run -p smai-tools --example synthesize_files -- \
+        tools/examples/intelligibility_sentences.txt /tmp/ours
+    python tools/examples/intelligibility.py \
         models/cache/en_US-joe-medium/en_US-joe-medium.onnx /tmp/ours models/cache/tiny.en
 """
 

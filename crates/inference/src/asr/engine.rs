@@ -1,0 +1,200 @@
+//! The Whisper engine behind `smai_core::Transcriber`. Each loaded model runs on its own
+//! worker (`runtime`), where only the network runs: container decoding, resampling and the
+//! log-mel features are computed before, on the rayon pool, while the request holds its place
+//! in the model's queue. A full queue is refused at once (`overloaded`), and a caller that
+//! goes away stops its decoding.
+
+use super::live::{self, Decoded, LiveTranscription, StreamOptions};
+use crate::audio::decode_to_mono_16k;
+use crate::audio::mel::LogMel;
+use crate::runtime::{device_name, Worker, WorkerConfig};
+use crate::whisper::{transcribe_features, Features, WhisperModel, WhisperOptions};
+use candle_core::Device;
+use smai_core::{
+    EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream,
+};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
+use std::sync::Arc;
+use tokio::sync::mpsc;
+
+/// Events buffered per request before the worker waits for the caller.
+const STREAM_BUFFER: usize = 64;
+
+/// A loaded model: its worker, and the front end that runs before its queue.
+struct Loaded {
+    info: ModelInfo,
+    worker: Worker<WhisperModel>,
+    mel: Arc<LogMel>,
+}
+
+pub struct WhisperEngine {
+    models: Vec<Loaded>,
+    default_model: String,
+    device: Device,
+}
+
+impl WhisperEngine {
+    /// Loads each model id from `<models_dir>/<id>` on its own worker; the first is the
+    /// default. `queue_depth` requests may wait per model beyond the one being decoded.
+    pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
+        let default_model = ids.first().cloned().ok_or_else(|| Error::invalid("no Whisper model to load"))?;
+        let mut models = Vec::new();
+        for id in ids {
+            let (dir, id_owned, device) = (models_dir.join(id), id.clone(), device.clone());
+            let config = WorkerConfig::new(format!("whisper {id}"), queue_depth);
+            let (worker, (info, mel)) = Worker::start(config, move || {
+                let model = WhisperModel::load(&id_owned, &dir, &device)
+                    .map_err(|e| Error::internal(format!("loading Whisper model {id_owned}: {e}")))?;
+                let info = ModelInfo {
+                    id: id_owned,
+                    languages: model_languages(&model),
+                    multilingual: model.tokenizer.multilingual,
+                };
+                let mel = model.mel.clone();
+                Ok((model, (info, mel)))
+            })?;
+            models.push(Loaded { info, worker, mel });
+        }
+        Ok(Self { models, default_model, device: device.clone() })
+    }
+
+    /// Where the models run: `cpu`, `cuda` or `metal`.
+    pub fn device_name(&self) -> &'static str {
+        device_name(&self.device)
+    }
+
+    fn model(&self, options: &TranscribeOptions) -> Result<&Loaded, Error> {
+        let id = options.model.as_deref().unwrap_or(&self.default_model);
+        self.models
+            .iter()
+            .find(|m| m.info.id == id)
+            .ok_or_else(|| Error::not_found(format!("model {id:?} is not loaded")))
+    }
+
+    /// Opens a live transcription on the model `options.transcribe.model` names (or the
+    /// default one); its decoding shares that model's queue with file requests.
+    pub fn open_stream(&self, options: StreamOptions) -> Result<LiveTranscription, Error> {
+        let model = self.model(&options.transcribe)?;
+        let decoding = whisper_options(&options.transcribe)?;
+        LiveTranscription::new(model.worker.clone(), model.mel.clone(), decoding, options)
+    }
+}
+
+fn model_languages(model: &WhisperModel) -> Vec<String> {
+    if !model.tokenizer.multilingual {
+        return vec!["en".into()];
+    }
+    let ids = &model.generation.lang_ids;
+    ids.iter().filter_map(|&i| model.tokenizer.language_code(i).map(str::to_string)).collect()
+}
+
+/// Maps request options onto the decoding options; refuses what is not implemented.
+pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Error> {
+    let mut o = WhisperOptions {
+        language: options.language.clone(),
+        task: options.task,
+        initial_prompt: options.prompt.clone().filter(|p| !p.trim().is_empty()),
+        word_timestamps: options.word_timestamps,
+        ..Default::default()
+    };
+    if let Some(b) = options.beam_size {
+        if !(1..=16).contains(&b) {
+            return Err(Error::invalid("beam_size must be between 1 and 16"));
+        }
+        o.beam_size = b;
+    }
+    if let Some(t) = options.temperature {
+        if !(0.0..=1.0).contains(&t) {
+            return Err(Error::invalid("temperature must be between 0 and 1"));
+        }
+        o.temperatures = vec![t];
+    }
+    Ok(o)
+}
+
+/// Decodes the container and computes the features. A decoder that panics on a malformed
+/// file makes the request fail with `internal_error` rather than vanish.
+fn prepare(audio: &[u8], mel: &LogMel) -> Result<Features, Error> {
+    catch_unwind(AssertUnwindSafe(|| decode_to_mono_16k(audio).map(|pcm| Features::compute(mel, &pcm))))
+        .unwrap_or_else(|_| Err(Error::internal("preparing the audio panicked")))
+}
+
+/// The model's part of a file request: decoding, segment by segment, while the caller listens.
+fn run_file(model: &mut WhisperModel, features: &Features, opts: &WhisperOptions, out: &TranscriptSender) {
+    if out.is_closed() {
+        return;
+    }
+    let result = transcribe_features(model, features, opts, |event| out.blocking_send(Ok(event)).is_ok());
+    if let Err(e) = result {
+        let _ = out.blocking_send(Err(e));
+    }
+}
+
+type TranscriptSender = mpsc::Sender<Result<TranscriptEvent, Error>>;
+
+/// Transcribes 16 kHz PCM of a live session on a model's worker and waits for the result;
+/// the features are computed here, before the queue. `cancelled` stops the decoding early.
+pub(crate) fn decode_pcm(
+    worker: &Worker<WhisperModel>,
+    mel: &LogMel,
+    audio: &[f32],
+    opts: &WhisperOptions,
+    cancelled: &live::Cancelled,
+) -> Result<Decoded, Error> {
+    let slot = worker.reserve()?;
+    let features = Features::compute(mel, audio);
+    let (tx, mut rx) = mpsc::channel(1);
+    let (opts, cancelled) = (opts.clone(), cancelled.clone());
+    slot.send("live", tx, move |model: &mut WhisperModel, out| {
+        let mut decoded = Decoded::default();
+        let result = transcribe_features(model, &features, &opts, |event| {
+            match event {
+                TranscriptEvent::Started { language, .. } => decoded.language = language,
+                TranscriptEvent::Segment(s) => decoded.segments.push(s),
+            }
+            !cancelled()
+        });
+        let _ = out.blocking_send(result.map(|()| decoded));
+    });
+    rx.blocking_recv().unwrap_or_else(|| Err(Error::internal(format!("{}: the model thread stopped", worker.name()))))
+}
+
+impl Transcriber for WhisperEngine {
+    fn models(&self) -> Vec<ModelInfo> {
+        self.models.iter().map(|m| m.info.clone()).collect()
+    }
+
+    fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
+        let model = self.model(&options)?;
+        let opts = whisper_options(&options)?;
+        let slot = model.worker.reserve()?;
+        let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let mel = model.mel.clone();
+        rayon::spawn(move || {
+            let span = slot.span().clone();
+            let _entered = span.enter();
+            match prepare(&audio, &mel) {
+                Err(e) => {
+                    let _ = tx.try_send(Err(e));
+                }
+                Ok(_) if tx.is_closed() => {}
+                Ok(features) => slot.send("transcribe", tx, move |model, out| run_file(model, &features, &opts, out)),
+            }
+        });
+        Ok(rx)
+    }
+
+    fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
+        let transcription = self.open_stream(StreamOptions { transcribe: options, ..Default::default() })?;
+        live::spawn_session(transcription)
+    }
+
+    fn health(&self) -> EngineHealth {
+        self.models
+            .iter()
+            .map(|m| m.worker.health())
+            .find(|h| *h != EngineHealth::Serving)
+            .unwrap_or(EngineHealth::Serving)
+    }
+}

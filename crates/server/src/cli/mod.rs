@@ -1,0 +1,67 @@
+//! The `smai` command line: `serve`, `keys`, and the local model commands (`models`,
+//! `transcribe`, `synthesize`, `voices`) that run without a server.
+
+mod keys;
+mod models;
+mod serve;
+mod synthesize;
+mod transcribe;
+mod voices;
+
+pub use keys::{KeysArgs, KeysCommand};
+pub use models::{ModelsArgs, ModelsCommand};
+pub use serve::serve;
+pub use synthesize::SynthesizeArgs;
+pub use transcribe::TranscribeArgs;
+pub use voices::VoicesArgs;
+
+use crate::config::ServeConfig;
+use clap::{Parser, Subcommand};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "smai",
+    version,
+    about = "Self-hosted speech inference: text-to-speech and speech recognition behind API keys"
+)]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the server.
+    Serve(ServeConfig),
+    /// Create, list, show, revoke and rotate API keys.
+    Keys(KeysArgs),
+    /// Fetch the default models (`pull`) or list what is installed (`list`).
+    Models(ModelsArgs),
+    /// Transcribe audio files locally, without a server.
+    Transcribe(TranscribeArgs),
+    /// Synthesise speech locally, without a server.
+    Synthesize(SynthesizeArgs),
+    /// List the configured voices.
+    Voices(VoicesArgs),
+}
+
+pub fn main() -> anyhow::Result<()> {
+    let cli = Cli::parse();
+    crate::telemetry::init();
+    // Local model commands run without an async runtime of their own.
+    let cli = match cli.command {
+        Command::Models(args) => return models::run(args),
+        Command::Transcribe(args) => return Ok(transcribe::run(args)?),
+        Command::Synthesize(args) => return Ok(synthesize::run(args)?),
+        Command::Voices(args) => return Ok(voices::run(args)?),
+        command => Cli { command },
+    };
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    runtime.block_on(async move {
+        match cli.command {
+            Command::Serve(config) => serve(config).await,
+            Command::Keys(args) => keys::run(args).await,
+            _ => unreachable!("local commands returned above"),
+        }
+    })
+}

@@ -1,0 +1,42 @@
+//! `smai voices`: the configured voices, loaded as the server would load them.
+
+use clap::Args;
+use smai_core::{Error, Synthesizer};
+use smai_inference::device_from_name;
+use smai_inference::tts::voices::default_models_dir;
+use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use std::path::PathBuf;
+
+/// Requests a local command has waiting at most (it makes one at a time).
+const LOCAL_QUEUE_DEPTH: usize = 1;
+
+#[derive(Debug, Clone, Args)]
+pub struct VoicesArgs {
+    /// Folder of installed models.
+    #[arg(long, env = "SMAI_MODELS_DIR")]
+    pub models_dir: Option<PathBuf>,
+    /// Voices configuration (JSON); the built-in `joe` and `joe-slow` when absent.
+    #[arg(long, env = "SMAI_VOICES")]
+    pub voices_config: Option<PathBuf>,
+    /// cpu, cuda or metal (the last two need the build feature).
+    #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
+    pub device: String,
+}
+
+impl VoicesArgs {
+    pub fn load(&self) -> Result<PiperSynthesizer, Error> {
+        let config = VoicesConfig::load(self.voices_config.as_deref()).map_err(|e| Error::invalid(e.to_string()))?;
+        let dir = self.models_dir.clone().unwrap_or_else(default_models_dir);
+        PiperSynthesizer::load(&config, &dir, &device_from_name(&self.device)?, LOCAL_QUEUE_DEPTH)
+    }
+}
+
+/// Prints the configured voices: id, language, sample rate, quality.
+pub fn run(args: VoicesArgs) -> Result<(), Error> {
+    let engine = args.load()?;
+    println!("{:<16} {:<8} {:>11} QUALITY", "VOICE", "LANGUAGE", "SAMPLE_RATE");
+    for v in engine.voices() {
+        println!("{:<16} {:<8} {:>11} {}", v.id, v.language, v.sample_rate, v.quality);
+    }
+    Ok(())
+}
