@@ -45,7 +45,9 @@ fn auth_layer(c: &mut Criterion) {
     };
     group.bench_function("bare_route", |b| b.to_async(&runtime).iter(|| send(bare.clone(), None)));
     group.bench_function("router_no_auth", |b| b.to_async(&runtime).iter(|| send(no_auth.clone(), None)));
-    group.bench_function("router_with_key", |b| b.to_async(&runtime).iter(|| send(with_auth.clone(), Some(key.clone()))));
+    group.bench_function("router_with_key", |b| {
+        b.to_async(&runtime).iter(|| send(with_auth.clone(), Some(key.clone())))
+    });
     group.finish();
     runtime.block_on(t.server.shutdown()).unwrap();
 }

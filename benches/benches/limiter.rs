@@ -20,9 +20,7 @@ fn admit(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
 
     let hot = limiter();
-    group.bench_function("one_hot_key", |b| {
-        b.iter(|| drop(hot.admit("hot-key", &UNLIMITED, 1).expect("admitted")))
-    });
+    group.bench_function("one_hot_key", |b| b.iter(|| drop(hot.admit("hot-key", &UNLIMITED, 1).expect("admitted"))));
 
     let spread = limiter();
     let keys: Vec<String> = (0..10_000).map(|i| format!("key-{i:05}")).collect();

@@ -6,7 +6,7 @@ pub mod prometheus;
 use smai_auth::NewKey;
 use smai_core::{
     AudioChunk, AudioStream, Clock, Error, LiveEvent, LiveInput, LiveSession, ManualClock, ModelInfo, Segment, Service,
-    SpeechOptions, Synthesizer, SystemClock, Tier, TranscribeOptions, TranscriptEvent, TranscriptStream, Transcriber,
+    SpeechOptions, Synthesizer, SystemClock, Tier, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream,
     VoiceAccess, VoiceInfo, Word,
 };
 use smai_server::serve::{Engines, RunningServer};
@@ -22,7 +22,12 @@ impl Synthesizer for ToneSynthesizer {
     fn voices(&self) -> Vec<VoiceInfo> {
         ["joe", "joe-slow"]
             .into_iter()
-            .map(|id| VoiceInfo { id: id.into(), language: "en_US".into(), sample_rate: 16_000, quality: "medium".into() })
+            .map(|id| VoiceInfo {
+                id: id.into(),
+                language: "en_US".into(),
+                sample_rate: 16_000,
+                quality: "medium".into(),
+            })
             .collect()
     }
     fn synthesize(&self, _text: String, _options: SpeechOptions) -> Result<AudioStream, Error> {
@@ -42,8 +47,12 @@ impl Transcriber for ByteCountTranscriber {
     }
     fn transcribe(&self, audio: Vec<u8>, _options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         let (tx, rx) = mpsc::channel(4);
-        let segment =
-            Segment { end: 1.0, text: format!(" received {} bytes", audio.len()), compression_ratio: 1.0, ..Default::default() };
+        let segment = Segment {
+            end: 1.0,
+            text: format!(" received {} bytes", audio.len()),
+            compression_ratio: 1.0,
+            ..Default::default()
+        };
         tx.try_send(Ok(TranscriptEvent::Started { language: "en".into(), duration: 1.25 })).expect("room");
         tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
         Ok(rx)
@@ -127,7 +136,12 @@ pub const GATED_RATE: u32 = 22_050;
 
 impl Synthesizer for GatedSynthesizer {
     fn voices(&self) -> Vec<VoiceInfo> {
-        vec![VoiceInfo { id: "joe".into(), language: "en_US".into(), sample_rate: GATED_RATE, quality: "medium".into() }]
+        vec![VoiceInfo {
+            id: "joe".into(),
+            language: "en_US".into(),
+            sample_rate: GATED_RATE,
+            quality: "medium".into(),
+        }]
     }
     fn synthesize(&self, text: String, _options: SpeechOptions) -> Result<AudioStream, Error> {
         let sentences = text.split('.').filter(|s| !s.trim().is_empty()).count().max(1);
@@ -165,10 +179,17 @@ impl Transcriber for EchoTranscriber {
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
         let (tx, rx) = mpsc::channel(8);
         let texts = [
-            format!(" task={:?} model={} language={}.", options.task, options.model.as_deref().unwrap_or("-"),
-                options.language.as_deref().unwrap_or("-")),
-            format!(" prompt={} temperature={}.", options.prompt.as_deref().unwrap_or("-"),
-                options.temperature.map_or("-".to_owned(), |t| t.to_string())),
+            format!(
+                " task={:?} model={} language={}.",
+                options.task,
+                options.model.as_deref().unwrap_or("-"),
+                options.language.as_deref().unwrap_or("-")
+            ),
+            format!(
+                " prompt={} temperature={}.",
+                options.prompt.as_deref().unwrap_or("-"),
+                options.temperature.map_or("-".to_owned(), |t| t.to_string())
+            ),
             format!(" bytes={} words={}.", audio.len(), options.word_timestamps),
         ];
         tx.try_send(Ok(TranscriptEvent::Started { language: "en".into(), duration: 3.0 })).expect("room");
@@ -177,13 +198,26 @@ impl Transcriber for EchoTranscriber {
             let words = if options.word_timestamps {
                 text.split_whitespace()
                     .enumerate()
-                    .map(|(i, w)| Word { word: format!(" {w}"), start: start + i as f64 * 0.25, end: start + (i + 1) as f64 * 0.25, probability: 0.9 })
+                    .map(|(i, w)| Word {
+                        word: format!(" {w}"),
+                        start: start + i as f64 * 0.25,
+                        end: start + (i + 1) as f64 * 0.25,
+                        probability: 0.9,
+                    })
                     .collect()
             } else {
                 vec![]
             };
-            let segment =
-                Segment { id, start, end: start + 1.0, text, avg_logprob: -0.1, compression_ratio: 1.0, words, ..Default::default() };
+            let segment = Segment {
+                id,
+                start,
+                end: start + 1.0,
+                text,
+                avg_logprob: -0.1,
+                compression_ratio: 1.0,
+                words,
+                ..Default::default()
+            };
             tx.try_send(Ok(TranscriptEvent::Segment(segment))).expect("room");
         }
         Ok(rx)
@@ -239,7 +273,8 @@ impl TestServer {
     }
 
     pub async fn start_with(configure: impl FnOnce(&mut ServeConfig)) -> Self {
-        let engines = Engines { transcriber: Some(Arc::new(ByteCountTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
+        let engines =
+            Engines { transcriber: Some(Arc::new(ByteCountTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
         Self::start_full(configure, engines).await
     }
 
@@ -254,7 +289,12 @@ impl TestServer {
         Self { server, clock, db, base, dir }
     }
 
-    pub async fn create_key(&self, services: &[Service], voices: VoiceAccess, expires_in_ms: Option<i64>) -> (String, String) {
+    pub async fn create_key(
+        &self,
+        services: &[Service],
+        voices: VoiceAccess,
+        expires_in_ms: Option<i64>,
+    ) -> (String, String) {
         let new = NewKey {
             org: "acme".into(),
             name: Some("test".into()),

@@ -89,7 +89,8 @@ impl Exposition {
             for s in self.samples.iter().filter(|s| s.name == format!("{family}_bucket")) {
                 let mut labels = s.labels.clone();
                 let le = labels.remove("le").ok_or_else(|| format!("{family}: bucket without le"))?;
-                let bound = if le == "+Inf" { f64::INFINITY } else { le.parse().map_err(|_| format!("{family}: le {le}"))? };
+                let bound =
+                    if le == "+Inf" { f64::INFINITY } else { le.parse().map_err(|_| format!("{family}: le {le}"))? };
                 series.entry(labels).or_default().push((bound, s.value));
             }
             for (labels, buckets) in series {
@@ -111,7 +112,10 @@ impl Exposition {
 fn parse_sample(line: &str) -> Result<Sample, String> {
     let name_end = line.find(['{', ' ']).ok_or("no value")?;
     let name = &line[..name_end];
-    let valid_name = name.chars().enumerate().all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
+    let valid_name = name
+        .chars()
+        .enumerate()
+        .all(|(i, c)| c.is_ascii_alphabetic() || c == '_' || c == ':' || (i > 0 && c.is_ascii_digit()));
     if name.is_empty() || !valid_name {
         return Err("invalid metric name".into());
     }

@@ -111,6 +111,9 @@ async fn the_default_limit_is_25_mib() {
     let client = Client::new();
     let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
     assert_eq!(upload(&client, &t, &key, 25 * 1024 * 1024 - 4096).send().await.unwrap().status(), StatusCode::OK);
-    assert_eq!(upload(&client, &t, &key, 25 * 1024 * 1024).send().await.unwrap().status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        upload(&client, &t, &key, 25 * 1024 * 1024).send().await.unwrap().status(),
+        StatusCode::PAYLOAD_TOO_LARGE
+    );
     t.server.shutdown().await.unwrap();
 }

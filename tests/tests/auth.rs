@@ -159,23 +159,28 @@ async fn scopes_and_voice_allow_lists_give_403() {
     let client = Client::new();
     let (_, tts_only) = t.create_key(&[Service::Tts], VoiceAccess::Only(["joe".into()].into()), None).await;
 
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("a.wav"));
-    let response = client.post(t.url("/v1/audio/transcriptions")).bearer_auth(&tts_only).multipart(form).send().await.unwrap();
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 64]).file_name("a.wav"));
+    let response =
+        client.post(t.url("/v1/audio/transcriptions")).bearer_auth(&tts_only).multipart(form).send().await.unwrap();
     assert_security_headers(&response);
     let (status, code, _) = error_code(response).await;
     assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "forbidden"));
 
     let speech = |voice: &str| serde_json::json!({"model": "tts-1", "input": "Hello there.", "voice": voice});
-    let response = client.post(t.url("/v1/audio/speech")).bearer_auth(&tts_only).json(&speech("joe")).send().await.unwrap();
+    let response =
+        client.post(t.url("/v1/audio/speech")).bearer_auth(&tts_only).json(&speech("joe")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     assert_eq!(response.headers()["content-type"], "audio/wav");
     assert!(response.bytes().await.unwrap().starts_with(b"RIFF"));
 
-    let response = client.post(t.url("/v1/audio/speech")).bearer_auth(&tts_only).json(&speech("joe-slow")).send().await.unwrap();
+    let response =
+        client.post(t.url("/v1/audio/speech")).bearer_auth(&tts_only).json(&speech("joe-slow")).send().await.unwrap();
     let (status, code, _) = error_code(response).await;
     assert_eq!((status, code.as_str()), (StatusCode::FORBIDDEN, "voice_not_allowed"));
 
-    let voices: Value = client.get(t.url("/v1/voices")).bearer_auth(&tts_only).send().await.unwrap().json().await.unwrap();
+    let voices: Value =
+        client.get(t.url("/v1/voices")).bearer_auth(&tts_only).send().await.unwrap().json().await.unwrap();
     let ids: Vec<&str> = voices["data"].as_array().unwrap().iter().map(|v| v["id"].as_str().unwrap()).collect();
     assert_eq!(ids, ["joe"], "only voices the key may use are listed");
     t.server.shutdown().await.unwrap();
@@ -196,7 +201,8 @@ async fn no_auth_mode_runs_requests_as_the_anonymous_principal() {
     assert_eq!(ids, ["joe", "joe-slow"], "every voice is granted");
 
     let models: Value = client.get(t.url("/v1/models")).send().await.unwrap().json().await.unwrap();
-    let services: Vec<&str> = models["data"].as_array().unwrap().iter().map(|m| m["service"].as_str().unwrap()).collect();
+    let services: Vec<&str> =
+        models["data"].as_array().unwrap().iter().map(|m| m["service"].as_str().unwrap()).collect();
     assert!(services.contains(&"asr") && services.contains(&"tts"), "both services are granted: {services:?}");
     let speech = client
         .post(t.url("/v1/audio/speech"))
@@ -206,7 +212,8 @@ async fn no_auth_mode_runs_requests_as_the_anonymous_principal() {
         .unwrap();
     assert_eq!(speech.status(), StatusCode::OK);
     assert_eq!(speech.headers()["x-ratelimit-remaining-tokens"], (50_000 - 6).to_string(), "tokens charged");
-    let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 10]).file_name("a.wav"));
+    let form =
+        reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![1u8; 10]).file_name("a.wav"));
     let transcription = client.post(t.url("/v1/audio/transcriptions")).multipart(form).send().await.unwrap();
     assert_eq!(transcription.status(), StatusCode::OK);
     assert_eq!(transcription.headers()["x-ratelimit-remaining-requests"], "56");

@@ -19,7 +19,8 @@ fn models_dir() -> PathBuf {
 
 /// A short dev-set clip and words its transcript must contain.
 fn clip() -> (PathBuf, &'static str) {
-    let dir = std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
+    let dir =
+        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
     let clip = dir.join("ljspeech_prernasocity/wavs/LJ001-0002.wav");
     assert!(clip.is_file(), "dev clip missing at {} (set SMAI_EVAL_DIR)", clip.display());
     (clip, "comparatively,modern")
@@ -43,7 +44,11 @@ async fn real_server() -> (TestServer, String) {
     config.models_dir = models.clone();
     config.asr_models = vec!["tiny.en".into(), "base".into()];
     for needed in ["tiny.en/model.bin", "base/model.bin", "en_US-joe-medium/en_US-joe-medium.onnx"] {
-        assert!(models.join(needed).is_file(), "model file {needed} missing under {} (run `smai models pull`)", models.display());
+        assert!(
+            models.join(needed).is_file(),
+            "model file {needed} missing under {} (run `smai models pull`)",
+            models.display()
+        );
     }
     let engines = smai_server::engines::load(&config).await.expect("real engines load");
     assert!(engines.synthesizer.is_some() && engines.transcriber.is_some());
@@ -102,7 +107,9 @@ async fn the_readme_examples_run_against_the_server() {
     assert!(std::fs::read(cwd.path().join("hello.mp3")).unwrap().len() > 5_000);
 
     let (clip, _) = clip();
-    let out = run(tokio::process::Command::new("node").arg(examples.join("transcribe.mjs")).arg(&clip), &t, &key, cwd.path()).await;
+    let out =
+        run(tokio::process::Command::new("node").arg(examples.join("transcribe.mjs")).arg(&clip), &t, &key, cwd.path())
+            .await;
     assert!(out.starts_with("[0.00 - ") && out.to_lowercase().contains("comparatively modern"), "node example: {out}");
     t.server.shutdown().await.unwrap();
 }

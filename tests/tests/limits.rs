@@ -38,7 +38,11 @@ async fn request_61_of_60_waits_exactly_retry_after() {
     for expected in (0..60).rev() {
         let response = models(&client, &t, &key).await;
         assert_eq!(response.status(), StatusCode::OK);
-        assert_eq!(header(&response, "x-ratelimit-remaining-requests"), expected.to_string(), "one request per request");
+        assert_eq!(
+            header(&response, "x-ratelimit-remaining-requests"),
+            expected.to_string(),
+            "one request per request"
+        );
         assert_eq!(header(&response, "x-ratelimit-limit-requests"), "60");
         assert_eq!(structured_remaining(&response, "rpm"), expected);
     }
@@ -77,7 +81,8 @@ async fn tokens_are_charged_per_the_contract_and_refusals_are_free() {
     let refused = speak("joe-slow").send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let form = reqwest::multipart::Form::new().part("file", reqwest::multipart::Part::bytes(vec![0u8; 10]));
-    let refused = client.post(t.url("/v1/audio/transcriptions")).header("x-api-key", &key).multipart(form).send().await.unwrap();
+    let refused =
+        client.post(t.url("/v1/audio/transcriptions")).header("x-api-key", &key).multipart(form).send().await.unwrap();
     assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     let _ = client.get(t.url("/v1/models")).header("x-api-key", "smai_bad").send().await.unwrap();
     let after = speak("joe").send().await.unwrap();

@@ -6,8 +6,8 @@ use smai_auth::NewKey;
 use smai_core::{Service, Tier, VoiceAccess};
 use smai_e2e::prometheus::Exposition;
 use smai_e2e::{HeldTranscriber, TestServer, ToneSynthesizer};
-use smai_server::serve::Engines;
 use smai_server::config::MetricsMode;
+use smai_server::serve::Engines;
 use std::sync::Arc;
 
 async fn scrape(client: &Client, t: &TestServer) -> Exposition {
@@ -32,7 +32,14 @@ async fn scrape_until(client: &Client, t: &TestServer, done: impl Fn(&Exposition
 }
 
 async fn key_with_tier(t: &TestServer, services: &[Service], voices: VoiceAccess, tier: Tier) -> String {
-    let new = NewKey { org: "acme-metrics".into(), name: None, services: services.iter().copied().collect(), voices, tier, expires_in_ms: None };
+    let new = NewKey {
+        org: "acme-metrics".into(),
+        name: None,
+        services: services.iter().copied().collect(),
+        voices,
+        tier,
+        expires_in_ms: None,
+    };
     let (_, key) = t.server.state.authenticator.store().create(&new).await.unwrap();
     key.as_str().to_owned()
 }
@@ -45,7 +52,9 @@ fn wav_form() -> reqwest::multipart::Form {
 async fn requests_audio_and_rejections_are_counted() {
     let t = TestServer::start().await;
     let client = Client::new();
-    let key = key_with_tier(&t, &[Service::Tts, Service::Asr], VoiceAccess::Only(["joe".into()].into()), Tier::default()).await;
+    let key =
+        key_with_tier(&t, &[Service::Tts, Service::Asr], VoiceAccess::Only(["joe".into()].into()), Tier::default())
+            .await;
     let before = scrape(&client, &t).await;
     assert_eq!(before.value("smai_http_requests_total", &[("route", "/v1/models")]), 0.0);
 
@@ -58,18 +67,30 @@ async fn requests_audio_and_rejections_are_counted() {
     let r = client.get(t.url("/v1/models")).bearer_auth("smai_not-a-key").send().await.unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let speak = |voice: &str| {
-        client.post(t.url("/v1/audio/speech")).header("x-api-key", &key).json(&serde_json::json!({"input": "Hello there.", "voice": voice}))
+        client
+            .post(t.url("/v1/audio/speech"))
+            .header("x-api-key", &key)
+            .json(&serde_json::json!({"input": "Hello there.", "voice": voice}))
     };
     assert_eq!(speak("joe").send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(speak("joe").send().await.unwrap().status(), StatusCode::OK);
     assert_eq!(speak("joe-slow").send().await.unwrap().status(), StatusCode::FORBIDDEN);
-    let r = client.post(t.url("/v1/audio/transcriptions")).header("x-api-key", &key).multipart(wav_form()).send().await.unwrap();
+    let r = client
+        .post(t.url("/v1/audio/transcriptions"))
+        .header("x-api-key", &key)
+        .multipart(wav_form())
+        .send()
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(client.get(t.url("/no/such/route-42")).send().await.unwrap().status(), StatusCode::NOT_FOUND);
 
-    let m = scrape_until(&client, &t, |m| m.value("smai_http_request_duration_seconds_count", &[("route", "/v1/audio/transcriptions")]) == 1.0)
-        .await;
-    let requests = |route: &str, status: &str| m.value("smai_http_requests_total", &[("route", route), ("status", status)]);
+    let m = scrape_until(&client, &t, |m| {
+        m.value("smai_http_request_duration_seconds_count", &[("route", "/v1/audio/transcriptions")]) == 1.0
+    })
+    .await;
+    let requests =
+        |route: &str, status: &str| m.value("smai_http_requests_total", &[("route", route), ("status", status)]);
     assert_eq!(requests("/v1/models", "200"), 3.0);
     assert_eq!(requests("/v1/models", "401"), 2.0);
     assert_eq!(requests("/v1/audio/speech", "200"), 2.0);
@@ -120,11 +141,15 @@ async fn rejections_are_counted_by_the_limit_that_refused() {
 #[tokio::test]
 async fn engine_jobs_in_flight_and_concurrency_rejections() {
     let (release, held) = tokio::sync::watch::channel(false);
-    let engines = Engines { transcriber: Some(Arc::new(HeldTranscriber { release: held })), synthesizer: Some(Arc::new(ToneSynthesizer)) };
+    let engines = Engines {
+        transcriber: Some(Arc::new(HeldTranscriber { release: held })),
+        synthesizer: Some(Arc::new(ToneSynthesizer)),
+    };
     let t = TestServer::start_full(|_| {}, engines).await;
     let client = Client::new();
     let key = key_with_tier(&t, &[Service::Asr], VoiceAccess::All, Tier { concurrency: 1, ..Tier::default() }).await;
-    let upload = || client.post(t.url("/v1/audio/transcriptions")).header("x-api-key", &key).multipart(wav_form()).send();
+    let upload =
+        || client.post(t.url("/v1/audio/transcriptions")).header("x-api-key", &key).multipart(wav_form()).send();
     let first = tokio::spawn(upload());
     let m = scrape_until(&client, &t, |m| m.value("smai_engine_jobs_in_flight", &[("service", "asr")]) == 1.0).await;
     assert_eq!(m.value("smai_asr_audio_seconds_total", &[]), 0.0, "counted once finished");
@@ -160,6 +185,8 @@ fn the_reader_refuses_malformed_expositions() {
     assert_eq!(parsed.value("a_total", &[("x", "q\"uote")]), 3.0);
     assert!(Exposition::parse("b_total 1\n").is_err(), "undeclared family");
     assert!(Exposition::parse("# TYPE a counter\na_total{x=q} 1\n").is_err(), "unquoted label");
-    assert!(Exposition::parse("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n").is_err());
+    assert!(
+        Exposition::parse("# TYPE h histogram\nh_bucket{le=\"1\"} 2\nh_bucket{le=\"+Inf\"} 1\nh_count 1\n").is_err()
+    );
     assert!(Exposition::parse("# TYPE h histogram\nh_bucket{le=\"+Inf\"} 2\nh_count 3\n").is_err());
 }

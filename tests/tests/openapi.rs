@@ -28,8 +28,10 @@ async fn the_document_describes_the_routes_security_and_errors() {
     for field in ["code", "message", "type", "request_id"] {
         assert!(error["required"].as_array().unwrap().iter().any(|f| f == field), "{field}");
     }
-    assert_eq!(doc["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
-        "#/components/schemas/SpeechRequest");
+    assert_eq!(
+        doc["paths"]["/v1/audio/speech"]["post"]["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/SpeechRequest"
+    );
     let speech = &doc["components"]["schemas"]["SpeechRequest"];
     assert_eq!(speech["required"], serde_json::json!(["input", "voice"]));
 
@@ -37,9 +39,13 @@ async fn the_document_describes_the_routes_security_and_errors() {
     let mut checked = 0;
     for (path, item) in paths {
         for (method, operation) in item.as_object().unwrap() {
-            let secured = operation["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
+            let secured =
+                operation["security"].as_array().is_some_and(|s| s.iter().any(|r| r.get("api_key").is_some()));
             assert_eq!(secured, path.starts_with("/v1/"), "{method} {path}: keys on /v1 only");
-            assert_eq!(operation["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"], "#/components/schemas/ErrorBody");
+            assert_eq!(
+                operation["responses"]["4XX"]["content"]["application/json"]["schema"]["$ref"],
+                "#/components/schemas/ErrorBody"
+            );
             let request = client.request(method.to_uppercase().parse().unwrap(), t.url(path)).send().await.unwrap();
             let expected = if secured { StatusCode::UNAUTHORIZED } else { StatusCode::OK };
             assert_eq!(request.status(), expected, "{method} {path} is routed as documented");

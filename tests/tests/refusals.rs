@@ -26,7 +26,8 @@ async fn many_refused_attempts_are_one_row_per_source() {
     let pool = smai_auth::open_database(&db).await.unwrap();
     let usage: (i64,) = sqlx::query_as("SELECT COUNT(*) FROM usage_log").fetch_one(&pool).await.unwrap();
     assert_eq!(usage.0, 0, "no per-request rows for refusals");
-    let refusals: Vec<(String, i64)> = sqlx::query_as("SELECT source, attempts FROM auth_refusals").fetch_all(&pool).await.unwrap();
+    let refusals: Vec<(String, i64)> =
+        sqlx::query_as("SELECT source, attempts FROM auth_refusals").fetch_all(&pool).await.unwrap();
     assert_eq!(refusals, [("127.0.0.1".to_owned(), 300)]);
     pool.close().await;
 }

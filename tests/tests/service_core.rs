@@ -7,7 +7,7 @@ use reqwest::{Client, StatusCode};
 use serde_json::{json, Value};
 use smai_core::{
     AudioStream, EngineHealth, Error, LiveSession, ModelInfo, Service, SpeechOptions, Synthesizer, Tier,
-    TranscribeOptions, TranscriptStream, Transcriber, VoiceAccess, VoiceInfo,
+    TranscribeOptions, Transcriber, TranscriptStream, VoiceAccess, VoiceInfo,
 };
 use smai_e2e::{ByteCountTranscriber, GatedSynthesizer, TestServer, ToneSynthesizer};
 use smai_server::serve::Engines;
@@ -56,7 +56,8 @@ async fn usage_rows(t: TestServer) -> Vec<(String, i64, i64)> {
     let TestServer { server, db, dir: _dir, .. } = t;
     server.shutdown().await.unwrap();
     let pool = smai_auth::open_database(&db).await.unwrap();
-    let rows = sqlx::query_as("SELECT request_id, status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    let rows =
+        sqlx::query_as("SELECT request_id, status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
     pool.close().await;
     rows
 }
@@ -90,7 +91,8 @@ async fn a_panicking_engine_call_is_a_500_and_the_next_request_succeeds() {
 
 #[tokio::test]
 async fn a_lost_engine_makes_readyz_503_naming_it() {
-    let engines = Engines { transcriber: Some(Arc::new(LostTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
+    let engines =
+        Engines { transcriber: Some(Arc::new(LostTranscriber)), synthesizer: Some(Arc::new(ToneSynthesizer)) };
     let t = TestServer::start_full(|_| {}, engines).await;
     let response = Client::new().get(t.url("/readyz")).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
@@ -113,7 +115,8 @@ async fn a_charging_operation_is_admitted_once_and_frees_its_slot() {
     let client = Client::new();
     let (key_id, key) = t.create_key(&BOTH, VoiceAccess::All, None).await;
     let form = Form::new().part("file", Part::bytes(vec![1u8; 10]).file_name("a.wav"));
-    let response = client.post(t.url("/v1/audio/transcriptions")).bearer_auth(&key).multipart(form).send().await.unwrap();
+    let response =
+        client.post(t.url("/v1/audio/transcriptions")).bearer_auth(&key).multipart(form).send().await.unwrap();
     assert_eq!(response.status(), StatusCode::OK);
     // One request and 13 tokens (1.25 s of audio), charged once.
     assert_eq!(response.headers()["x-ratelimit-remaining-requests"], "59");

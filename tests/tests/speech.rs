@@ -32,7 +32,13 @@ async fn every_response_format_has_its_content_type_and_encoding() {
         ("mp3", "audio/mpeg"),
         ("opus", "audio/ogg"),
     ] {
-        let response = speak(&client, &t, &key, json!({"model": "tts-1", "input": "Hi.", "voice": "joe", "response_format": format})).await;
+        let response = speak(
+            &client,
+            &t,
+            &key,
+            json!({"model": "tts-1", "input": "Hi.", "voice": "joe", "response_format": format}),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK, "{format}");
         assert_eq!(content_type(&response), mime, "{format}");
         let bytes = response.bytes().await.unwrap();
@@ -121,7 +127,8 @@ async fn sse_sends_base64_deltas_then_done() {
     release.send(true).unwrap();
     let client = Client::new();
     for (format, first_len) in [("pcm", SENTENCE_BYTES), ("wav", 44 + SENTENCE_BYTES)] {
-        let body = json!({"input": "One. Two. Three.", "voice": "joe", "response_format": format, "stream_format": "sse"});
+        let body =
+            json!({"input": "One. Two. Three.", "voice": "joe", "response_format": format, "stream_format": "sse"});
         let response = speak(&client, &t, &key, body).await;
         assert_eq!(content_type(&response), "text/event-stream");
         let events = sse_events(&response.text().await.unwrap());
@@ -164,7 +171,11 @@ async fn invalid_requests_get_clear_400s_and_404s_and_cost_nothing() {
         (json!({"input": "hi", "voice": "joe", "speed": 4.5}), 400, "speed"),
         (json!({"input": "hi", "voice": "joe", "response_format": "aac"}), 400, "aac"),
         (json!({"input": "hi", "voice": "joe", "stream_format": "video"}), 400, "stream_format"),
-        (json!({"input": "hi", "voice": "joe", "response_format": "flac", "stream_format": "audio"}), 400, "cannot be streamed"),
+        (
+            json!({"input": "hi", "voice": "joe", "response_format": "flac", "stream_format": "audio"}),
+            400,
+            "cannot be streamed",
+        ),
         (json!({"voice": "joe"}), 400, "input"),
         (json!({"input": "hi", "voice": "nobody"}), 404, "unknown voice \"nobody\"; voices: joe, joe-slow"),
         (json!({"input": "hi", "voice": "joe", "model": "tts-9"}), 404, "model \"tts-9\" does not exist"),
@@ -208,7 +219,11 @@ impl smai_core::Synthesizer for FailsAfterFirstSentence {
     fn voices(&self) -> Vec<smai_core::VoiceInfo> {
         smai_e2e::ToneSynthesizer.voices()
     }
-    fn synthesize(&self, _text: String, _options: smai_core::SpeechOptions) -> Result<smai_core::AudioStream, smai_core::Error> {
+    fn synthesize(
+        &self,
+        _text: String,
+        _options: smai_core::SpeechOptions,
+    ) -> Result<smai_core::AudioStream, smai_core::Error> {
         let (tx, rx) = tokio::sync::mpsc::channel(2);
         tx.try_send(Ok(smai_core::AudioChunk { samples: vec![0.25; 160], sample_rate: 16_000 })).unwrap();
         tx.try_send(Err(smai_core::Error::internal("vocoder failed"))).unwrap();
@@ -223,7 +238,13 @@ async fn a_failure_mid_stream_ends_the_stream_visibly() {
     let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
     let client = Client::new();
 
-    let sse = speak(&client, &t, &key, json!({"input": "One. Two.", "voice": "joe", "stream_format": "sse", "response_format": "pcm"})).await;
+    let sse = speak(
+        &client,
+        &t,
+        &key,
+        json!({"input": "One. Two.", "voice": "joe", "stream_format": "sse", "response_format": "pcm"}),
+    )
+    .await;
     let events = sse_events(&sse.text().await.unwrap());
     assert_eq!(events.len(), 2, "{events:?}");
     assert_eq!(events[0]["type"], "speech.audio.delta");

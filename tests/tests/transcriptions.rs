@@ -50,8 +50,12 @@ async fn every_response_format_renders_the_segments() {
     let vtt = vtt.text().await.unwrap();
     assert!(vtt.starts_with("WEBVTT\n\n00:00:00.000 --> 00:00:01.000\ntask=Transcribe"), "{vtt}");
 
-    let verbose: Value = post(&t, &key, route, form(&[("response_format", "verbose_json")])).await.json().await.unwrap();
-    assert_eq!((verbose["task"].as_str(), verbose["language"].as_str(), verbose["duration"].as_f64()), (Some("transcribe"), Some("en"), Some(3.0)));
+    let verbose: Value =
+        post(&t, &key, route, form(&[("response_format", "verbose_json")])).await.json().await.unwrap();
+    assert_eq!(
+        (verbose["task"].as_str(), verbose["language"].as_str(), verbose["duration"].as_f64()),
+        (Some("transcribe"), Some("en"), Some(3.0))
+    );
     assert_eq!(verbose["text"], TEXT);
     assert_eq!(verbose["segments"].as_array().unwrap().len(), 3);
     assert_eq!(verbose["segments"][2]["start"], 2.0);
@@ -77,7 +81,10 @@ async fn fields_reach_the_engine_and_words_come_back_when_asked() {
         "task=Transcribe model=base language=fr. prompt=Glossary: smai. temperature=0.2. bytes=100 words=true."
     );
     let words = verbose["words"].as_array().expect("top-level words");
-    assert_eq!(words[0], serde_json::json!({"word": " task=Transcribe", "start": 0.0, "end": 0.25, "probability": 0.9}));
+    assert_eq!(
+        words[0],
+        serde_json::json!({"word": " task=Transcribe", "start": 0.0, "end": 0.25, "probability": 0.9})
+    );
     assert_eq!(words.len(), verbose["text"].as_str().unwrap().split_whitespace().count());
     assert!(verbose["segments"][0]["words"].is_array());
 
@@ -116,7 +123,8 @@ async fn translations_run_the_translate_task_on_a_multilingual_model() {
         let body: Value = post(&t, &key, route, form(fields)).await.json().await.unwrap();
         assert!(body["text"].as_str().unwrap().starts_with("task=Translate model=base language=-."), "{body}");
     }
-    let verbose: Value = post(&t, &key, route, form(&[("response_format", "verbose_json")])).await.json().await.unwrap();
+    let verbose: Value =
+        post(&t, &key, route, form(&[("response_format", "verbose_json")])).await.json().await.unwrap();
     assert_eq!(verbose["task"], "translate");
 
     let english_only = post(&t, &key, route, form(&[("model", "tiny.en")])).await;
@@ -159,7 +167,8 @@ async fn invalid_uploads_get_clear_400s_and_cost_nothing() {
         let body: Value = response.json().await.unwrap();
         assert!(body["error"]["message"].as_str().unwrap().contains(message), "{message}: {body}");
     }
-    let not_multipart = Client::new().post(t.url(route)).bearer_auth(&key).json(&serde_json::json!({})).send().await.unwrap();
+    let not_multipart =
+        Client::new().post(t.url(route)).bearer_auth(&key).json(&serde_json::json!({})).send().await.unwrap();
     assert_eq!(not_multipart.status(), StatusCode::BAD_REQUEST);
 
     let ok = post(&t, &key, route, form(&[])).await;

@@ -86,7 +86,12 @@ impl Outcome {
 
 /// `clients` tasks send requests until `max_requests` have started or `max_time` has passed,
 /// each reading its whole response body.
-async fn drive(clients: usize, max_requests: usize, max_time: Duration, request: Arc<dyn Fn() -> RequestBuilder + Send + Sync>) -> Outcome {
+async fn drive(
+    clients: usize,
+    max_requests: usize,
+    max_time: Duration,
+    request: Arc<dyn Fn() -> RequestBuilder + Send + Sync>,
+) -> Outcome {
     let started = Instant::now();
     let issued = Arc::new(AtomicUsize::new(0));
     let mut tasks = Vec::new();
@@ -129,14 +134,22 @@ fn bare_router() -> Router {
         .route(
             "/v1/models",
             get(move || async move {
-                (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer"), (header::CONTENT_TYPE, "application/json")], body)
+                (
+                    StatusCode::UNAUTHORIZED,
+                    [(header::WWW_AUTHENTICATE, "Bearer"), (header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
                     .into_response()
             }),
         )
         .route(
             "/limited/v1/models",
             get(move || async move {
-                (StatusCode::TOO_MANY_REQUESTS, [(header::RETRY_AFTER, "60"), (header::CONTENT_TYPE, "application/json")], body)
+                (
+                    StatusCode::TOO_MANY_REQUESTS,
+                    [(header::RETRY_AFTER, "60"), (header::CONTENT_TYPE, "application/json")],
+                    body,
+                )
                     .into_response()
             }),
         )
@@ -154,8 +167,13 @@ async fn main() -> anyhow::Result<()> {
     println!("|---|---|---|---|---|---|---|---|");
     for &clients in &args.clients {
         let (max, time, clients) = limit(clients);
-        let (c, url, key, body) = (client.clone(), format!("{base}/v1/audio/speech"), args.key.clone(), serde_json::json!({
-            "input": args.text, "voice": args.voice, "response_format": "wav"}));
+        let (c, url, key, body) = (
+            client.clone(),
+            format!("{base}/v1/audio/speech"),
+            args.key.clone(),
+            serde_json::json!({
+            "input": args.text, "voice": args.voice, "response_format": "wav"}),
+        );
         let speech: Arc<dyn Fn() -> RequestBuilder + Send + Sync> =
             Arc::new(move || c.post(&url).header("x-api-key", &key).json(&body));
         // One untimed request first, so a cold voice does not count.
@@ -164,7 +182,8 @@ async fn main() -> anyhow::Result<()> {
     }
     for &clients in &args.clients {
         let (max, time, clients) = limit(clients);
-        let (c, url, key, audio) = (client.clone(), format!("{base}/v1/audio/transcriptions"), args.key.clone(), audio.clone());
+        let (c, url, key, audio) =
+            (client.clone(), format!("{base}/v1/audio/transcriptions"), args.key.clone(), audio.clone());
         let name = args.audio.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let transcribe: Arc<dyn Fn() -> RequestBuilder + Send + Sync> = Arc::new(move || {
             let part = reqwest::multipart::Part::bytes(audio.clone()).file_name(name.clone());

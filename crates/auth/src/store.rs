@@ -98,8 +98,10 @@ impl KeyStore {
             .bind(now)
             .execute(&mut *tx)
             .await?;
-        let org_id: String =
-            sqlx::query_scalar("SELECT id FROM organisations WHERE name = ?").bind(&new.org).fetch_one(&mut *tx).await?;
+        let org_id: String = sqlx::query_scalar("SELECT id FROM organisations WHERE name = ?")
+            .bind(&new.org)
+            .fetch_one(&mut *tx)
+            .await?;
         let key = ApiKey::generate();
         let id = format!("key_{}", random_id());
         sqlx::query(
@@ -202,7 +204,11 @@ impl KeyStore {
     }
 
     pub async fn touch(&self, id: &str, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?").bind(at_ms).bind(id).execute(&self.pool).await?;
+        sqlx::query("UPDATE api_keys SET last_used_at = ? WHERE id = ?")
+            .bind(at_ms)
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 }
@@ -233,7 +239,8 @@ fn decode_voices(text: &str) -> VoiceAccess {
 fn record_from_row(row: &sqlx::sqlite::SqliteRow) -> Result<KeyRecord, StoreError> {
     let services: String = row.try_get("services")?;
     let voices: String = row.try_get("voices")?;
-    let count = |name: &str| -> Result<u32, sqlx::Error> { Ok(row.try_get::<i64, _>(name)?.clamp(0, u32::MAX as i64) as u32) };
+    let count =
+        |name: &str| -> Result<u32, sqlx::Error> { Ok(row.try_get::<i64, _>(name)?.clamp(0, u32::MAX as i64) as u32) };
     Ok(KeyRecord {
         id: row.try_get("id")?,
         org: row.try_get("org")?,

@@ -116,7 +116,9 @@ async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<M
 pub async fn prune(pool: &SqlitePool, retention: &Retention) {
     let cutoff = retention.clock.now_ms().saturating_sub(retention.keep.as_millis().min(i64::MAX as u128) as i64);
     match sqlx::query("DELETE FROM usage_log WHERE at < ?").bind(cutoff).execute(pool).await {
-        Ok(done) if done.rows_affected() > 0 => tracing::info!(rows = done.rows_affected(), "usage rows past retention deleted"),
+        Ok(done) if done.rows_affected() > 0 => {
+            tracing::info!(rows = done.rows_affected(), "usage rows past retention deleted")
+        }
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "pruning the usage log failed; will retry"),
     }

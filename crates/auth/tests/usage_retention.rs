@@ -35,7 +35,8 @@ async fn rows_past_the_retention_period_are_deleted() {
     let log = UsageLog::start_with(pool.clone(), Some(retention));
     log.record(row(100 * day_ms, "today"));
     log.shutdown().await;
-    let ids: Vec<(String,)> = sqlx::query_as("SELECT request_id FROM usage_log ORDER BY at").fetch_all(&pool).await.unwrap();
+    let ids: Vec<(String,)> =
+        sqlx::query_as("SELECT request_id FROM usage_log ORDER BY at").fetch_all(&pool).await.unwrap();
     let ids: Vec<&str> = ids.iter().map(|r| r.0.as_str()).collect();
     assert_eq!(ids, ["yesterday", "today"]);
     pool.close().await;

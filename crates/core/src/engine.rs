@@ -130,9 +130,15 @@ pub enum TextInput {
 /// What a streamed synthesis session reports, in order per segment (one sentence each).
 #[derive(Debug, Clone, PartialEq)]
 pub enum SpeechEvent {
-    SegmentStart { segment: u32, text: String },
+    SegmentStart {
+        segment: u32,
+        text: String,
+    },
     Audio(AudioChunk),
-    SegmentEnd { segment: u32, audio_seconds: f64 },
+    SegmentEnd {
+        segment: u32,
+        audio_seconds: f64,
+    },
     /// Answers a [`TextInput::Cancel`]: everything before it was dropped.
     Cancelled,
 }

@@ -11,5 +11,5 @@ pub mod transcript;
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use engine::*;
 pub use error::{Error, ErrorCode};
-pub use transcript::{OutputFormat, Transcript};
 pub use principal::{Principal, Service, Tier, VoiceAccess};
+pub use transcript::{OutputFormat, Transcript};

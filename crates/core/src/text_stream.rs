@@ -239,7 +239,13 @@ mod tests {
         assert_eq!(starts, ["The first sentence.", "And the second.", "Tail"]);
         let ends: Vec<(u32, f64)> = events
             .iter()
-            .filter_map(|e| if let SpeechEvent::SegmentEnd { segment, audio_seconds } = e { Some((*segment, *audio_seconds)) } else { None })
+            .filter_map(|e| {
+                if let SpeechEvent::SegmentEnd { segment, audio_seconds } = e {
+                    Some((*segment, *audio_seconds))
+                } else {
+                    None
+                }
+            })
             .collect();
         assert_eq!(ends, [(0, 0.19), (1, 0.15), (2, 0.04)]);
     }

@@ -1,8 +1,8 @@
 //! A finished transcript and its renderings: text, json, verbose_json, srt and vtt, as
 //! OpenAI's transcription API answers them. Shared by every protocol and the command line.
 
-use serde_json::json;
 use crate::{Error, Segment, Task, Word};
+use serde_json::json;
 use std::str::FromStr;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -78,9 +78,7 @@ impl From<&ServeConfig> for Settings {
 /// be cancel-safe and quick (a handshake belongs in the stream's first reads, not here).
 pub trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
-    fn accept(
-        &mut self,
-    ) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
+    fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
 }
 
 impl Accept for TcpListener {
@@ -101,11 +99,7 @@ const BACKLOG: u32 = 4096;
 
 /// Binds a TCP listener with a backlog that absorbs connection bursts.
 pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    let socket = if addr.is_ipv4() {
-        tokio::net::TcpSocket::new_v4()?
-    } else {
-        tokio::net::TcpSocket::new_v6()?
-    };
+    let socket = if addr.is_ipv4() { tokio::net::TcpSocket::new_v4()? } else { tokio::net::TcpSocket::new_v6()? };
     // Lets a restarted server bind while the old one's connections linger in TIME_WAIT.
     #[cfg(unix)]
     socket.set_reuseaddr(true)?;
@@ -121,10 +115,7 @@ pub async fn serve<L: Accept>(
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     warn_if_cap_exceeds_fd_limit(settings.max_connections);
-    let tracker = Arc::new(Tracker::new(
-        settings.max_connections,
-        settings.max_connections_per_ip,
-    ));
+    let tracker = Arc::new(Tracker::new(settings.max_connections, settings.max_connections_per_ip));
     let settings = Arc::new(settings);
     let (drain, draining) = watch::channel(false);
     let mut tasks = JoinSet::new();
@@ -161,11 +152,7 @@ async fn finish(mut tasks: JoinSet<()>, drain: watch::Sender<bool>, grace: Durat
     let _ = drain.send(true);
     let all_ended = async { while tasks.join_next().await.is_some() {} };
     if tokio::time::timeout(grace, all_ended).await.is_err() {
-        tracing::warn!(
-            connections = tasks.len(),
-            ?grace,
-            "shutdown grace period over; closing the connections left"
-        );
+        tracing::warn!(connections = tasks.len(), ?grace, "shutdown grace period over; closing the connections left");
         tasks.abort_all();
         while tasks.join_next().await.is_some() {}
     }
@@ -175,10 +162,7 @@ async fn accept_failed(error: std::io::Error) {
     use std::io::ErrorKind;
     // A client that gave up during the handshake is not our problem; anything else (out of
     // descriptors, out of memory) clears only as connections close, so wait rather than spin.
-    if matches!(
-        error.kind(),
-        ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted
-    ) {
+    if matches!(error.kind(), ErrorKind::ConnectionAborted | ErrorKind::ConnectionReset | ErrorKind::Interrupted) {
         return;
     }
     tracing::warn!(%error, "accept failed");
@@ -221,10 +205,7 @@ pub fn raise_fd_limit() {
 #[cfg(unix)]
 #[allow(clippy::unnecessary_cast)] // rlim_t is not u64 on every platform
 fn fd_limits() -> Option<(u64, u64)> {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: getrlimit only writes the struct it is given.
     let status = unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) };
     (status == 0).then_some((limit.rlim_cur as u64, limit.rlim_max as u64))
@@ -233,10 +214,7 @@ fn fd_limits() -> Option<(u64, u64)> {
 #[cfg(unix)]
 fn set_fd_soft_limit(soft: u64) -> std::io::Result<()> {
     let (_, hard) = fd_limits().ok_or_else(std::io::Error::last_os_error)?;
-    let limit = libc::rlimit {
-        rlim_cur: soft as libc::rlim_t,
-        rlim_max: hard as libc::rlim_t,
-    };
+    let limit = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
     // SAFETY: setrlimit only reads the struct it is given.
     match unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &limit) } {
         0 => Ok(()),

@@ -5,7 +5,9 @@ use crate::http::router;
 use crate::metrics::{MeteredSynthesizer, MeteredTranscriber, Metrics};
 use crate::service::{Service, ServiceParts};
 use crate::state::AppState;
-use smai_auth::{open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, RefusalLog, Retention, UsageLog};
+use smai_auth::{
+    open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, RefusalLog, Retention, UsageLog,
+};
 use smai_core::{SharedClock, Synthesizer, Transcriber};
 use sqlx::SqlitePool;
 use std::net::SocketAddr;
@@ -41,7 +43,10 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let service = Service::new(ServiceParts {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
-        usage: UsageLog::start_with(pool.clone(), Some(Retention { keep: config.usage_retention, clock: clock.clone() })),
+        usage: UsageLog::start_with(
+            pool.clone(),
+            Some(Retention { keep: config.usage_retention, clock: clock.clone() }),
+        ),
         refusals: RefusalLog::start(pool.clone(), clock.clone()),
         limiter,
         clock,

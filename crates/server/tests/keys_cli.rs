@@ -18,7 +18,22 @@ fn create_list_show_rotate_revoke() {
     let db = dir.path().join("keys.db");
     let created = json(&smai(
         &db,
-        &["create", "--org", "acme", "--name", "ci", "--services", "tts", "--voices", "joe,joe-slow", "--rpm", "10", "--expires-in", "90d", "--json"],
+        &[
+            "create",
+            "--org",
+            "acme",
+            "--name",
+            "ci",
+            "--services",
+            "tts",
+            "--voices",
+            "joe,joe-slow",
+            "--rpm",
+            "10",
+            "--expires-in",
+            "90d",
+            "--json",
+        ],
     ));
     let id = created["id"].as_str().unwrap().to_owned();
     let key = created["key"].as_str().unwrap().to_owned();
@@ -45,6 +60,7 @@ fn create_list_show_rotate_revoke() {
     smai(&db, &["revoke", &id]);
     assert!(json(&smai(&db, &["show", &id]))["revoked_at"].is_i64());
 
-    let missing = Command::new(env!("CARGO_BIN_EXE_smai")).args(["keys", "show", "key_nope", "--db"]).arg(&db).output().unwrap();
+    let missing =
+        Command::new(env!("CARGO_BIN_EXE_smai")).args(["keys", "show", "key_nope", "--db"]).arg(&db).output().unwrap();
     assert!(!missing.status.success());
 }

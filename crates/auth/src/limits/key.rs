@@ -96,11 +96,9 @@ impl KeyState {
 
     pub(crate) fn snapshot(&self, tier: &Tier, open: u32, now_ms: i64) -> RateSnapshot {
         let requests = match &self.requests {
-            Some(r) if r.rpm() == tier.rpm => LimitStatus {
-                limit: u64::from(tier.rpm),
-                remaining: r.remaining(now_ms),
-                reset: r.reset_after(now_ms),
-            },
+            Some(r) if r.rpm() == tier.rpm => {
+                LimitStatus { limit: u64::from(tier.rpm), remaining: r.remaining(now_ms), reset: r.reset_after(now_ms) }
+            }
             _ => LimitStatus::full(u64::from(tier.rpm)),
         };
         let tokens = |window: &SlidingWindow, limit: u32| LimitStatus {

@@ -320,16 +320,13 @@ fn impossible(tier: &Tier, tokens: u64, new_request: bool) -> Option<(LimitKind,
 
 /// Token limits that `tokens` more would exceed now, each with its wait.
 fn token_waits(state: &KeyState, tier: &Tier, tokens: u64, now_ms: i64) -> Vec<(LimitKind, Duration)> {
-    [
-        (LimitKind::TokensPerMinute, &state.tpm, tier.tpm),
-        (LimitKind::TokensPerDay, &state.tpd, tier.tpd),
-    ]
-    .into_iter()
-    .filter_map(|(limit, window, quota)| match window.wait_for(tokens, u64::from(quota), now_ms) {
-        Some(wait) if !wait.is_zero() => Some((limit, wait)),
-        _ => None,
-    })
-    .collect()
+    [(LimitKind::TokensPerMinute, &state.tpm, tier.tpm), (LimitKind::TokensPerDay, &state.tpd, tier.tpd)]
+        .into_iter()
+        .filter_map(|(limit, window, quota)| match window.wait_for(tokens, u64::from(quota), now_ms) {
+            Some(wait) if !wait.is_zero() => Some((limit, wait)),
+            _ => None,
+        })
+        .collect()
 }
 
 fn exceeded_message(limit: LimitKind, tier: &Tier, tokens: u64, wait: Duration) -> String {

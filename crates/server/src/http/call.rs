@@ -96,7 +96,10 @@ impl<O: RestOperation> FromRequestParts<AppState> for Authorized<O> {
             .ok_or_else(|| Error::internal("route without the call middleware"))?;
         let credentials = Credentials::from_fields(parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
         let request_id = parts.extensions.get::<RequestId>().map(|r| r.0.clone()).unwrap_or_default();
-        let route = parts.extensions.get::<MatchedPath>().map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
+        let route = parts
+            .extensions
+            .get::<MatchedPath>()
+            .map_or_else(|| parts.uri.path().to_owned(), |p| p.as_str().to_owned());
         let source = parts.extensions.get::<ConnectInfo<SocketAddr>>().map(|info| info.0.ip());
         let context = CallContext { request_id, route, source };
         let mut call = state.service.authenticate(&credentials, context).await?;

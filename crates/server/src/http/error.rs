@@ -59,9 +59,10 @@ pub fn status_of(code: ErrorCode) -> StatusCode {
 /// The `type` field of the error body, as OpenAI's API names its error families.
 pub fn error_type(code: ErrorCode) -> &'static str {
     match code {
-        ErrorCode::InvalidRequest | ErrorCode::NotFound | ErrorCode::PayloadTooLarge | ErrorCode::UnsupportedMediaType => {
-            "invalid_request_error"
-        }
+        ErrorCode::InvalidRequest
+        | ErrorCode::NotFound
+        | ErrorCode::PayloadTooLarge
+        | ErrorCode::UnsupportedMediaType => "invalid_request_error",
         ErrorCode::Unauthorized => "authentication_error",
         ErrorCode::Forbidden | ErrorCode::VoiceNotAllowed => "permission_error",
         ErrorCode::RateLimitExceeded | ErrorCode::ConcurrencyLimitExceeded => "rate_limit_error",

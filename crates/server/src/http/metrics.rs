@@ -52,7 +52,10 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
     if matches!(status, StatusCode::UNAUTHORIZED | StatusCode::FORBIDDEN) {
         let fallback = if status == StatusCode::UNAUTHORIZED { "unauthorized" } else { "forbidden" };
         let code = response.extensions().get::<PendingError>().map_or(fallback, |e| e.0.code.as_str());
-        metrics.auth_rejections.get_or_create(&AuthRejectionLabels { status: status.as_u16(), code: code.to_owned() }).inc();
+        metrics
+            .auth_rejections
+            .get_or_create(&AuthRejectionLabels { status: status.as_u16(), code: code.to_owned() })
+            .inc();
     }
     if let Some(RateLimited(kind)) = response.extensions().get::<RateLimited>() {
         metrics.rate_limit_rejections.get_or_create(&LimitLabels { limit: kind.as_str().to_owned() }).inc();

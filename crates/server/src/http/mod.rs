@@ -1,8 +1,8 @@
 //! The REST surface: `router(state)` is testable without sockets.
 
 pub mod call;
-pub mod cors;
 pub(crate) mod context;
+pub mod cors;
 mod error;
 mod meta;
 pub mod metrics;
@@ -62,5 +62,7 @@ fn panic_response(panic: Box<dyn std::any::Any + Send + 'static>) -> axum::respo
         .map(String::as_str)
         .or_else(|| panic.downcast_ref::<&str>().copied())
         .unwrap_or("a panic without a message");
-    axum::response::IntoResponse::into_response(ApiError(smai_core::Error::internal(format!("handler panicked: {detail}"))))
+    axum::response::IntoResponse::into_response(ApiError(smai_core::Error::internal(format!(
+        "handler panicked: {detail}"
+    ))))
 }

@@ -50,8 +50,12 @@ struct SecuritySchemes;
 impl Modify for SecuritySchemes {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
         let components = openapi.components.get_or_insert_with(Default::default);
-        components.add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
-        components.add_security_scheme("bearer", SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()));
+        components
+            .add_security_scheme("api_key", SecurityScheme::ApiKey(ApiKey::Header(ApiKeyValue::new("X-API-Key"))));
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
     }
 }
 
@@ -90,7 +94,8 @@ mod tests {
         let doc: Value = serde_json::from_str(super::document()).unwrap();
         let schemas = &doc["components"]["schemas"];
         let form = &schemas["TranscriptionForm"]["properties"];
-        let fields = ["file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]"];
+        let fields =
+            ["file", "model", "language", "prompt", "response_format", "temperature", "timestamp_granularities[]"];
         for field in fields.into_iter().chain(["stream"]) {
             assert!(form.get(field).is_some(), "form field {field} is documented: {form}");
         }

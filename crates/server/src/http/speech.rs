@@ -92,7 +92,9 @@ pub async fn create(call: Authorized<ops::Speech>, headers: HeaderMap, body: Byt
         let principal = call.principal()?;
         let usable: Vec<String> =
             synthesizer.voices().into_iter().map(|v| v.id).filter(|id| principal.voices.allows(id)).collect();
-        return Err(Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, usable.join(", "))).into());
+        return Err(
+            Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, usable.join(", "))).into()
+        );
     }
     call.authorize_voice(&request.voice)?;
 
@@ -145,14 +147,16 @@ fn validate(request: &SpeechRequest) -> Result<(AudioFormat, Delivery, f32), Err
         return Err(Error::invalid("speed must be between 0.25 and 4.0"));
     }
     let name = request.response_format.as_deref().unwrap_or("wav");
-    let format: AudioFormat = name
-        .parse()
-        .map_err(|_| Error::invalid(format!("response_format {name:?} is not supported; use wav, pcm, flac, mp3 or opus")))?;
+    let format: AudioFormat = name.parse().map_err(|_| {
+        Error::invalid(format!("response_format {name:?} is not supported; use wav, pcm, flac, mp3 or opus"))
+    })?;
     let delivery = match request.stream_format.as_deref() {
         None => Delivery::File,
         Some("audio") => Delivery::Audio,
         Some("sse") => Delivery::Sse,
-        Some(other) => return Err(Error::invalid(format!("stream_format {other:?} is not supported; use audio or sse"))),
+        Some(other) => {
+            return Err(Error::invalid(format!("stream_format {other:?} is not supported; use audio or sse")))
+        }
     };
     if delivery != Delivery::File && ChunkEncoder::new(format).is_none() {
         return Err(Error::invalid(format!(

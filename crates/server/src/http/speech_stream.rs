@@ -21,7 +21,8 @@ pub struct ChunkEncoder {
 
 impl ChunkEncoder {
     pub fn new(format: AudioFormat) -> Option<Self> {
-        matches!(format, AudioFormat::Wav | AudioFormat::Pcm | AudioFormat::Mp3).then_some(Self { format, sample_rate: None })
+        matches!(format, AudioFormat::Wav | AudioFormat::Pcm | AudioFormat::Mp3)
+            .then_some(Self { format, sample_rate: None })
     }
 
     pub fn encode(&mut self, chunk: &AudioChunk) -> Result<Vec<u8>, Error> {
@@ -92,15 +93,18 @@ pub fn sse_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder) -> 
     let failed = Arc::new(AtomicBool::new(false));
     let seen_failure = failed.clone();
     let deltas = encoded(first, rest, encoder).map(move |item| match item {
-        Ok(bytes) => json!({"type": "speech.audio.delta", "audio": base64::engine::general_purpose::STANDARD.encode(&bytes)}),
+        Ok(bytes) => {
+            json!({"type": "speech.audio.delta", "audio": base64::engine::general_purpose::STANDARD.encode(&bytes)})
+        }
         Err(e) => {
             tracing::warn!(detail = e.detail.as_deref().unwrap_or(&e.message), "speech stream ended early");
             seen_failure.store(true, Ordering::Relaxed);
             json!({"type": "error", "error": {"code": e.code.as_str(), "message": e.message}})
         }
     });
-    let done = stream::once(async move { (!failed.load(Ordering::Relaxed)).then(|| json!({"type": "speech.audio.done"})) })
-        .filter_map(futures_util::future::ready);
+    let done =
+        stream::once(async move { (!failed.load(Ordering::Relaxed)).then(|| json!({"type": "speech.audio.done"})) })
+            .filter_map(futures_util::future::ready);
     Body::from_stream(deltas.chain(done).map(|event| Ok::<_, std::convert::Infallible>(sse_event(&event))))
 }
 

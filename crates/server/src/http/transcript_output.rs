@@ -8,8 +8,8 @@ use axum::http::{header, HeaderValue};
 use axum::response::Response;
 use futures_util::stream::{self, StreamExt};
 use serde_json::{json, Value};
-use smai_core::{Error, Task, TranscriptEvent, TranscriptStream};
 use smai_core::transcript::{render, OutputFormat, Transcript};
+use smai_core::{Error, Task, TranscriptEvent, TranscriptStream};
 
 /// The media type of each rendering.
 pub fn content_type(format: OutputFormat) -> &'static str {

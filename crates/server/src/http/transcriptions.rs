@@ -3,14 +3,14 @@
 //! events segment by segment.
 
 use super::call::{ops, Authorized, RestOperation};
-use super::openapi::ServerSentEvent;
 use super::error::ApiResult;
+use super::openapi::ServerSentEvent;
 use super::transcript_output::{render_response, sse_response};
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use axum::response::Response;
 use smai_auth::limits::asr_tokens;
-use smai_core::{Error, ErrorCode, OutputFormat, Task, TranscribeOptions, TranscriptEvent, Transcriber};
+use smai_core::{Error, ErrorCode, OutputFormat, Task, TranscribeOptions, Transcriber, TranscriptEvent};
 use utoipa::ToSchema;
 
 /// The multipart form of both routes, as `read_upload` reads it (the OpenAPI document's
@@ -156,7 +156,11 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Tas
             "timestamp_granularities[]" | "timestamp_granularities" => match text().as_str() {
                 "word" => options.word_timestamps = true,
                 "segment" => {}
-                other => return Err(Error::invalid(format!("timestamp granularity {other:?} is not supported; use word or segment"))),
+                other => {
+                    return Err(Error::invalid(format!(
+                        "timestamp granularity {other:?} is not supported; use word or segment"
+                    )))
+                }
             },
             "stream" => stream = parse_bool(&text())?,
             _ => {}

@@ -39,28 +39,14 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let guard = self.connection.begin_request();
         let timed_out = Arc::new(AtomicBool::new(false));
         let deadline = Box::pin(tokio::time::sleep(self.body_timeout));
-        let mut request = request.map(|body| TimedBody {
-            body,
-            deadline,
-            timed_out: timed_out.clone(),
-        });
+        let mut request = request.map(|body| TimedBody { body, deadline, timed_out: timed_out.clone() });
         request.extensions_mut().insert(ConnectInfo(self.peer));
         let router = self.router.clone();
         Box::pin(async move {
-            let response = router
-                .oneshot(request)
-                .await
-                .unwrap_or_else(|never| match never {});
+            let response = router.oneshot(request).await.unwrap_or_else(|never| match never {});
             // Whatever the handler made of the failed read, the client was too slow.
-            let response = if timed_out.load(Ordering::Relaxed) {
-                body_timeout_response(&response)
-            } else {
-                response
-            };
-            Ok(response.map(|body| GuardedBody {
-                body,
-                _guard: guard,
-            }))
+            let response = if timed_out.load(Ordering::Relaxed) { body_timeout_response(&response) } else { response };
+            Ok(response.map(|body| GuardedBody { body, _guard: guard }))
         })
     }
 }
@@ -87,10 +73,7 @@ impl http_body::Body for TimedBody {
     type Data = Bytes;
     type Error = BoxError;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         let this = self.get_mut();
         if let Poll::Ready(frame) = Pin::new(&mut this.body).poll_frame(cx) {
             return Poll::Ready(frame.map(|f| f.map_err(BoxError::from)));
@@ -121,10 +104,7 @@ impl http_body::Body for GuardedBody {
     type Data = Bytes;
     type Error = axum::Error;
 
-    fn poll_frame(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
+    fn poll_frame(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
         Pin::new(&mut self.get_mut().body).poll_frame(cx)
     }
 
@@ -139,29 +119,15 @@ impl http_body::Body for GuardedBody {
 
 /// 408 in the contract's shape, under the request id the router gave the request.
 fn body_timeout_response(original: &Response<Body>) -> Response<Body> {
-    let request_id = original
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let body = error_body(
-        ErrorCode::InvalidRequest,
-        &BodyTimeout.to_string(),
-        request_id,
-    );
+    let request_id = original.headers().get("x-request-id").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let body = error_body(ErrorCode::InvalidRequest, &BodyTimeout.to_string(), request_id);
     let mut response = Response::new(Body::from(body));
     *response.status_mut() = StatusCode::REQUEST_TIMEOUT;
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
+        headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
     }
-    headers.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
+    headers.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/json"));
     headers.insert(header::CONNECTION, HeaderValue::from_static("close"));
     if let Ok(id) = HeaderValue::from_str(request_id) {
         headers.insert(HeaderName::from_static("x-request-id"), id);

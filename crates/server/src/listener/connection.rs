@@ -34,16 +34,9 @@ pub(super) async fn serve<S>(
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
     let connection = registration.connection.clone();
-    let timeouts = Timeouts {
-        header_read: settings.header_read_timeout,
-        keep_alive: settings.keep_alive_timeout,
-    };
-    let service = RequestService {
-        router,
-        connection: connection.clone(),
-        peer,
-        body_timeout: settings.body_read_timeout,
-    };
+    let timeouts = Timeouts { header_read: settings.header_read_timeout, keep_alive: settings.keep_alive_timeout };
+    let service =
+        RequestService { router, connection: connection.clone(), peer, body_timeout: settings.body_read_timeout };
     let mut conn = start(stream, connection.clone(), service);
     let mut shutting_down = false;
     loop {
@@ -118,26 +111,14 @@ async fn after_end<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(conn: Con
 async fn head_timed_out<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(conn: Conn<S>) {
     if let Some(parts) = conn.into_parts() {
         let message = "the request head was not received in time";
-        answer_and_close(
-            parts.io.into_inner().into_inner(),
-            StatusCode::REQUEST_TIMEOUT,
-            message,
-        )
-        .await;
+        answer_and_close(parts.io.into_inner().into_inner(), StatusCode::REQUEST_TIMEOUT, message).await;
     }
 }
 
 /// Writes one of our error responses and closes, lingering so the client can read it.
-async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(
-    mut stream: S,
-    status: StatusCode,
-    message: &str,
-) {
+async fn answer_and_close<S: AsyncRead + AsyncWrite + Unpin>(mut stream: S, status: StatusCode, message: &str) {
     let response = error_response(status, message);
-    if tokio::time::timeout(LINGER, stream.write_all(&response))
-        .await
-        .is_ok()
-    {
+    if tokio::time::timeout(LINGER, stream.write_all(&response)).await.is_ok() {
         linger(stream).await;
     }
 }

@@ -28,12 +28,7 @@ struct Replacement {
 
 impl<S> WatchedIo<S> {
     pub(super) fn new(inner: S, connection: Arc<Connection>) -> Self {
-        Self {
-            inner,
-            connection,
-            replacing: None,
-            answered_error: false,
-        }
+        Self { inner, connection, replacing: None, answered_error: false }
     }
 
     pub(super) fn into_inner(self) -> S {
@@ -42,11 +37,7 @@ impl<S> WatchedIo<S> {
 }
 
 impl<S: AsyncRead + Unpin> AsyncRead for WatchedIo<S> {
-    fn poll_read(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &mut ReadBuf<'_>,
-    ) -> Poll<std::io::Result<()>> {
+    fn poll_read(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let before = buf.filled().len();
         ready!(Pin::new(&mut this.inner).poll_read(cx, buf))?;
@@ -65,11 +56,7 @@ impl<S: AsyncWrite + Unpin> WatchedIo<S> {
         }
         if let Some(status) = library_error_status(buf) {
             let bytes = error_response(status, library_error_message(status));
-            self.replacing = Some(Replacement {
-                bytes,
-                written: 0,
-                stands_for: buf.len(),
-            });
+            self.replacing = Some(Replacement { bytes, written: 0, stands_for: buf.len() });
             self.answered_error = true;
         }
     }
@@ -77,9 +64,7 @@ impl<S: AsyncWrite + Unpin> WatchedIo<S> {
     fn poll_replacement(&mut self, cx: &mut Context<'_>) -> Poll<std::io::Result<usize>> {
         let replacement = self.replacing.as_mut().expect("a replacement is under way");
         while replacement.written < replacement.bytes.len() {
-            let n =
-                ready!(Pin::new(&mut self.inner)
-                    .poll_write(cx, &replacement.bytes[replacement.written..]))?;
+            let n = ready!(Pin::new(&mut self.inner).poll_write(cx, &replacement.bytes[replacement.written..]))?;
             if n == 0 {
                 return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
             }
@@ -92,11 +77,7 @@ impl<S: AsyncWrite + Unpin> WatchedIo<S> {
 }
 
 impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
-    fn poll_write(
-        self: Pin<&mut Self>,
-        cx: &mut Context<'_>,
-        buf: &[u8],
-    ) -> Poll<std::io::Result<usize>> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         this.inspect(buf);
         if this.replacing.is_some() {
@@ -139,14 +120,11 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for WatchedIo<S> {
 /// body and none of the headers every response of ours carries. Checked only between
 /// requests, when no response of ours can be on the wire.
 fn library_error_status(buf: &[u8]) -> Option<StatusCode> {
-    let rest = buf
-        .strip_prefix(b"HTTP/1.1 ")
-        .or_else(|| buf.strip_prefix(b"HTTP/1.0 "))?;
+    let rest = buf.strip_prefix(b"HTTP/1.1 ").or_else(|| buf.strip_prefix(b"HTTP/1.0 "))?;
     let status = StatusCode::from_bytes(rest.get(..3)?).ok()?;
     let head_alone = buf.windows(4).position(|w| w == b"\r\n\r\n") == Some(buf.len() - 4);
     let ours = contains(buf, SECURITY_HEADERS[0].0.as_bytes());
-    (head_alone && !ours && (status.is_client_error() || status.is_server_error()))
-        .then_some(status)
+    (head_alone && !ours && (status.is_client_error() || status.is_server_error())).then_some(status)
 }
 
 fn library_error_message(status: StatusCode) -> &'static str {
@@ -160,26 +138,16 @@ fn library_error_message(status: StatusCode) -> &'static str {
 }
 
 fn contains(haystack: &[u8], needle: &[u8]) -> bool {
-    haystack
-        .windows(needle.len())
-        .any(|w| w.eq_ignore_ascii_case(needle))
+    haystack.windows(needle.len()).any(|w| w.eq_ignore_ascii_case(needle))
 }
 
 /// A complete error response (head and JSON body) for the connection to write itself, after
 /// which it closes.
 pub(super) fn error_response(status: StatusCode, message: &str) -> Vec<u8> {
-    let code = if status.is_server_error() {
-        ErrorCode::Internal
-    } else {
-        ErrorCode::InvalidRequest
-    };
+    let code = if status.is_server_error() { ErrorCode::Internal } else { ErrorCode::InvalidRequest };
     let request_id = new_request_id();
     let body = error_body(code, message, &request_id);
-    let mut head = format!(
-        "HTTP/1.1 {} {}\r\n",
-        status.as_str(),
-        status.canonical_reason().unwrap_or("")
-    );
+    let mut head = format!("HTTP/1.1 {} {}\r\n", status.as_str(), status.canonical_reason().unwrap_or(""));
     for (name, value) in SECURITY_HEADERS {
         head.push_str(&format!("{name}: {value}\r\n"));
     }
@@ -200,18 +168,12 @@ mod tests {
     #[test]
     fn recognises_hypers_bare_error_heads_only() {
         let bare = b"HTTP/1.1 431 Request Header Fields Too Large\r\ncontent-length: 0\r\ndate: Tue, 01 Dec 2026 23:00:00 GMT\r\n\r\n";
-        assert_eq!(
-            library_error_status(bare),
-            Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)
-        );
+        assert_eq!(library_error_status(bare), Some(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
         let ours = b"HTTP/1.1 400 Bad Request\r\nx-content-type-options: nosniff\r\ncontent-length: 0\r\n\r\n";
         assert_eq!(library_error_status(ours), None);
         let with_body = b"HTTP/1.1 400 Bad Request\r\ncontent-length: 2\r\n\r\n{}";
         assert_eq!(library_error_status(with_body), None);
-        assert_eq!(
-            library_error_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"),
-            None
-        );
+        assert_eq!(library_error_status(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n"), None);
         assert_eq!(library_error_status(b"3\r\nabc\r\n"), None);
     }
 
@@ -226,9 +188,6 @@ mod tests {
         let json: serde_json::Value = serde_json::from_str(body).unwrap();
         assert_eq!(json["error"]["code"], "invalid_request");
         assert_eq!(json["error"]["message"], "too slow");
-        assert!(json["error"]["request_id"]
-            .as_str()
-            .unwrap()
-            .starts_with("req_"));
+        assert!(json["error"]["request_id"].as_str().unwrap().starts_with("req_"));
     }
 }

@@ -83,10 +83,7 @@ impl Tracker {
     /// way when a cap is reached; `None` when every connection in the way is busy.
     pub(super) fn admit(self: &Arc<Self>, ip: IpAddr) -> Option<Registration> {
         let source = source_of(ip);
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         let from_source = open.per_source.get(&source).copied().unwrap_or(0);
         if from_source >= self.max_per_source {
             if !open.evict_idlest(|c| c.source == source) {
@@ -110,17 +107,11 @@ impl Tracker {
         });
         open.connections.insert(connection.id, connection.clone());
         *open.per_source.entry(source).or_default() += 1;
-        Some(Registration {
-            tracker: self.clone(),
-            connection,
-        })
+        Some(Registration { tracker: self.clone(), connection })
     }
 
     fn remove(&self, connection: &Connection) {
-        let mut open = self
-            .open
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let mut open = self.open.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
         open.connections.remove(&connection.id);
         if let Some(count) = open.per_source.get_mut(&connection.source) {
             *count -= 1;
@@ -168,8 +159,7 @@ impl Connection {
     /// Called on every read that returned data: notes when the next request's head begins.
     pub(super) fn bytes_read(&self) {
         if self.is_idle() && self.head_started.load(Ordering::Relaxed) == NEVER {
-            self.head_started
-                .store(millis_since(self.epoch), Ordering::Relaxed);
+            self.head_started.store(millis_since(self.epoch), Ordering::Relaxed);
             self.wake.notify_one();
         }
     }
@@ -180,8 +170,7 @@ impl Connection {
 
     /// Idle, and not just done with a response hyper may still be flushing.
     fn is_evictable(&self) -> bool {
-        let idle_for =
-            millis_since(self.epoch).saturating_sub(self.idle_since.load(Ordering::Relaxed));
+        let idle_for = millis_since(self.epoch).saturating_sub(self.idle_since.load(Ordering::Relaxed));
         let flushed = !self.has_served() || idle_for >= FLUSH_MILLIS;
         self.is_idle() && flushed && !self.is_evicted()
     }
@@ -206,42 +195,24 @@ impl Connection {
         }
         let head_started = self.head_started.load(Ordering::Relaxed);
         let (from, after, expiry) = if self.served.load(Ordering::Relaxed) == 0 {
-            (
-                self.accepted,
-                timeouts.header_read,
-                Expiry::Head {
-                    started: head_started != NEVER,
-                },
-            )
+            (self.accepted, timeouts.header_read, Expiry::Head { started: head_started != NEVER })
         } else if head_started != NEVER {
-            (
-                head_started,
-                timeouts.header_read,
-                Expiry::Head { started: true },
-            )
+            (head_started, timeouts.header_read, Expiry::Head { started: true })
         } else {
-            (
-                self.idle_since.load(Ordering::Relaxed),
-                timeouts.keep_alive,
-                Expiry::Idle,
-            )
+            (self.idle_since.load(Ordering::Relaxed), timeouts.keep_alive, Expiry::Idle)
         };
         Some((self.epoch + Duration::from_millis(from) + after, expiry))
     }
 
     /// The expiry that is due now, if any.
     pub(super) fn expired(&self, timeouts: Timeouts) -> Option<Expiry> {
-        self.deadline(timeouts)
-            .filter(|(at, _)| *at <= Instant::now())
-            .map(|(_, expiry)| expiry)
+        self.deadline(timeouts).filter(|(at, _)| *at <= Instant::now()).map(|(_, expiry)| expiry)
     }
 }
 
 impl Drop for RequestGuard {
     fn drop(&mut self) {
-        self.0
-            .idle_since
-            .store(millis_since(self.0.epoch), Ordering::Relaxed);
+        self.0.idle_since.store(millis_since(self.0.epoch), Ordering::Relaxed);
         if self.0.in_flight.fetch_sub(1, Ordering::SeqCst) == 1 {
             self.0.wake.notify_one();
         }
@@ -277,17 +248,12 @@ mod tests {
         let first = tracker.admit(ip("10.0.0.1")).unwrap();
         let busy = tracker.admit(ip("10.0.0.1")).unwrap();
         let _request = busy.connection.begin_request();
-        let third = tracker
-            .admit(ip("10.0.0.1"))
-            .expect("the idle one makes room");
+        let third = tracker.admit(ip("10.0.0.1")).expect("the idle one makes room");
         assert!(first.connection.is_evicted() && !busy.connection.is_evicted());
         // All that is left of that source is busy or already leaving: refused.
         let _in_flight = third.connection.begin_request();
         assert!(tracker.admit(ip("10.0.0.1")).is_none());
-        assert!(
-            tracker.admit(ip("10.0.0.2")).is_some(),
-            "other sources are not affected"
-        );
+        assert!(tracker.admit(ip("10.0.0.2")).is_some(), "other sources are not affected");
     }
 
     #[tokio::test]
@@ -296,9 +262,7 @@ mod tests {
         let a = tracker.admit(ip("10.0.0.1")).unwrap();
         let b = tracker.admit(ip("10.0.0.2")).unwrap();
         let _busy = b.connection.begin_request();
-        let c = tracker
-            .admit(ip("10.0.0.3"))
-            .expect("displaces the idle one");
+        let c = tracker.admit(ip("10.0.0.3")).expect("displaces the idle one");
         assert!(a.connection.is_evicted());
         drop(a);
         let _busy_too = c.connection.begin_request();
@@ -307,30 +271,18 @@ mod tests {
 
     #[test]
     fn ipv6_counts_by_prefix_and_mapped_ipv4_as_ipv4() {
-        assert_eq!(
-            source_of(ip("2001:db8::1")),
-            source_of(ip("2001:db8::ffff:1"))
-        );
-        assert_ne!(
-            source_of(ip("2001:db8::1")),
-            source_of(ip("2001:db8:0:1::1"))
-        );
+        assert_eq!(source_of(ip("2001:db8::1")), source_of(ip("2001:db8::ffff:1")));
+        assert_ne!(source_of(ip("2001:db8::1")), source_of(ip("2001:db8:0:1::1")));
         assert_eq!(source_of(ip("::ffff:10.0.0.1")), ip("10.0.0.1"));
     }
 
     #[tokio::test]
     async fn deadlines_follow_what_the_connection_is_doing() {
-        let timeouts = Timeouts {
-            header_read: Duration::from_millis(100),
-            keep_alive: Duration::from_secs(30),
-        };
+        let timeouts = Timeouts { header_read: Duration::from_millis(100), keep_alive: Duration::from_secs(30) };
         let tracker = Arc::new(Tracker::new(10, 10));
         let registration = tracker.admit(ip("10.0.0.1")).unwrap();
         let connection = &registration.connection;
-        assert_eq!(
-            connection.deadline(timeouts).unwrap().1,
-            Expiry::Head { started: false }
-        );
+        assert_eq!(connection.deadline(timeouts).unwrap().1, Expiry::Head { started: false });
         let request = connection.begin_request();
         assert_eq!(connection.deadline(timeouts), None);
         drop(request);
@@ -338,14 +290,9 @@ mod tests {
         assert!(expiry == Expiry::Idle && at > Instant::now() + Duration::from_secs(29));
         connection.bytes_read();
         let (at, expiry) = connection.deadline(timeouts).unwrap();
-        assert!(
-            expiry == Expiry::Head { started: true } && at <= Instant::now() + timeouts.header_read
-        );
+        assert!(expiry == Expiry::Head { started: true } && at <= Instant::now() + timeouts.header_read);
         assert_eq!(connection.expired(timeouts), None);
         tokio::time::sleep(Duration::from_millis(150)).await;
-        assert_eq!(
-            connection.expired(timeouts),
-            Some(Expiry::Head { started: true })
-        );
+        assert_eq!(connection.expired(timeouts), Some(Expiry::Head { started: true }));
     }
 }

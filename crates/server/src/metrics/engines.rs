@@ -5,8 +5,8 @@
 
 use super::{InFlight, Metrics, ModelLabels, ServiceLabels, VoiceLabels};
 use smai_core::{
-    AudioChunk, AudioStream, EngineHealth, Error, LiveSession, ModelInfo, SpeechOptions, Synthesizer, TranscribeOptions,
-    TranscriptEvent, TranscriptStream, Transcriber, VoiceInfo,
+    AudioChunk, AudioStream, EngineHealth, Error, LiveSession, ModelInfo, SpeechOptions, Synthesizer,
+    TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream, VoiceInfo,
 };
 use std::sync::Arc;
 use std::time::Instant;
@@ -90,7 +90,10 @@ impl Synthesizer for MeteredSynthesizer {
         let observe = move |(seconds, heard): &mut (f64, bool), audio: &AudioChunk| {
             if !*heard && !audio.samples.is_empty() {
                 *heard = true;
-                first_audio.tts_time_to_first_audio.get_or_create(&first_voice).observe(started.elapsed().as_secs_f64());
+                first_audio
+                    .tts_time_to_first_audio
+                    .get_or_create(&first_voice)
+                    .observe(started.elapsed().as_secs_f64());
             }
             if audio.sample_rate > 0 {
                 *seconds += audio.samples.len() as f64 / f64::from(audio.sample_rate);

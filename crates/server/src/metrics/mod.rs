@@ -95,7 +95,12 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Self {
         let mut r = Registry::with_prefix("smai");
-        let requests = registered(&mut r, "http_requests", "HTTP responses by route template, method and status", Family::default());
+        let requests = registered(
+            &mut r,
+            "http_requests",
+            "HTTP responses by route template, method and status",
+            Family::default(),
+        );
         let request_duration = registered(
             &mut r,
             "http_request_duration_seconds",
@@ -114,10 +119,18 @@ impl Metrics {
             "Requests refused with 429, by the limit that refused them (rpm, tpm, tpd, concurrency)",
             Family::default(),
         );
-        let asr_audio_seconds =
-            registered(&mut r, "asr_audio_seconds", "Seconds of audio transcribed to completion, by model", Family::default());
-        let tts_audio_seconds =
-            registered(&mut r, "tts_audio_seconds", "Seconds of audio synthesised to completion, by voice", Family::default());
+        let asr_audio_seconds = registered(
+            &mut r,
+            "asr_audio_seconds",
+            "Seconds of audio transcribed to completion, by model",
+            Family::default(),
+        );
+        let tts_audio_seconds = registered(
+            &mut r,
+            "tts_audio_seconds",
+            "Seconds of audio synthesised to completion, by voice",
+            Family::default(),
+        );
         let real_time_factor = registered(
             &mut r,
             "real_time_factor",
@@ -161,7 +174,9 @@ impl Metrics {
     }
 
     pub fn observe_request(&self, route: &str, method: &str, status: u16) {
-        self.requests.get_or_create(&RequestLabels { route: route.to_owned(), method: method.to_owned(), status }).inc();
+        self.requests
+            .get_or_create(&RequestLabels { route: route.to_owned(), method: method.to_owned(), status })
+            .inc();
     }
 
     pub fn observe_duration(&self, route: &str, elapsed: Duration) {
