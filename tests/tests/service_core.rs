@@ -188,3 +188,36 @@ async fn a_403_is_not_charged() {
     assert_eq!(snapshot.requests.remaining, 60, "403s consume no request");
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_call_is_admitted_once_whatever_its_adapter_does() {
+    use smai_server::service::{CallContext, Credentials, Operation};
+    let t = TestServer::start().await;
+    let (key_id, key) = t.create_key(&BOTH, VoiceAccess::All, None).await;
+    let context = CallContext { request_id: "req_test".into(), route: "test".into(), source: None };
+    let mut call = t.server.state.service.authenticate(&Credentials::api_key(key.as_str()), context).await.unwrap();
+    call.authorize(Operation::Transcription).unwrap();
+    assert!(call.authorize(Operation::Speech).is_err(), "one operation per call");
+    call.admit(5).unwrap();
+    let second = call.admit(5).expect_err("a second admission is refused");
+    assert_eq!(second.code, smai_core::ErrorCode::Internal);
+    let open = |t: &TestServer| t.server.state.limiter.snapshot(&key_id, &Tier::default());
+    assert_eq!((open(&t).concurrency_open, open(&t).requests.remaining, open(&t).tokens.remaining), (1, 59, 49_995));
+    call.charge(7).unwrap();
+    call.refund(3);
+    assert_eq!(call.charged(), 9);
+    call.set_status(200);
+    drop(call);
+    assert_eq!(open(&t).concurrency_open, 0, "the slot comes back with the call");
+    assert_eq!(open(&t).tokens.remaining, 50_000 - 9);
+
+    // A voice operation cannot be admitted before its voice is authorised.
+    let context = CallContext { request_id: "req_voice".into(), route: "test".into(), source: None };
+    let mut speech = t.server.state.service.authenticate(&Credentials::api_key(key.as_str()), context).await.unwrap();
+    speech.authorize(Operation::Speech).unwrap();
+    assert_eq!(speech.admit(3).unwrap_err().code, smai_core::ErrorCode::Internal);
+    speech.authorize_voice("joe").unwrap();
+    speech.admit(3).unwrap();
+    drop(speech);
+    t.server.shutdown().await.unwrap();
+}

@@ -10,6 +10,22 @@ use std::collections::BTreeSet;
 use std::path::PathBuf;
 use std::sync::Arc;
 
+/// Longest key lifetime accepted: expiry times are milliseconds since 1970 in an i64, and
+/// anything near that is surely a typo.
+const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(100 * 365 * 86_400);
+
+/// A key lifetime: positive and at most a hundred years.
+fn parse_lifetime(text: &str) -> Result<std::time::Duration, String> {
+    let lifetime = parse_duration(text)?;
+    if lifetime.is_zero() {
+        return Err("a key lifetime must be longer than zero (leave --expires-in out for no expiry)".into());
+    }
+    if lifetime > MAX_LIFETIME {
+        return Err(format!("a key lifetime of {text} is too long; at most 100 years"));
+    }
+    Ok(lifetime)
+}
+
 #[derive(Debug, Args)]
 pub struct KeysArgs {
     /// SQLite database holding the keys.
@@ -65,7 +81,7 @@ pub struct CreateArgs {
     #[arg(long, default_value_t = Tier::default().concurrency)]
     pub concurrency: u32,
     /// Lifetime such as 90d or 12h; no expiry when absent.
-    #[arg(long, value_parser = parse_duration)]
+    #[arg(long, value_parser = parse_lifetime)]
     pub expires_in: Option<std::time::Duration>,
     #[arg(long)]
     pub json: bool,
@@ -88,6 +104,7 @@ async fn execute(store: &KeyStore, command: KeysCommand) -> anyhow::Result<()> {
                 services: parse_services(&args.services)?,
                 voices: parse_voices(&args.voices),
                 tier: Tier { rpm: args.rpm, tpm: args.tpm, tpd: args.tpd, concurrency: args.concurrency },
+                // parse_lifetime keeps this within i64 milliseconds.
                 expires_in_ms: args.expires_in.map(|d| d.as_millis() as i64),
             };
             let (record, key) = store.create(&new).await?;
@@ -169,5 +186,20 @@ fn state_text(record: &KeyRecord) -> &'static str {
         (_, false) => "expired",
         _ if record.replaced_by.is_some() => "rotating",
         _ => "active",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lifetimes_must_be_positive_and_representable() {
+        assert_eq!(parse_lifetime("90d").unwrap(), std::time::Duration::from_secs(90 * 86_400));
+        assert!(parse_lifetime("0s").unwrap_err().contains("longer than zero"));
+        assert!(parse_lifetime("0d").is_err());
+        assert!(parse_lifetime("200y").unwrap_err().contains("too long"));
+        assert!(parse_lifetime("99999999999999999999y").is_err(), "overflowing numbers are refused");
+        assert!(parse_lifetime("banana").is_err());
     }
 }
