@@ -128,3 +128,31 @@ fn the_probe_decodes_an_unstated_duration_up_to_its_budget() {
     assert_eq!((whole.source, whole.within_budget), (DurationSource::Decoded, true));
     assert!((whole.seconds - 90.0).abs() < 1e-9, "{whole:?}");
 }
+
+#[test]
+fn rates_sharing_few_factors_with_16_khz_keep_their_length() {
+    // 8001 Hz has no factor in common with 16 kHz: the resampler's block is a second long,
+    // longer than this clip, and its flush used to stop before the first output.
+    for (rate, n) in [(8_001u32, 2_000usize), (9_295, 18_590), (44_100, 441)] {
+        let pcm = decode_with_limits(&wav(&vec![1000; n], rate), &DecodeLimits::default()).unwrap();
+        assert_eq!(pcm.len() as u64, (n as u64 * 16_000).div_ceil(rate as u64), "{rate} Hz");
+    }
+}
+
+#[test]
+fn float_samples_out_of_range_are_clamped() {
+    // Found by decode_fuzz: values near f32::MAX overflowed the resampler's FFT into a panic.
+    let spec = hound::WavSpec {
+        channels: 1,
+        sample_rate: 22_050,
+        bits_per_sample: 32,
+        sample_format: hound::SampleFormat::Float,
+    };
+    let mut cursor = std::io::Cursor::new(Vec::new());
+    let mut writer = hound::WavWriter::new(&mut cursor, spec).unwrap();
+    (0..22_050).for_each(|i| writer.write_sample(if i % 2 == 0 { 3e38f32 } else { -3e38 }).unwrap());
+    writer.finalize().unwrap();
+    let pcm = decode_with_limits(&cursor.into_inner(), &DecodeLimits::default()).unwrap();
+    assert_eq!(pcm.len(), 16_000);
+    assert!(pcm.iter().all(|s| s.is_finite()));
+}

@@ -267,8 +267,10 @@ impl Mono16k {
         }
         self.mono.clear();
         for frame in interleaved.chunks_exact(channels).take(keep as usize) {
+            // Float formats can hold anything: out-of-range values would overflow the
+            // resampler's FFT (a NaN there is a panic), and Whisper expects [-1, 1].
             let s = frame.iter().sum::<f32>() / channels as f32;
-            self.mono.push(if s.is_finite() { s } else { 0.0 });
+            self.mono.push(if s.is_finite() { s.clamp(-1.0, 1.0) } else { 0.0 });
         }
         self.frames += keep;
         match &mut self.resampler {

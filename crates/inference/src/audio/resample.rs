@@ -83,12 +83,16 @@ impl StreamResampler {
             self.emit(&block[0]);
         }
         // Flush the filter's delay line (`skip` is left when the input was shorter than it).
-        while self.out.len() < expected + self.skip {
+        // A call can yield nothing while the FFT block fills (rates sharing few factors with
+        // the target have blocks longer than a chunk); two seconds of zeros past what is
+        // missing covers any block, since a block is at most one second of input.
+        let missing = (expected + self.skip).saturating_sub(self.out.len()) as u64;
+        let zeros = missing * self.from as u64 / self.to as u64 + 2 * self.from as u64;
+        let mut calls = zeros / self.rs.input_frames_next() as u64 + 2;
+        while self.out.len() < expected + self.skip && calls > 0 {
             let block = self.rs.process_partial::<&[f32]>(None, None).map_err(Error::internal)?;
-            if block[0].is_empty() {
-                break;
-            }
             self.emit(&block[0]);
+            calls -= 1;
         }
         self.out.truncate(expected);
         Ok(self.out)
