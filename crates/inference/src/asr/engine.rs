@@ -8,7 +8,7 @@ use super::live::{self, Decoded, LiveTranscription, StreamOptions};
 use crate::audio::mel::LogMel;
 use crate::audio::{decode_with_limits, DecodeLimits};
 use crate::runtime::{device_name, Worker, WorkerConfig};
-use crate::whisper::{transcribe_features, Features, WhisperModel, WhisperOptions};
+use crate::whisper::{transcribe_until, Features, WhisperModel, WhisperOptions};
 use candle_core::Device;
 use smai_core::{
     EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream,
@@ -137,7 +137,9 @@ fn run_file(model: &mut WhisperModel, features: &Features, opts: &WhisperOptions
     if out.is_closed() {
         return;
     }
-    let result = transcribe_features(model, features, opts, |event| out.blocking_send(Ok(event)).is_ok());
+    // A caller that goes away stops the decoding before its next step.
+    let gone = || out.is_closed();
+    let result = transcribe_until(model, features, opts, &gone, |event| out.blocking_send(Ok(event)).is_ok());
     if let Err(e) = result {
         let _ = out.blocking_send(Err(e));
     }
@@ -160,7 +162,8 @@ pub(crate) fn decode_pcm(
     let (opts, cancelled) = (opts.clone(), cancelled.clone());
     slot.send("live", tx, move |model: &mut WhisperModel, out| {
         let mut decoded = Decoded::default();
-        let result = transcribe_features(model, &features, &opts, |event| {
+        let stop = || cancelled();
+        let result = transcribe_until(model, &features, &opts, &stop, |event| {
             match event {
                 TranscriptEvent::Started { language, .. } => decoded.language = language,
                 TranscriptEvent::Segment(s) => decoded.segments.push(s),
