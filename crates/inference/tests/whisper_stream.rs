@@ -5,13 +5,26 @@
 mod common;
 
 use smai_core::{TranscribeOptions, Transcriber, TranscriptEvent};
-use smai_inference::audio::decode_audio;
 use smai_inference::{StreamEvent, StreamOptions, WhisperEngine};
 use smai_tools::wer::corpus_wer;
 
 const CLIP: &str = "librispeech_devclean_misc/ortx_1272-128104-0004-8k.wav";
 /// Word error rate allowed between the live transcript and the whole-file one.
 const MAX_WER: f64 = 0.15;
+
+/// A clip at its own rate, as a live client sends it.
+struct Clip {
+    samples: Vec<f32>,
+    sample_rate: u32,
+}
+
+/// Reads a 16-bit mono WAV (the dev clip) without resampling it.
+fn decode_audio(bytes: &[u8]) -> Result<Clip, hound::Error> {
+    let reader = hound::WavReader::new(bytes)?;
+    let sample_rate = reader.spec().sample_rate;
+    let samples = reader.into_samples::<i16>().map(|s| s.map(|v| v as f32 / 32768.0)).collect::<Result<_, _>>()?;
+    Ok(Clip { samples, sample_rate })
+}
 
 #[test]
 fn live_session_matches_the_whole_file() {

@@ -5,10 +5,10 @@
 //! goes away stops its decoding.
 
 use super::live::{self, Decoded, LiveTranscription, StreamOptions};
-use crate::audio::decode_to_mono_16k;
 use crate::audio::mel::LogMel;
+use crate::audio::{decode_with_limits, DecodeLimits};
 use crate::runtime::{device_name, Worker, WorkerConfig};
-use crate::whisper::{transcribe_features, Features, WhisperModel, WhisperOptions};
+use crate::whisper::{transcribe_until, Features, WhisperModel, WhisperOptions};
 use candle_core::Device;
 use smai_core::{
     EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream,
@@ -32,6 +32,7 @@ pub struct WhisperEngine {
     models: Vec<Loaded>,
     default_model: String,
     device: Device,
+    limits: DecodeLimits,
 }
 
 impl WhisperEngine {
@@ -56,7 +57,18 @@ impl WhisperEngine {
             })?;
             models.push(Loaded { info, worker, mel });
         }
-        Ok(Self { models, default_model, device: device.clone() })
+        Ok(Self { models, default_model, device: device.clone(), limits: DecodeLimits::default() })
+    }
+
+    /// Bounds every upload's decoding (`--max-audio-seconds`); the default is
+    /// [`DecodeLimits::default`].
+    pub fn with_decode_limits(mut self, limits: DecodeLimits) -> Self {
+        self.limits = limits;
+        self
+    }
+
+    pub fn decode_limits(&self) -> DecodeLimits {
+        self.limits
     }
 
     /// Where the models run: `cpu`, `cuda` or `metal`.
@@ -115,8 +127,8 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
 
 /// Decodes the container and computes the features. A decoder that panics on a malformed
 /// file makes the request fail with `internal_error` rather than vanish.
-fn prepare(audio: &[u8], mel: &LogMel) -> Result<Features, Error> {
-    catch_unwind(AssertUnwindSafe(|| decode_to_mono_16k(audio).map(|pcm| Features::compute(mel, &pcm))))
+fn prepare(audio: &[u8], mel: &LogMel, limits: &DecodeLimits) -> Result<Features, Error> {
+    catch_unwind(AssertUnwindSafe(|| decode_with_limits(audio, limits).map(|pcm| Features::compute(mel, &pcm))))
         .unwrap_or_else(|_| Err(Error::internal("preparing the audio panicked")))
 }
 
@@ -125,7 +137,9 @@ fn run_file(model: &mut WhisperModel, features: &Features, opts: &WhisperOptions
     if out.is_closed() {
         return;
     }
-    let result = transcribe_features(model, features, opts, |event| out.blocking_send(Ok(event)).is_ok());
+    // A caller that goes away stops the decoding before its next step.
+    let gone = || out.is_closed();
+    let result = transcribe_until(model, features, opts, &gone, |event| out.blocking_send(Ok(event)).is_ok());
     if let Err(e) = result {
         let _ = out.blocking_send(Err(e));
     }
@@ -148,7 +162,8 @@ pub(crate) fn decode_pcm(
     let (opts, cancelled) = (opts.clone(), cancelled.clone());
     slot.send("live", tx, move |model: &mut WhisperModel, out| {
         let mut decoded = Decoded::default();
-        let result = transcribe_features(model, &features, &opts, |event| {
+        let stop = || cancelled();
+        let result = transcribe_until(model, &features, &opts, &stop, |event| {
             match event {
                 TranscriptEvent::Started { language, .. } => decoded.language = language,
                 TranscriptEvent::Segment(s) => decoded.segments.push(s),
@@ -170,11 +185,11 @@ impl Transcriber for WhisperEngine {
         let opts = whisper_options(&options)?;
         let slot = model.worker.reserve()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let mel = model.mel.clone();
+        let (mel, limits) = (model.mel.clone(), self.limits);
         rayon::spawn(move || {
             let span = slot.span().clone();
             let _entered = span.enter();
-            match prepare(&audio, &mel) {
+            match prepare(&audio, &mel, &limits) {
                 Err(e) => {
                     let _ = tx.try_send(Err(e));
                 }

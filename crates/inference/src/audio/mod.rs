@@ -5,11 +5,13 @@ mod decode;
 pub mod encode;
 pub mod mel;
 pub mod opus;
+mod probe;
 mod resample;
 
-pub use decode::{decode_audio, decode_to_mono_16k, DecodedAudio};
+pub use decode::{decode_to_mono_16k, decode_with_limits, DecodeLimits, MAX_SAMPLE_RATE, MIN_SAMPLE_RATE};
 pub use encode::{encode, pcm_s16le, AudioFormat, EncodeError};
-pub use resample::resample;
+pub use probe::{probe_duration, DurationSource, Probe};
+pub use resample::{resample, StreamResampler};
 
 /// Whisper's input rate.
 pub const SAMPLE_RATE: u32 = 16_000;

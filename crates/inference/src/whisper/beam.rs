@@ -3,6 +3,7 @@
 //! continuations, the best `beam_size` unfinished ones survive, and decoding stops once
 //! `beam_size` hypotheses have ended; the winner has the best mean log-probability.
 
+use super::generate::WindowBudget;
 use super::logits::{log_softmax, LogitRules};
 use super::model::WhisperModel;
 use super::network::DecoderState;
@@ -15,15 +16,18 @@ struct Beam {
     logits: Vec<f32>,
 }
 
-/// Returns (tokens, summed log-probability, no-speech probability).
+/// Returns (tokens, summed log-probability, no-speech probability); `None` when cancelled.
 pub fn beam_search(
     model: &WhisperModel,
     encoded: &Tensor,
     prompt: &[u32],
     rules: &LogitRules,
     beam_size: usize,
-    max_new: usize,
-) -> candle_core::Result<(Vec<u32>, f32, f32)> {
+    budget: WindowBudget,
+) -> candle_core::Result<Option<(Vec<u32>, f32, f32)>> {
+    if (budget.cancelled)() {
+        return Ok(None);
+    }
     let eot = model.tokenizer.eot;
     let sot_index = prompt.iter().position(|&t| t == model.tokenizer.sot).unwrap_or(0);
     let mut state = model.start(encoded)?;
@@ -32,7 +36,10 @@ pub fn beam_search(
     let no_speech_prob = log_softmax(&first[0]).get(model.tokenizer.no_speech as usize).map_or(0.0, |v| v.exp());
     let mut beams = vec![Beam { tokens: vec![], sum_logprob: 0.0, state, logits }];
     let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
-    for _ in 0..max_new {
+    for _ in 0..budget.max_new_tokens {
+        if (budget.cancelled)() {
+            return Ok(None);
+        }
         // (beam index, token, cumulative log-probability)
         let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
         for (b, beam) in beams.iter().enumerate() {
@@ -82,5 +89,5 @@ pub fn beam_search(
     }
     let score = |(t, s): &(Vec<u32>, f32)| s / t.len().max(1) as f32;
     let best = finished.into_iter().max_by(|a, b| score(a).total_cmp(&score(b))).expect("at least one hypothesis");
-    Ok((best.0, best.1, no_speech_prob))
+    Ok(Some((best.0, best.1, no_speech_prob)))
 }

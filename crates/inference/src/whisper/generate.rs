@@ -22,6 +22,14 @@ pub struct DecodeOptions {
     pub max_length: usize,
 }
 
+/// What decoding one window may cost: at most `max_new_tokens`, and no step once `cancelled`
+/// says the caller went away (checked before every decoder step).
+#[derive(Clone, Copy)]
+pub struct WindowBudget<'a> {
+    pub max_new_tokens: usize,
+    pub cancelled: &'a dyn Fn() -> bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DecodeResult {
     pub tokens: Vec<u32>,
@@ -59,22 +67,26 @@ struct Hypothesis {
 }
 
 /// One decoding pass. Returns the hypothesis and the no-speech probability, read from the
-/// raw logits at the `<|startoftranscript|>` position as CTranslate2 does.
+/// raw logits at the `<|startoftranscript|>` position as CTranslate2 does; `None` when
+/// cancelled.
 fn decode_once(
     model: &mut WhisperModel,
     encoded: &Tensor,
     prompt: &[u32],
     rules: &LogitRules,
     temperature: f32,
-    max_new: usize,
+    budget: WindowBudget,
     rng: &mut Rng,
-) -> candle_core::Result<(Hypothesis, f32)> {
+) -> candle_core::Result<Option<(Hypothesis, f32)>> {
     let sot_index = prompt.iter().position(|&t| t == model.tokenizer.sot).unwrap_or(0);
     let mut state = model.start(encoded)?;
     let mut generated: Vec<u32> = Vec::new();
     let mut sum_logprob = 0.0f32;
     let mut no_speech_prob = 0.0;
-    for step in 0..max_new {
+    for step in 0..budget.max_new_tokens {
+        if (budget.cancelled)() {
+            return Ok(None);
+        }
         let mut logits = if step == 0 {
             let mut both = model.feed(&mut state, prompt, &[sot_index, prompt.len() - 1])?;
             let last = both.pop().expect("two positions requested");
@@ -100,7 +112,7 @@ fn decode_once(
         }
         generated.push(token);
     }
-    Ok((Hypothesis { tokens: generated, sum_logprob }, no_speech_prob))
+    Ok(Some((Hypothesis { tokens: generated, sum_logprob }, no_speech_prob)))
 }
 
 fn argmax(v: &[f32]) -> u32 {
@@ -127,28 +139,30 @@ fn sample(logits: &[f32], rng: &mut Rng) -> u32 {
 }
 
 /// Decodes a window at one temperature: beam search (or greedy) at 0, the most likely of
-/// `best_of` samples above it.
+/// `best_of` samples above it; `None` when cancelled.
 fn decode_at(
     model: &mut WhisperModel,
     encoded: &Tensor,
     prompt: &[u32],
     opts: &DecodeOptions,
     temperature: f32,
-    max_new: usize,
+    budget: WindowBudget,
     rng: &mut Rng,
-) -> candle_core::Result<DecodeResult> {
+) -> candle_core::Result<Option<DecodeResult>> {
     let runs = if temperature > 0.0 { opts.best_of.max(1) } else { 1 };
     let mut best: Option<(Hypothesis, f32)> = None;
     if temperature <= 0.0 && opts.beam_size > 1 {
-        let (tokens, sum_logprob, ns) =
-            super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, max_new)?;
+        let found = super::beam::beam_search(model, encoded, prompt, &opts.rules, opts.beam_size, budget)?;
+        let Some((tokens, sum_logprob, ns)) = found else { return Ok(None) };
         best = Some((Hypothesis { tokens, sum_logprob }, ns));
     }
     for _ in 0..runs {
         if best.is_some() && temperature <= 0.0 {
             break;
         }
-        let (h, ns) = decode_once(model, encoded, prompt, &opts.rules, temperature, max_new, rng)?;
+        let Some((h, ns)) = decode_once(model, encoded, prompt, &opts.rules, temperature, budget, rng)? else {
+            return Ok(None);
+        };
         // Length penalty 1: rank by mean log-probability.
         let score = |h: &Hypothesis| h.sum_logprob / h.tokens.len().max(1) as f32;
         if best.as_ref().is_none_or(|(b, _)| score(&h) > score(b)) {
@@ -158,37 +172,45 @@ fn decode_at(
     let (h, no_speech_prob) = best.expect("at least one run");
     let avg_logprob = h.sum_logprob / (h.tokens.len() + 1) as f32;
     let compression_ratio = compression_ratio(model.tokenizer.decode(&h.tokens).trim());
-    Ok(DecodeResult { tokens: h.tokens, avg_logprob, no_speech_prob, temperature, compression_ratio })
+    Ok(Some(DecodeResult { tokens: h.tokens, avg_logprob, no_speech_prob, temperature, compression_ratio }))
 }
 
 /// Decodes a window with temperature fallback: the next temperature is tried while the text
-/// is too repetitive or too unlikely, unless the window is taken for silence.
+/// is too repetitive or too unlikely, unless the window is taken for silence (checked first:
+/// near-empty audio gives unlikely, repetitive text at every temperature, and falling back
+/// over all of them is work for nothing). `None` when cancelled.
 pub fn generate_with_fallback(
     model: &mut WhisperModel,
     encoded: &Tensor,
     prompt: &[u32],
     opts: &DecodeOptions,
-) -> candle_core::Result<DecodeResult> {
-    // CTranslate2 bounds new tokens by half the text context.
+    budget: WindowBudget,
+) -> candle_core::Result<Option<DecodeResult>> {
+    // CTranslate2 bounds new tokens by half the text context; the window's audio may bound
+    // them further.
     let max_new = (opts.max_length / 2).min(opts.max_length.saturating_sub(prompt.len()));
+    let budget = WindowBudget { max_new_tokens: budget.max_new_tokens.min(max_new), ..budget };
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let mut all: Vec<DecodeResult> = Vec::new();
     let mut below_cr: Vec<usize> = Vec::new();
     let mut last_temperature = 0.0;
     for &temperature in &opts.temperatures {
         last_temperature = temperature;
-        let result = decode_at(model, encoded, prompt, opts, temperature, max_new, &mut rng)?;
+        let Some(result) = decode_at(model, encoded, prompt, opts, temperature, budget, &mut rng)? else {
+            return Ok(None);
+        };
         let repetitive = opts.compression_ratio_threshold.map(|th| result.compression_ratio > th);
         if repetitive == Some(false) {
             below_cr.push(all.len());
         }
         let low_logprob = opts.log_prob_threshold.is_some_and(|th| result.avg_logprob < th);
         let silence = opts.no_speech_threshold.is_some_and(|th| result.no_speech_prob > th);
-        // Silence: nothing better to find.
-        let needs_fallback = !(silence && low_logprob) && (repetitive == Some(true) || low_logprob);
+        // Silence: nothing better to find (the transcription drops the window unless its
+        // text is likely enough).
+        let needs_fallback = !silence && (repetitive == Some(true) || low_logprob);
         all.push(result);
         if !needs_fallback {
-            return Ok(all.pop().expect("just pushed"));
+            return Ok(all.pop());
         }
     }
     // Every temperature failed: the most likely result, preferring non-repetitive ones.
@@ -199,7 +221,7 @@ pub fn generate_with_fallback(
         .expect("at least one temperature");
     let mut chosen = all.swap_remove(best);
     chosen.temperature = last_temperature;
-    Ok(chosen)
+    Ok(Some(chosen))
 }
 
 /// Probabilities of the model's language tokens for an encoded window, best first.

@@ -19,4 +19,4 @@ pub mod words;
 
 pub use load::LoadError;
 pub use model::WhisperModel;
-pub use transcribe::{transcribe, transcribe_features, Features, WhisperOptions};
+pub use transcribe::{transcribe, transcribe_features, transcribe_until, window_token_cap, Features, WhisperOptions};

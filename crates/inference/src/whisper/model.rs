@@ -9,6 +9,7 @@ use crate::audio::mel::{LogMel, N_FRAMES};
 use candle_core::{Device, IndexOp, Tensor};
 use candle_transformers::models::whisper::Config;
 use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 pub struct WhisperModel {
@@ -23,6 +24,8 @@ pub struct WhisperModel {
     /// The log-mel front end, shared with the work done before the model's queue.
     pub mel: Arc<LogMel>,
     pub device: Device,
+    /// Decoder calls so far: the work decoding did, for tests and accounting.
+    steps: AtomicU64,
 }
 
 impl WhisperModel {
@@ -57,6 +60,7 @@ impl WhisperModel {
             bpe,
             generation: w.generation,
             device: device.clone(),
+            steps: AtomicU64::new(0),
         })
     }
 
@@ -75,6 +79,11 @@ impl WhisperModel {
         self.decoder.start(encoded)
     }
 
+    /// Decoder calls ([`WhisperModel::feed`]) since the model was loaded.
+    pub fn decoder_steps(&self) -> u64 {
+        self.steps.load(Ordering::Relaxed)
+    }
+
     /// Feeds `tokens` and returns the logits at each of `positions` (indices into `tokens`).
     pub fn feed(
         &self,
@@ -82,6 +91,7 @@ impl WhisperModel {
         tokens: &[u32],
         positions: &[usize],
     ) -> candle_core::Result<Vec<Vec<f32>>> {
+        self.steps.fetch_add(1, Ordering::Relaxed);
         let hidden = self.decoder.forward(tokens, state)?;
         positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
     }

@@ -2,7 +2,7 @@
 //! `generate_segments`: each window is decoded with timestamps, cut into segments at
 //! timestamp pairs, and the next window starts at the last complete timestamp.
 
-use super::generate::{detect_language, generate_with_fallback, DecodeOptions, DecodeResult};
+use super::generate::{detect_language, generate_with_fallback, DecodeOptions, DecodeResult, WindowBudget};
 use super::logits::{LogitRules, TimestampTokens};
 use super::model::WhisperModel;
 use super::words::{attach_window_words, last_word_end, TimedSegment};
@@ -14,6 +14,18 @@ use smai_core::{Error, Segment, Task, TranscriptEvent};
 const TIME_PER_FRAME: f64 = 0.01;
 const TIME_PRECISION: f64 = 0.02;
 const INPUT_STRIDE: usize = 2;
+
+/// New tokens a window may generate per second of its audio, and beyond that. Speech runs at
+/// about 3 text tokens a second plus a timestamp pair per segment; 8 a second plus 8 leaves
+/// room for the fastest speaker, and stops a model looping on a short clip within a few
+/// tokens instead of at the text context's limit (full windows stay at that limit).
+const TOKENS_PER_SECOND: f64 = 8.0;
+const TOKENS_PER_WINDOW: usize = 8;
+
+/// The most new tokens a window of `seconds` of audio may cost.
+pub fn window_token_cap(seconds: f64) -> usize {
+    (seconds.max(0.0) * TOKENS_PER_SECOND).ceil() as usize + TOKENS_PER_WINDOW
+}
 
 /// faster-whisper's defaults for `WhisperModel.transcribe`.
 #[derive(Debug, Clone)]
@@ -195,13 +207,25 @@ pub fn transcribe_features(
     model: &mut WhisperModel,
     features: &Features,
     opts: &WhisperOptions,
+    emit: impl FnMut(TranscriptEvent) -> bool,
+) -> Result<(), Error> {
+    transcribe_until(model, features, opts, &|| false, emit)
+}
+
+/// Like [`transcribe_features`], stopping before the next decoder step once `cancelled`
+/// says so (the caller went away), not only when `emit` is refused between segments.
+pub fn transcribe_until(
+    model: &mut WhisperModel,
+    features: &Features,
+    opts: &WhisperOptions,
+    cancelled: &dyn Fn() -> bool,
     mut emit: impl FnMut(TranscriptEvent) -> bool,
 ) -> Result<(), Error> {
     let (language, first_encoded) = choose_language(model, features, opts)?;
     if !emit(TranscriptEvent::Started { language: language.clone(), duration: features.duration }) {
         return Ok(());
     }
-    Transcription::new(model, opts, language)?.run(features, first_encoded, emit)
+    Transcription::new(model, opts, language, cancelled)?.run(features, first_encoded, emit)
 }
 
 /// The language asked for (checked against the model), else the one detected on the first
@@ -265,10 +289,16 @@ struct Transcription<'a> {
     next_id: usize,
     /// Where the last word ended (word timestamps).
     last_speech: f64,
+    cancelled: &'a dyn Fn() -> bool,
 }
 
 impl<'a> Transcription<'a> {
-    fn new(model: &'a mut WhisperModel, opts: &'a WhisperOptions, language: String) -> Result<Self, Error> {
+    fn new(
+        model: &'a mut WhisperModel,
+        opts: &'a WhisperOptions,
+        language: String,
+        cancelled: &'a dyn Fn() -> bool,
+    ) -> Result<Self, Error> {
         let tok = &model.tokenizer;
         let translate = tok.multilingual && opts.task == Task::Translate;
         let sot_sequence = tok.sot_sequence(tok.language_token(&language), translate);
@@ -290,7 +320,18 @@ impl<'a> Transcription<'a> {
             None => Vec::new(),
         };
         let (prompt_reset_since, next_id, last_speech) = (0, 0, 0.0);
-        Ok(Self { model, opts, language, sot_sequence, decode, history, prompt_reset_since, next_id, last_speech })
+        Ok(Self {
+            model,
+            opts,
+            language,
+            sot_sequence,
+            decode,
+            history,
+            prompt_reset_since,
+            next_id,
+            last_speech,
+            cancelled,
+        })
     }
 
     /// Slides over the recording; stops early when `emit` returns false.
@@ -302,13 +343,16 @@ impl<'a> Transcription<'a> {
     ) -> Result<(), Error> {
         let mut seek = 0;
         while seek < features.content_frames() {
+            if (self.cancelled)() {
+                return Ok(());
+            }
             let window = Window::at(seek, features);
             let encoded = match first_encoded.take().filter(|_| seek == 0) {
                 Some(e) => e,
                 None => self.model.encode(&features.window(self.model.mel.n_mels(), window)).map_err(internal)?,
             };
-            let segments;
-            (seek, segments) = self.decode_window(window, &encoded)?;
+            let Some((next, segments)) = self.decode_window(window, &encoded)? else { return Ok(()) };
+            seek = next;
             for segment in segments {
                 if !emit(TranscriptEvent::Segment(segment)) {
                     return Ok(());
@@ -335,12 +379,15 @@ impl<'a> Transcription<'a> {
         prompt
     }
 
-    /// Decodes one window; returns where the next one starts and the window's segments.
-    fn decode_window(&mut self, window: Window, encoded: &Tensor) -> Result<(usize, Vec<Segment>), Error> {
+    /// Decodes one window; returns where the next one starts and the window's segments, or
+    /// `None` when cancelled.
+    fn decode_window(&mut self, window: Window, encoded: &Tensor) -> Result<Option<(usize, Vec<Segment>)>, Error> {
         let prompt = self.prompt();
-        let result = generate_with_fallback(self.model, encoded, &prompt, &self.decode).map_err(internal)?;
+        let budget = WindowBudget { max_new_tokens: window_token_cap(window.duration()), cancelled: self.cancelled };
+        let found = generate_with_fallback(self.model, encoded, &prompt, &self.decode, budget).map_err(internal)?;
+        let Some(result) = found else { return Ok(None) };
         if self.is_silence(&result) {
-            return Ok((window.end(), Vec::new()));
+            return Ok(Some((window.end(), Vec::new())));
         }
         let ts_begin = self.model.tokenizer.timestamp_begin;
         let (pieces, mut next_seek) = split_by_timestamps(
@@ -368,7 +415,7 @@ impl<'a> Transcription<'a> {
         if !self.opts.condition_on_previous_text || result.temperature > self.opts.prompt_reset_on_temperature {
             self.prompt_reset_since = self.history.len();
         }
-        Ok((next_seek, segments))
+        Ok(Some((next_seek, segments)))
     }
 
     /// A window the model takes for silence, unless its text is likely enough.

@@ -1,6 +1,10 @@
-//! Shared by the model tests: where the weights and the dev set are, and the device they run on.
+//! Shared by the tests: where the weights and the dev set are, the device the models run on,
+//! and for the decoding tests a FLAC writer and a resident-memory probe.
 // Each test binary uses the part it needs.
 #![allow(dead_code)]
+
+pub mod flac;
+pub mod memory;
 
 use candle_core::Device;
 use std::path::PathBuf;
