@@ -155,7 +155,8 @@ async fn every_call_leaves_exactly_one_usage_row() {
     let refused = client.get(t.url("/v1/voices")).bearer_auth("smai_wrong").send().await.unwrap();
     let refused_id = request_id(&refused);
 
-    // A stream the client leaves after its first sentence: the engine holds the rest back.
+    // A stream the client leaves after its first sentence (the engine holds the rest back)
+    // pays for that sentence only.
     let body = json!({"input": "One. Two. Three.", "voice": "joe", "response_format": "pcm", "stream_format": "audio"});
     let mut left = client.post(t.url("/v1/audio/speech")).bearer_auth(&key).json(&body).send().await.unwrap();
     assert_eq!(left.status(), StatusCode::OK);
@@ -168,7 +169,7 @@ async fn every_call_leaves_exactly_one_usage_row() {
     let rows = usage_rows(t).await;
     assert_eq!(rows.len(), 3, "{rows:?}");
     assert!(rows.iter().all(|r| r.0 != refused_id), "a 401 is counted per source, not logged per request");
-    for (id, status, tokens) in [(&ok_id, 200, 4), (&bad_id, 400, 0), (&left_id, 200, 16)] {
+    for (id, status, tokens) in [(&ok_id, 200, 4), (&bad_id, 400, 0), (&left_id, 200, 4)] {
         let matching: Vec<_> = rows.iter().filter(|r| &r.0 == id).collect();
         assert_eq!(matching.len(), 1, "one row for {id}");
         assert_eq!((matching[0].1, matching[0].2), (status, tokens), "{id}");

@@ -122,6 +122,36 @@ async fn a_client_that_leaves_mid_stream_gives_its_slot_back() {
 }
 
 #[tokio::test]
+async fn a_client_that_leaves_mid_stream_pays_only_for_the_sentences_it_was_sent() {
+    let (t, key_id, key, release) = gated().await;
+    let client = Client::new();
+    let tokens_left = |t: &TestServer| t.server.state.limiter.snapshot(&key_id, &Tier::default()).tokens.remaining;
+    let input = "One. Two. Three.";
+    let body = json!({"input": input, "voice": "joe", "response_format": "pcm", "stream_format": "audio"});
+    let response = speak(&client, &t, &key, body.clone()).await;
+    assert_eq!(response.headers()["x-ratelimit-remaining-tokens"], (50_000 - 16).to_string(), "admitted whole");
+    let mut chunks = response.bytes_stream();
+    assert_eq!(chunks.next().await.unwrap().unwrap().len(), SENTENCE_BYTES);
+    drop(chunks);
+    wait_until(|| open(&t, &key_id) == 0).await;
+    assert_eq!(tokens_left(&t), 50_000 - 4, "\"One.\" was sent; the rest is refunded");
+
+    // A stream heard to its end costs the whole input.
+    release.send(true).unwrap();
+    let whole = speak(&client, &t, &key, body).await.bytes().await.unwrap();
+    assert_eq!(whole.len(), 3 * SENTENCE_BYTES);
+    wait_until(|| open(&t, &key_id) == 0).await;
+    assert_eq!(tokens_left(&t), 50_000 - 4 - 16);
+
+    let TestServer { server, db, dir: _dir, .. } = t;
+    server.shutdown().await.unwrap();
+    let pool = smai_auth::open_database(&db).await.unwrap();
+    let rows: Vec<(i64, i64)> =
+        sqlx::query_as("SELECT status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows, [(200, 4), (200, 16)], "the status line had gone out before the client left");
+}
+
+#[tokio::test]
 async fn sse_sends_base64_deltas_then_done() {
     let (t, _, key, release) = gated().await;
     release.send(true).unwrap();

@@ -157,11 +157,27 @@ pub enum EngineHealth {
     Unhealthy(String),
 }
 
+/// How long an upload is, as found before it is decoded for recognition.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AudioLength {
+    /// Seconds of audio; a lower bound when `within_budget` is false.
+    pub seconds: f64,
+    /// False when measuring stopped at the caller's budget: the audio is longer.
+    pub within_budget: bool,
+}
+
 /// Speech recognition. `transcribe` takes an encoded audio file (any supported container);
 /// it fails fast with `overloaded` when the model's queue is full.
 pub trait Transcriber: Send + Sync + 'static {
     fn models(&self) -> Vec<ModelInfo>;
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error>;
+    /// The upload's duration, found cheaply (the container's header, or counting decoded
+    /// packets up to `budget_seconds`), so a call can be charged before its audio is decoded.
+    /// Blocking; `None` when the engine cannot tell before decoding (the call is then charged
+    /// at the `Started` event). Unreadable or over-long files are refused here.
+    fn measure(&self, _audio: &[u8], _budget_seconds: f64) -> Result<Option<AudioLength>, Error> {
+        Ok(None)
+    }
     /// Opens a live session on `options.model` (or the default model).
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error>;
     fn health(&self) -> EngineHealth {

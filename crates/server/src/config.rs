@@ -37,6 +37,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SMAI_MAX_BODY_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_body_bytes: usize,
 
+    /// Longest audio accepted in one upload, in seconds of decoded sound (three hours by
+    /// default); longer files are refused with 413 before they are decoded in full.
+    #[arg(long, env = "SMAI_MAX_AUDIO_SECONDS", default_value_t = 3 * 60 * 60, value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_audio_seconds: u64,
+
     /// Folder with installed models (`smai models pull` fills it).
     #[arg(long, env = "SMAI_MODELS_DIR", default_value = "./models/cache")]
     pub models_dir: PathBuf,
@@ -135,6 +140,7 @@ impl ServeConfig {
             auth: AuthMode::Enabled,
             key_cache_ttl: Duration::from_secs(5),
             max_body_bytes: 25 * 1024 * 1024,
+            max_audio_seconds: 3 * 60 * 60,
             models_dir: PathBuf::from("./models/cache"),
             asr_models: vec![],
             voices_config: None,

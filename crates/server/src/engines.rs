@@ -25,7 +25,8 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
         } else {
             tracing::info!(models = ?installed, device = %config.device, "loading Whisper models");
             let engine =
-                smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?;
+                smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?
+                    .with_decode_limits(smai_inference::audio::DecodeLimits { max_seconds: config.max_audio_seconds });
             Some(Arc::new(engine))
         };
         let synthesizer: Option<Arc<dyn Synthesizer>> = match load_voices(&config, &device) {

@@ -31,3 +31,41 @@ fn log_panic(info: &std::panic::PanicHookInfo<'_>) {
     let location = info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_default();
     tracing::error!(%location, message, "panic");
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+    use std::sync::{Arc, Mutex};
+
+    #[derive(Clone, Default)]
+    struct Captured(Arc<Mutex<Vec<u8>>>);
+
+    impl Write for Captured {
+        fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(bytes);
+            Ok(bytes.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn a_caught_panic_is_one_log_line() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt().with_ansi(false).with_writer(move || writer.clone()).finish();
+        // The hook runs on the panicking thread, where this subscriber is the default.
+        let _default = tracing::subscriber::set_default(subscriber);
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(log_panic));
+        let caught = std::panic::catch_unwind(|| panic!("the decoder tripped on frame {}", 7));
+        std::panic::set_hook(previous);
+        assert!(caught.is_err());
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        assert_eq!(log.lines().count(), 1, "{log}");
+        assert!(log.contains("ERROR") && log.contains("the decoder tripped on frame 7"), "{log}");
+        assert!(log.contains("telemetry.rs:"), "names where it panicked: {log}");
+    }
+}

@@ -6,12 +6,13 @@
 
 use super::live::{self, Decoded, LiveTranscription, StreamOptions};
 use crate::audio::mel::LogMel;
-use crate::audio::{decode_with_limits, DecodeLimits};
+use crate::audio::{decode_with_limits, probe_duration, DecodeLimits};
 use crate::runtime::{device_name, Worker, WorkerConfig};
 use crate::whisper::{transcribe_until, Features, WhisperModel, WhisperOptions};
 use candle_core::Device;
 use smai_core::{
-    EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream,
+    AudioLength, EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent,
+    TranscriptStream,
 };
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::Path;
@@ -198,6 +199,17 @@ impl Transcriber for WhisperEngine {
             }
         });
         Ok(rx)
+    }
+
+    fn measure(&self, audio: &[u8], budget_seconds: f64) -> Result<Option<AudioLength>, Error> {
+        // Past the cap the file is refused whatever the key's budget.
+        let cap = self.limits.max_seconds as f64;
+        let probe = catch_unwind(AssertUnwindSafe(|| probe_duration(audio, budget_seconds.min(cap))))
+            .unwrap_or_else(|_| Err(Error::internal("measuring the audio panicked")))?;
+        if probe.seconds > cap {
+            return Err(self.limits.too_long());
+        }
+        Ok(Some(AudioLength { seconds: probe.seconds, within_budget: probe.within_budget }))
     }
 
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {

@@ -38,7 +38,7 @@ impl DecodeLimits {
     /// Three hours: a long meeting or lecture in one upload.
     pub const DEFAULT_MAX_SECONDS: u64 = 3 * 60 * 60;
 
-    fn too_long(&self) -> Error {
+    pub(crate) fn too_long(&self) -> Error {
         Error::new(
             ErrorCode::PayloadTooLarge,
             format!("the audio is longer than the {} s this server accepts (max audio seconds)", self.max_seconds),
@@ -91,6 +91,9 @@ pub(super) struct Opened {
     track_id: u32,
     /// Seconds the container states, when it does.
     pub stated_seconds: Option<f64>,
+    /// Packets the decoder could not read and skipped: logged once per file when it is done,
+    /// not once per packet (a damaged upload can have hundreds of thousands).
+    skipped: u64,
 }
 
 impl Opened {
@@ -118,7 +121,7 @@ impl Opened {
         let decoder = super::opus::codec_registry()
             .make(&track.codec_params, &DecoderOptions::default())
             .map_err(|_| Error::unsupported_media("unsupported audio codec"))?;
-        Ok(Self { format, decoder, track_id, stated_seconds })
+        Ok(Self { format, decoder, track_id, stated_seconds, skipped: 0 })
     }
 
     /// The next decoded buffer of the track, `None` at the end. A damaged tail after some
@@ -138,7 +141,7 @@ impl Opened {
             match self.decoder.decode(&packet) {
                 // The buffer borrows the decoder: it is taken again after the loop.
                 Ok(_) => break,
-                Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => continue,
+                Err(SymError::DecodeError(_)) | Err(SymError::IoError(_)) => self.skipped += 1,
                 Err(_) => return Err(Error::invalid("the audio stream could not be decoded")),
             }
         }
@@ -215,6 +218,9 @@ fn decode_opened(mut opened: Opened, limits: &DecodeLimits) -> Result<Vec<f32>, 
             tracing::warn!(stated = ?stated, "the audio runs past its stated duration; the rest is dropped");
             break;
         }
+    }
+    if opened.skipped > 0 {
+        tracing::warn!(skipped = opened.skipped, "undecodable packets of the upload were skipped");
     }
     let sink = sink.ok_or_else(|| Error::invalid("the audio file contains no samples"))?;
     let out = sink.finish()?;

@@ -7,7 +7,7 @@
 use super::context::RequestId;
 use super::error::ApiError;
 use super::metrics::RateLimited;
-use crate::service::{Call, CallContext, Credentials, Operation};
+use crate::service::{Call, CallContext, Credentials, Operation, Reservation};
 use crate::state::AppState;
 use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
@@ -77,6 +77,29 @@ impl<O: RestOperation> Authorized<O> {
 
     pub fn admit(&self, tokens: u64) -> Result<(), ApiError> {
         self.with(|call| call.admit(tokens))
+    }
+
+    pub fn admit_reserved(&self, tokens: u64) -> Result<Reservation, ApiError> {
+        self.with(|call| call.admit_reserved(tokens))
+    }
+
+    pub fn charge(&self, tokens: u64) -> Result<(), ApiError> {
+        self.with(|call| call.charge(tokens))
+    }
+
+    pub fn refund(&self, tokens: u64) -> Result<(), ApiError> {
+        self.with(|call| {
+            call.refund(tokens);
+            Ok(())
+        })
+    }
+
+    pub fn charged(&self) -> Result<u64, ApiError> {
+        self.with(|call| Ok(call.charged()))
+    }
+
+    pub fn tokens_left(&self) -> Result<u64, ApiError> {
+        self.with(|call| Ok(call.tokens_left()))
     }
 
     pub fn synthesizer(&self) -> Result<Arc<dyn Synthesizer>, ApiError> {

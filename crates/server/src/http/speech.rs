@@ -4,7 +4,7 @@
 use super::call::{ops, Authorized};
 use super::error::ApiResult;
 use super::openapi::{AudioBytes, ServerSentEvent};
-use super::speech_stream::{audio_body, sse_body, ChunkEncoder};
+use super::speech_stream::{audio_body, sse_body, ChunkEncoder, DeliveredSentences, SentenceCosts};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
@@ -100,11 +100,17 @@ pub async fn create(call: Authorized<ops::Speech>, headers: HeaderMap, body: Byt
 
     // Queued before charging: a full engine queue answers 503 without costing tokens. A
     // refused admission drops the stream, and the engine stops work on it.
+    let costs = SentenceCosts::of(&text);
     let mut stream = synthesizer.synthesize(text, SpeechOptions { voice: request.voice, speed })?;
-    call.admit(chars)?;
     match delivery {
-        Delivery::File => Ok(whole_file(&mut stream, format).await?),
-        Delivery::Audio | Delivery::Sse => Ok(streamed(stream, format, delivery).await?),
+        Delivery::File => {
+            call.admit(chars)?;
+            Ok(whole_file(&mut stream, format).await?)
+        }
+        Delivery::Audio | Delivery::Sse => {
+            let delivered = costs.charged_on(call.admit_reserved(chars)?);
+            Ok(streamed(stream, format, delivery, delivered).await?)
+        }
     }
 }
 
@@ -187,12 +193,17 @@ async fn whole_file(stream: &mut AudioStream, format: AudioFormat) -> Result<Res
 
 /// Answers as soon as the first sentence is ready, so that errors before any audio are still
 /// plain HTTP errors; later sentences follow on the body.
-async fn streamed(mut stream: AudioStream, format: AudioFormat, delivery: Delivery) -> Result<Response, Error> {
+async fn streamed(
+    mut stream: AudioStream,
+    format: AudioFormat,
+    delivery: Delivery,
+    delivered: DeliveredSentences,
+) -> Result<Response, Error> {
     let first = stream.recv().await.ok_or_else(|| Error::internal("synthesis produced no audio"))??;
     let encoder = ChunkEncoder::new(format).ok_or_else(|| Error::internal("format cannot be streamed"))?;
     let (content_type, body): (&str, Body) = match delivery {
-        Delivery::Sse => ("text/event-stream", sse_body(first, stream, encoder)),
-        _ => (format.content_type(), audio_body(first, stream, encoder)),
+        Delivery::Sse => ("text/event-stream", sse_body(first, stream, encoder, delivered)),
+        _ => (format.content_type(), audio_body(first, stream, encoder, delivered)),
     };
     let mut response = Response::new(body);
     response.headers_mut().insert(header::CONTENT_TYPE, header::HeaderValue::from_static(content_type));

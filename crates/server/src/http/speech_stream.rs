@@ -1,10 +1,13 @@
 //! Streamed speech: each synthesised sentence is encoded on its own and sent at once, either
 //! as raw body bytes (chunked transfer) or as OpenAI's `speech.audio.delta` server-sent events.
 
+use crate::service::Reservation;
 use axum::body::{Body, Bytes};
 use base64::Engine as _;
 use futures_util::stream::{self, Stream, StreamExt};
 use serde_json::json;
+use smai_auth::limits::tts_tokens;
+use smai_core::text_stream::take_sentence;
 use smai_core::{AudioChunk, AudioStream, Error};
 use smai_inference::audio::encode::{encode, pcm_s16le, AudioFormat};
 use smai_inference::audio::resample;
@@ -60,26 +63,71 @@ pub fn streaming_wav_header(sample_rate: u32) -> Vec<u8> {
     h
 }
 
+/// What each sentence of the input costs, in the order a voice speaks them (cut as text
+/// stream sessions cut sentences). Voices answer one chunk per sentence, so the k-th chunk
+/// sent is charged the k-th sentence; a stream that ends as it should is charged the whole
+/// input, however the voice cut it.
+pub struct SentenceCosts(Vec<u64>);
+
+impl SentenceCosts {
+    pub fn of(text: &str) -> Self {
+        let mut rest = text.to_owned();
+        Self(std::iter::from_fn(|| take_sentence(&mut rest, true)).map(|s| tts_tokens(&s)).collect())
+    }
+
+    pub fn charged_on(self, reservation: Reservation) -> DeliveredSentences {
+        DeliveredSentences { costs: self.0.into_iter(), reservation }
+    }
+}
+
+/// Marks sentences delivered as the body sends them; what was never sent is refunded.
+pub struct DeliveredSentences {
+    costs: std::vec::IntoIter<u64>,
+    reservation: Reservation,
+}
+
+impl DeliveredSentences {
+    fn sent_one(&mut self) {
+        if let Some(cost) = self.costs.next() {
+            self.reservation.deliver(cost);
+        }
+    }
+}
+
 /// Encoded sentences, the first already received; ends at the first error (logged), since
 /// the status line has gone out and the client sees a short stream.
-fn encoded(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder) -> impl Stream<Item = Result<Bytes, Error>> {
-    let state = (Some(Ok(first)), rest, encoder, false);
-    stream::unfold(state, |(pending, mut rest, mut encoder, failed)| async move {
+fn encoded(
+    first: AudioChunk,
+    rest: AudioStream,
+    encoder: ChunkEncoder,
+    delivered: DeliveredSentences,
+) -> impl Stream<Item = Result<Bytes, Error>> {
+    let state = (Some(Ok(first)), rest, encoder, delivered, false);
+    stream::unfold(state, |(pending, mut rest, mut encoder, mut delivered, failed)| async move {
         if failed {
             return None;
         }
         let next = match pending {
             Some(chunk) => chunk,
-            None => rest.recv().await?,
+            None => match rest.recv().await {
+                Some(next) => next,
+                None => {
+                    delivered.reservation.deliver_all();
+                    return None;
+                }
+            },
         };
         let bytes = next.and_then(|chunk| encoder.encode(&chunk)).map(Bytes::from);
         let failed = bytes.is_err();
-        Some((bytes, (None, rest, encoder, failed)))
+        if !failed {
+            delivered.sent_one();
+        }
+        Some((bytes, (None, rest, encoder, delivered, failed)))
     })
 }
 
-pub fn audio_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder) -> Body {
-    Body::from_stream(encoded(first, rest, encoder).map(|item| {
+pub fn audio_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder, delivered: DeliveredSentences) -> Body {
+    Body::from_stream(encoded(first, rest, encoder, delivered).map(|item| {
         item.map_err(|e| {
             tracing::warn!(detail = e.detail.as_deref().unwrap_or(&e.message), "speech stream ended early");
             std::io::Error::other(e.message)
@@ -89,10 +137,10 @@ pub fn audio_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder) -
 
 /// `speech.audio.delta` events with base64 audio, then `speech.audio.done`; an error mid-way
 /// becomes a last `error` event instead.
-pub fn sse_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder) -> Body {
+pub fn sse_body(first: AudioChunk, rest: AudioStream, encoder: ChunkEncoder, delivered: DeliveredSentences) -> Body {
     let failed = Arc::new(AtomicBool::new(false));
     let seen_failure = failed.clone();
-    let deltas = encoded(first, rest, encoder).map(move |item| match item {
+    let deltas = encoded(first, rest, encoder, delivered).map(move |item| match item {
         Ok(bytes) => {
             json!({"type": "speech.audio.delta", "audio": base64::engine::general_purpose::STANDARD.encode(&bytes)})
         }

@@ -5,7 +5,7 @@
 
 use super::{InFlight, Metrics, ModelLabels, ServiceLabels, VoiceLabels};
 use smai_core::{
-    AudioChunk, AudioStream, EngineHealth, Error, LiveSession, ModelInfo, SpeechOptions, Synthesizer,
+    AudioChunk, AudioLength, AudioStream, EngineHealth, Error, LiveSession, ModelInfo, SpeechOptions, Synthesizer,
     TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream, VoiceInfo,
 };
 use std::sync::Arc;
@@ -52,6 +52,10 @@ impl Transcriber for MeteredTranscriber {
             }
         };
         Ok(relay(inner, self.metrics.in_flight("asr"), None, observe, finish))
+    }
+
+    fn measure(&self, audio: &[u8], budget_seconds: f64) -> Result<Option<AudioLength>, Error> {
+        self.inner.measure(audio, budget_seconds)
     }
 
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {

@@ -4,6 +4,7 @@
 //! client went away, or unwound by a panic).
 
 use super::operation::{Charging, Operation};
+use super::reservation::Reservation;
 use super::Service;
 use smai_auth::limits::{ConcurrencyPermit, LimitKind};
 use smai_auth::{RateSnapshot, Rejection, UsageRecord};
@@ -43,6 +44,8 @@ pub struct Call {
     charged: u64,
     rate: RateView,
     status: Option<u16>,
+    /// What a streamed answer was admitted for and has not delivered yet.
+    reservation: Option<Reservation>,
 }
 
 impl std::fmt::Debug for Call {
@@ -68,6 +71,7 @@ impl Call {
             charged: 0,
             rate: RateView::Untouched,
             status: None,
+            reservation: None,
         }
     }
 
@@ -147,6 +151,16 @@ impl Call {
         }
     }
 
+    /// Admits a streamed answer for its whole cost, as [`Call::admit`] does; the stream marks
+    /// what it delivers on the returned reservation, and what it has not delivered when the
+    /// call ends (the client went away, the engine failed) is refunded.
+    pub fn admit_reserved(&mut self, tokens: u64) -> Result<Reservation, Error> {
+        self.admit(tokens)?;
+        let reservation = Reservation::new(tokens);
+        self.reservation = Some(reservation.clone());
+        Ok(reservation)
+    }
+
     /// Charges `tokens` more to an admitted stream (TPM and TPD). A refusal charges nothing;
     /// the stream should then end with the error.
     pub fn charge(&mut self, tokens: u64) -> Result<(), Error> {
@@ -171,6 +185,13 @@ impl Call {
             self.service.limiter.refund(self.principal.limit_key(), tokens);
             self.charged -= tokens;
         }
+    }
+
+    /// Tokens the key could still be charged now (the smaller of what its TPM and TPD have
+    /// left): how much audio is worth measuring before a refusal is certain.
+    pub fn tokens_left(&self) -> u64 {
+        let snapshot = self.service.limiter.snapshot(self.principal.limit_key(), &self.principal.tier);
+        snapshot.tokens.remaining.min(snapshot.tokens_per_day.remaining)
     }
 
     pub fn charged(&self) -> u64 {
@@ -231,6 +252,9 @@ impl Call {
 impl Drop for Call {
     fn drop(&mut self) {
         let status = self.status.unwrap_or(if std::thread::panicking() { 500 } else { CLIENT_CLOSED });
+        if let Some(reservation) = self.reservation.take() {
+            self.refund(reservation.undelivered());
+        }
         // Work that failed on our side costs the caller nothing.
         if status >= 500 {
             self.refund(self.charged);

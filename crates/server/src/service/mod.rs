@@ -6,10 +6,12 @@
 mod call;
 mod credentials;
 mod operation;
+mod reservation;
 
 pub use call::{Call, CallContext, CLIENT_CLOSED};
 pub use credentials::Credentials;
 pub use operation::{Charging, Operation};
+pub use reservation::Reservation;
 
 use crate::config::AuthMode;
 use crate::metrics::Metrics;
