@@ -1,12 +1,16 @@
 //! Cost of the auth layer: one request through the router with a key (auth enabled), the
 //! same router in no-auth mode, and a bare axum route serving the same JSON, in one run.
-//! The added p50 is the median of "with key" minus the median of "bare route".
+//! The added p50 is the median of "with key" minus the median of "bare route". Refusals
+//! likewise: a 401 (no key) and a 429 (a key whose one request a minute is spent) through the
+//! router, next to a bare route answering the same status and error body.
 
 use axum::body::Body;
-use axum::http::Request;
+use axum::http::{header, Request, StatusCode};
+use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::{Json, Router};
 use criterion::{criterion_group, criterion_main, Criterion};
+use smai_auth::NewKey;
 use smai_e2e::TestServer;
 use tower::ServiceExt;
 
@@ -15,7 +19,7 @@ fn auth_layer(c: &mut Criterion) {
     let t = runtime.block_on(TestServer::start());
     // Limits high enough that the bench measures admission, not refusals.
     let unlimited = smai_core::Tier { rpm: 1_000_000_000, tpm: 1_000_000_000, tpd: 1_000_000_000, concurrency: 1_000 };
-    let new_key = smai_auth::NewKey {
+    let new_key = NewKey {
         org: "bench".into(),
         name: None,
         services: [smai_core::Service::Asr].into(),
@@ -34,19 +38,46 @@ fn auth_layer(c: &mut Criterion) {
         get(|| async { Json(serde_json::json!({"object": "list", "data": [{"id": "tiny.en", "object": "model"}]})) }),
     );
 
+    let spent_key = NewKey { tier: smai_core::Tier { rpm: 1, ..smai_core::Tier::default() }, ..new_key };
+    let (_, spent) = runtime.block_on(t.server.state.authenticator.store().create(&spent_key)).unwrap();
+    let spent = spent.as_str().to_owned();
+    let error = |status: StatusCode| {
+        let body = r#"{"error":{"message":"m","type":"t","param":null,"code":"c","request_id":"req_x"}}"#;
+        (status, [(header::CONTENT_TYPE, "application/json")], body).into_response()
+    };
+    let bare_refusals = Router::new()
+        .route("/401", get(move || async move { error(StatusCode::UNAUTHORIZED) }))
+        .route("/429", get(move || async move { error(StatusCode::TOO_MANY_REQUESTS) }));
+
     let mut group = c.benchmark_group("auth_layer");
-    let send = |router: Router, key: Option<String>| async move {
-        let mut request = Request::get("/v1/models");
+    let send = |router: Router, path: &'static str, key: Option<String>, expected: StatusCode| async move {
+        let mut request = Request::get(path);
         if let Some(key) = key {
             request = request.header("x-api-key", key);
         }
         let response = router.oneshot(request.body(Body::empty()).unwrap()).await.unwrap();
-        assert!(response.status().is_success(), "{}", response.status());
+        assert_eq!(response.status(), expected);
     };
-    group.bench_function("bare_route", |b| b.to_async(&runtime).iter(|| send(bare.clone(), None)));
-    group.bench_function("router_no_auth", |b| b.to_async(&runtime).iter(|| send(no_auth.clone(), None)));
+    let models = "/v1/models";
+    let ok = StatusCode::OK;
+    group.bench_function("bare_route", |b| b.to_async(&runtime).iter(|| send(bare.clone(), models, None, ok)));
+    group.bench_function("router_no_auth", |b| b.to_async(&runtime).iter(|| send(no_auth.clone(), models, None, ok)));
     group.bench_function("router_with_key", |b| {
-        b.to_async(&runtime).iter(|| send(with_auth.clone(), Some(key.clone())))
+        b.to_async(&runtime).iter(|| send(with_auth.clone(), models, Some(key.clone()), ok))
+    });
+    let (unauthorized, too_many) = (StatusCode::UNAUTHORIZED, StatusCode::TOO_MANY_REQUESTS);
+    runtime.block_on(send(with_auth.clone(), models, Some(spent.clone()), ok));
+    group.bench_function("bare_401", |b| {
+        b.to_async(&runtime).iter(|| send(bare_refusals.clone(), "/401", None, unauthorized))
+    });
+    group.bench_function("router_401", |b| {
+        b.to_async(&runtime).iter(|| send(with_auth.clone(), models, None, unauthorized))
+    });
+    group.bench_function("bare_429", |b| {
+        b.to_async(&runtime).iter(|| send(bare_refusals.clone(), "/429", None, too_many))
+    });
+    group.bench_function("router_429", |b| {
+        b.to_async(&runtime).iter(|| send(with_auth.clone(), models, Some(spent.clone()), too_many))
     });
     group.finish();
     runtime.block_on(t.server.shutdown()).unwrap();

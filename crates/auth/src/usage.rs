@@ -20,7 +20,13 @@ pub struct UsageRecord {
     pub request_id: String,
 }
 
+/// Rows per INSERT statement (9 bound values each, within SQLite's limit of 32,766).
 const BATCH: usize = 256;
+/// Rows per transaction at most; more wait for the next one.
+const MAX_ROWS_PER_WRITE: usize = 32 * BATCH;
+/// How long the writer waits after a row for others to join its transaction.
+const LINGER: Duration = Duration::from_millis(50);
+/// How often an idle writer wakes (to prune on time).
 const FLUSH_EVERY: Duration = Duration::from_millis(500);
 /// How often rows past the retention period are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
@@ -86,9 +92,14 @@ async fn write_batches(pool: SqlitePool, mut receiver: mpsc::UnboundedReceiver<M
             Ok(Some(Message::Row(row))) => batch.push(row),
             Ok(Some(Message::Shutdown(ack))) => shutdown = Some(ack),
             Ok(None) => return,
-            Err(_elapsed) => {}
+            Err(_elapsed) => continue,
         }
-        while shutdown.is_none() && batch.len() < BATCH {
+        // Rows that follow within the linger share the transaction: under a flood of refused
+        // requests, a transaction per few rows costs more than the requests themselves.
+        if shutdown.is_none() {
+            tokio::time::sleep(LINGER).await;
+        }
+        while shutdown.is_none() && batch.len() < MAX_ROWS_PER_WRITE {
             match receiver.try_recv() {
                 Ok(Message::Row(row)) => batch.push(row),
                 Ok(Message::Shutdown(ack)) => shutdown = Some(ack),

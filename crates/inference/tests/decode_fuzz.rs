@@ -13,7 +13,7 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 use smai_core::{Error, ErrorCode};
 use smai_inference::audio::{decode_with_limits, encode, probe_duration, AudioFormat, DecodeLimits};
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -187,19 +187,22 @@ fn mutated_files_decode_or_fail_cleanly_within_bounds() {
     std::panic::set_hook(Box::new(count_panic));
     let strategy = (0..seeds.len(), proptest::collection::vec(mutation(), 1..8));
     let batch = if deadline.is_some() { 2_000 } else { cases };
-    let mut runner = TestRunner::new(Config { cases: batch, failure_persistence: None, ..Config::default() });
-    let (started, mut run) = (Instant::now(), 0u64);
+    let (started, run) = (Instant::now(), AtomicU64::new(0));
     let outcome = loop {
+        // A runner counts its successes and stops at `cases`: each batch needs a fresh one
+        // (freshly seeded, so batches explore different files).
+        let mut runner = TestRunner::new(Config { cases: batch, failure_persistence: None, ..Config::default() });
         let outcome = runner.run(&strategy, |(seed, mutations)| {
+            run.fetch_add(1, Ordering::Relaxed);
             let mut file = seeds[seed].clone();
             mutations.iter().for_each(|m| apply(&mut file, m, &seeds));
             check(&file)
         });
-        run += batch as u64;
         if outcome.is_err() || deadline.is_none_or(|d| Instant::now() >= d) {
             break outcome;
         }
     };
+    let run = run.load(Ordering::Relaxed);
     let _ = std::panic::take_hook();
     let panics = CAUGHT_PANICS.load(Ordering::Relaxed);
     let seconds = started.elapsed().as_secs_f64();
