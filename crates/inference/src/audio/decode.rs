@@ -98,6 +98,9 @@ pub(super) struct Opened {
 
 impl Opened {
     fn new(bytes: Vec<u8>) -> Result<Self, Error> {
+        if super::matroska::is_ebml(&bytes) {
+            super::matroska::check(&bytes)?;
+        }
         let byte_len = bytes.len() as u64;
         let mss = MediaSourceStream::new(Box::new(Cursor::new(bytes)), MediaSourceStreamOptions::default());
         let probed = symphonia::default::get_probe()

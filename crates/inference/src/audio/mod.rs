@@ -3,6 +3,7 @@
 
 mod decode;
 pub mod encode;
+mod matroska;
 pub mod mel;
 pub mod opus;
 mod probe;
