@@ -91,9 +91,10 @@ async fn a_key_without_the_tokens_for_a_long_upload_is_refused_before_decoding()
     assert_eq!(rows.len(), 2, "{rows:?}");
     for (status, tokens, latency_ms) in rows {
         assert_eq!((status, tokens), (429, 0), "refused and charged nothing");
-        // Server time, from authentication to the answer; decoding the hour would take
-        // seconds.
-        assert!(latency_ms < 100, "refused after {latency_ms} ms");
+        // Server time, from authentication to the answer (the upload's transfer included).
+        // Decoding the hour takes seconds; the bound leaves room for a loaded test machine.
+        eprintln!("refused after {latency_ms} ms of server time");
+        assert!(latency_ms < 1_000, "refused after {latency_ms} ms");
     }
 }
 
