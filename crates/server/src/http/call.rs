@@ -6,22 +6,19 @@
 
 use super::context::RequestId;
 use super::error::ApiError;
+use super::held_body::HeldBody;
 use super::metrics::RateLimited;
 use crate::service::{Call, CallContext, Credentials, Operation, Reservation};
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
 use axum::http::{HeaderName, HeaderValue};
 use axum::middleware::Next;
 use axum::response::Response;
-use http_body::{Frame, SizeHint};
 use smai_core::{Error, Principal, Synthesizer, Transcriber};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll};
 
 /// The call of one request, shared by the middleware and the handler's extractor.
 #[derive(Clone, Default)]
@@ -162,29 +159,5 @@ fn hold_until_body_ends(response: Response, call: Call) -> Response {
         return response;
     }
     let (parts, body) = response.into_parts();
-    Response::from_parts(parts, Body::new(CallBody { inner: body, _call: call }))
-}
-
-/// A response body that keeps its call alive; size hints pass through, so `Content-Length`
-/// survives.
-struct CallBody {
-    inner: Body,
-    _call: Call,
-}
-
-impl http_body::Body for CallBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
-    }
+    Response::from_parts(parts, HeldBody::wrap(body, call))
 }

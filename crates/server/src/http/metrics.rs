@@ -4,19 +4,16 @@
 //! server-sent events are timed whole.
 
 use super::error::PendingError;
+use super::held_body::HeldBody;
 use crate::metrics::{AuthRejectionLabels, LimitLabels, Metrics};
 use crate::state::AppState;
-use axum::body::{Body, Bytes};
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::{header, Method, StatusCode};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use clap::ValueEnum;
-use http_body::{Frame, SizeHint};
 use smai_auth::limits::LimitKind;
-use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// Whether `GET /metrics` is served. It is open like `/healthz` (Prometheus scrapers rarely
@@ -61,8 +58,8 @@ pub async fn record(State(state): State<AppState>, request: Request, next: Next)
         metrics.rate_limit_rejections.get_or_create(&LimitLabels { limit: kind.as_str().to_owned() }).inc();
     }
     let (parts, body) = response.into_parts();
-    let timed = TimedBody { inner: body, started, route, metrics: state.metrics.clone() };
-    Response::from_parts(parts, Body::new(timed))
+    let record = RecordDuration { started, route, metrics: state.metrics.clone() };
+    Response::from_parts(parts, HeldBody::wrap(body, record))
 }
 
 /// Only the standard methods become label values.
@@ -79,34 +76,15 @@ fn method_label(method: &Method) -> &'static str {
     }
 }
 
-/// A response body that records the request's duration when it ends or is dropped (client
-/// gone). Size hints pass through, so `Content-Length` survives.
-struct TimedBody {
-    inner: Body,
+/// Records the request's duration when its response body ends or is dropped (client gone).
+struct RecordDuration {
     started: Instant,
     route: String,
     metrics: Arc<Metrics>,
 }
 
-impl Drop for TimedBody {
+impl Drop for RecordDuration {
     fn drop(&mut self) {
         self.metrics.observe_duration(&self.route, self.started.elapsed());
-    }
-}
-
-impl http_body::Body for TimedBody {
-    type Data = Bytes;
-    type Error = axum::Error;
-
-    fn poll_frame(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, axum::Error>>> {
-        Pin::new(&mut self.inner).poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.inner.is_end_stream()
-    }
-
-    fn size_hint(&self) -> SizeHint {
-        self.inner.size_hint()
     }
 }

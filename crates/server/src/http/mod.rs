@@ -4,6 +4,7 @@ pub mod call;
 pub(crate) mod context;
 pub mod cors;
 mod error;
+mod held_body;
 mod meta;
 pub mod metrics;
 pub mod openapi;
