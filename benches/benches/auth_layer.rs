@@ -18,17 +18,8 @@ fn auth_layer(c: &mut Criterion) {
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let t = runtime.block_on(TestServer::start());
     // Limits high enough that the bench measures admission, not refusals.
-    let unlimited = smai_core::Tier { rpm: 1_000_000_000, tpm: 1_000_000_000, tpd: 1_000_000_000, concurrency: 1_000 };
-    let new_key = NewKey {
-        org: "bench".into(),
-        name: None,
-        services: [smai_core::Service::Asr].into(),
-        voices: smai_core::VoiceAccess::All,
-        tier: unlimited,
-        expires_in_ms: None,
-    };
-    let (_, key) = runtime.block_on(t.server.state.authenticator.store().create(&new_key)).unwrap();
-    let key = key.as_str().to_owned();
+    let unlimited = smai_e2e::UNLIMITED;
+    let key = runtime.block_on(t.create_unlimited_key(&[smai_core::Service::Asr]));
     let with_auth = smai_server::http::router(t.server.state.clone());
     let mut open_state = t.server.state.clone();
     open_state.service = open_state.service.with_auth_mode(smai_server::AuthMode::Disabled, unlimited);
@@ -38,7 +29,14 @@ fn auth_layer(c: &mut Criterion) {
         get(|| async { Json(serde_json::json!({"object": "list", "data": [{"id": "tiny.en", "object": "model"}]})) }),
     );
 
-    let spent_key = NewKey { tier: smai_core::Tier { rpm: 1, ..smai_core::Tier::default() }, ..new_key };
+    let spent_key = NewKey {
+        org: "bench".into(),
+        name: None,
+        services: [smai_core::Service::Asr].into(),
+        voices: smai_core::VoiceAccess::All,
+        tier: smai_core::Tier { rpm: 1, ..smai_core::Tier::default() },
+        expires_in_ms: None,
+    };
     let (_, spent) = runtime.block_on(t.server.state.authenticator.store().create(&spent_key)).unwrap();
     let spent = spent.as_str().to_owned();
     let error = |status: StatusCode| {

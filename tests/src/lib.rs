@@ -2,6 +2,7 @@
 //! injectable clock, and small fake engines for tests that are about the server, not models.
 
 pub mod prometheus;
+pub mod tls;
 
 use smai_auth::NewKey;
 use smai_core::{
@@ -259,6 +260,9 @@ impl Transcriber for QueuedTranscriber {
     }
 }
 
+/// Limits high enough never to refuse.
+pub const UNLIMITED: Tier = Tier { rpm: 1_000_000_000, tpm: 1_000_000_000, tpd: 1_000_000_000, concurrency: 1_000 };
+
 pub struct TestServer {
     pub server: RunningServer,
     pub clock: ManualClock,
@@ -285,7 +289,8 @@ impl TestServer {
         configure(&mut config);
         let clock = ManualClock::new(SystemClock.now_ms());
         let server = smai_server::start(&config, Arc::new(clock.clone()), engines).await.expect("server starts");
-        let base = format!("http://{}", server.addr);
+        let scheme = if config.tls_cert.is_some() { "https" } else { "http" };
+        let base = format!("{scheme}://{}", server.addr);
         Self { server, clock, db, base, dir }
     }
 
@@ -305,6 +310,20 @@ impl TestServer {
         };
         let (record, key) = self.server.state.authenticator.store().create(&new).await.expect("key created");
         (record.id, key.as_str().to_owned())
+    }
+
+    /// A key whose limits never bind, for benches that measure admission rather than refusals.
+    pub async fn create_unlimited_key(&self, services: &[Service]) -> String {
+        let new = NewKey {
+            org: "bench".into(),
+            name: None,
+            services: services.iter().copied().collect::<BTreeSet<_>>(),
+            voices: VoiceAccess::All,
+            tier: UNLIMITED,
+            expires_in_ms: None,
+        };
+        let (_, key) = self.server.state.authenticator.store().create(&new).await.expect("key created");
+        key.as_str().to_owned()
     }
 
     pub fn url(&self, path: &str) -> String {

@@ -1,6 +1,8 @@
 //! Server configuration: one struct, every field settable by flag or `SMAI_*` variable.
 
 pub use crate::http::metrics::MetricsMode;
+pub use crate::tls::ClientAuth;
+use crate::tls::TlsFiles;
 use clap::{Args, ValueEnum};
 use smai_core::Tier;
 use std::net::SocketAddr;
@@ -17,7 +19,7 @@ pub enum AuthMode {
 
 #[derive(Debug, Clone, Args)]
 pub struct ServeConfig {
-    /// Address for HTTP (REST and WebSocket).
+    /// Address for HTTP (REST and WebSocket); HTTPS when `--tls-cert` and `--tls-key` are set.
     #[arg(long, env = "SMAI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
@@ -104,6 +106,28 @@ pub struct ServeConfig {
     #[arg(long = "cors-origin", env = "SMAI_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// PEM certificate chain, the server's certificate first, then any intermediates. With
+    /// `--tls-key` every listener speaks TLS 1.3 only (`smai tls init` makes a private CA and one).
+    #[arg(long, env = "SMAI_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<PathBuf>,
+
+    /// PEM private key of `--tls-cert` (PKCS#8, PKCS#1 RSA or SEC1 EC; RSA, ECDSA or Ed25519).
+    #[arg(long, env = "SMAI_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<PathBuf>,
+
+    /// PEM file of the CA certificates that sign client certificates (mutual TLS).
+    #[arg(long, env = "SMAI_TLS_CLIENT_CA")]
+    pub tls_client_ca: Option<PathBuf>,
+
+    /// Client certificates: `none`, `optional` (verified when presented) or `required`.
+    #[arg(long, env = "SMAI_TLS_CLIENT_AUTH", value_enum, default_value = "none")]
+    pub tls_client_auth: ClientAuth,
+
+    /// How often the TLS files are checked for changes (`0s`: only on SIGHUP). Changed files
+    /// are loaded for new connections; an invalid one keeps the certificate in service.
+    #[arg(long, env = "SMAI_TLS_RELOAD_INTERVAL", default_value = "10s", value_parser = parse_duration)]
+    pub tls_reload_interval: Duration,
+
     /// With `--auth disabled`: requests per minute of the anonymous principal.
     #[arg(long, env = "SMAI_ANONYMOUS_RPM", default_value_t = Tier::default().rpm)]
     pub anonymous_rpm: u32,
@@ -122,6 +146,29 @@ pub struct ServeConfig {
 }
 
 impl ServeConfig {
+    /// The TLS files, when TLS is on; refuses client-certificate settings that do not fit.
+    pub fn tls_files(&self) -> Result<Option<TlsFiles>, String> {
+        let client_ca = self.tls_client_ca.clone();
+        match (&self.tls_cert, &self.tls_key) {
+            (Some(cert), Some(key)) => {
+                match (&client_ca, self.tls_client_auth) {
+                    (None, ClientAuth::Optional | ClientAuth::Required) => {
+                        return Err("--tls-client-auth optional or required needs --tls-client-ca".into())
+                    }
+                    (Some(_), ClientAuth::None) => {
+                        return Err("--tls-client-ca is set: choose --tls-client-auth optional or required".into())
+                    }
+                    _ => {}
+                }
+                let client_auth = self.tls_client_auth;
+                Ok(Some(TlsFiles { cert: cert.clone(), key: key.clone(), client_ca, client_auth }))
+            }
+            (None, None) if client_ca.is_none() && self.tls_client_auth == ClientAuth::None => Ok(None),
+            (None, None) => Err("client certificates need TLS: set --tls-cert and --tls-key".into()),
+            _ => Err("--tls-cert and --tls-key go together".into()),
+        }
+    }
+
     /// The limits every request of no-auth mode shares.
     pub fn anonymous_tier(&self) -> Tier {
         Tier {
@@ -155,6 +202,11 @@ impl ServeConfig {
             shutdown_grace: Duration::from_secs(30),
             usage_retention: Duration::from_secs(90 * 86_400),
             cors_origins: vec![],
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_client_auth: ClientAuth::None,
+            tls_reload_interval: Duration::from_secs(10),
             anonymous_rpm: Tier::default().rpm,
             anonymous_tpm: Tier::default().tpm,
             anonymous_tpd: Tier::default().tpd,

@@ -10,6 +10,7 @@ pub mod serve;
 pub mod service;
 pub mod state;
 pub mod telemetry;
+pub mod tls;
 
 pub use config::{AuthMode, ServeConfig};
 pub use serve::{start, RunningServer};

@@ -35,9 +35,11 @@
 mod body;
 mod connection;
 mod io;
+mod secure;
 mod tracker;
 
 use crate::config::ServeConfig;
+use crate::tls::TlsAcceptor;
 use axum::Router;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -74,8 +76,8 @@ impl From<&ServeConfig> for Settings {
     }
 }
 
-/// A source of connections: TCP here; a TLS listener wraps accepted TCP streams. `accept` must
-/// be cancel-safe and quick (a handshake belongs in the stream's first reads, not here).
+/// A source of connections. `accept` must be cancel-safe and quick: a TLS handshake runs in the
+/// connection's own task (see `secure`), never here.
 pub trait Accept: Send + 'static {
     type Stream: AsyncRead + AsyncWrite + Unpin + Send + 'static;
     fn accept(&mut self) -> impl Future<Output = std::io::Result<(Self::Stream, SocketAddr)>> + Send;
@@ -108,15 +110,18 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<TcpListener> {
 }
 
 /// Serves `router` on `listener` until `shutdown` completes, then drains as described above.
+/// With `tls`, every connection is TLS 1.3 (HTTP/2 or HTTP/1.1 by ALPN).
 pub async fn serve<L: Accept>(
     mut listener: L,
     router: Router,
     settings: Settings,
+    tls: Option<TlsAcceptor>,
     shutdown: impl Future<Output = ()> + Send,
 ) -> std::io::Result<()> {
     warn_if_cap_exceeds_fd_limit(settings.max_connections);
     let tracker = Arc::new(Tracker::new(settings.max_connections, settings.max_connections_per_ip));
-    let settings = Arc::new(settings);
+    let grace = settings.shutdown_grace;
+    let shared = Arc::new(connection::Shared { router, settings: Arc::new(settings), tls });
     let (drain, draining) = watch::channel(false);
     let mut tasks = JoinSet::new();
     let mut shutdown = pin!(shutdown);
@@ -135,7 +140,7 @@ pub async fn serve<L: Accept>(
                         tracing::debug!(%peer, "connection refused: connection caps reached");
                         continue;
                     };
-                    let task = connection::serve(stream, peer, registration, router.clone(), settings.clone(), draining.clone());
+                    let task = connection::serve(stream, peer, registration, shared.clone(), draining.clone());
                     tasks.spawn(task);
                 }
                 Err(error) => accept_failed(error).await,
@@ -143,7 +148,7 @@ pub async fn serve<L: Accept>(
         }
     }
     drop(listener);
-    finish(tasks, drain, settings.shutdown_grace).await;
+    finish(tasks, drain, grace).await;
     Ok(())
 }
 

@@ -5,6 +5,7 @@ use crate::http::router;
 use crate::metrics::{MeteredSynthesizer, MeteredTranscriber, Metrics};
 use crate::service::{Service, ServiceParts};
 use crate::state::AppState;
+use crate::tls::reload::Reloader;
 use smai_auth::{
     open_database, Authenticator, AuthenticatorConfig, KeyStore, Limiter, RefusalLog, Retention, UsageLog,
 };
@@ -29,17 +30,23 @@ pub struct RunningServer {
     stop: oneshot::Sender<()>,
     task: JoinHandle<std::io::Result<()>>,
     maintenance: JoinHandle<()>,
+    tls_reload: Option<JoinHandle<()>>,
 }
 
 pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
     let cors_origins = crate::http::cors::parse_origins(&config.cors_origins).map_err(anyhow::Error::msg)?;
+    let tls_files = config.tls_files().map_err(anyhow::Error::msg)?;
+    let metrics = Arc::new(if tls_files.is_some() { Metrics::with_tls() } else { Metrics::new() });
+    let tls = match tls_files {
+        Some(files) => Some(Reloader::start(files, metrics.clone())?),
+        None => None,
+    };
     let pool = open_database(&config.db).await?;
     let store = KeyStore::new(pool.clone(), clock.clone());
     let auth_config = AuthenticatorConfig { cache_ttl: config.key_cache_ttl, ..Default::default() };
     // Token-per-day usage is reloaded from SQLite and written back every few seconds.
     let limiter = Limiter::with_store(clock.clone(), pool.clone()).await?;
     let maintenance = limiter.spawn_maintenance();
-    let metrics = Arc::new(Metrics::new());
     let service = Service::new(ServiceParts {
         auth_mode: config.auth,
         authenticator: Authenticator::new(store, clock.clone(), auth_config),
@@ -71,11 +78,16 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
     let settings = crate::listener::Settings::from(config);
-    let task = tokio::spawn(crate::listener::serve(listener, app, settings, async {
+    let (tls_reload, acceptor) = match tls {
+        Some((reloader, acceptor)) => (Some(reloader.spawn(config.tls_reload_interval)), Some(acceptor)),
+        None => (None, None),
+    };
+    let scheme = if acceptor.is_some() { "https" } else { "http" };
+    let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, async {
         let _ = stopped.await;
     }));
-    tracing::info!(%addr, db = %config.db.display(), "smai listening");
-    Ok(RunningServer { addr, state, pool, stop, task, maintenance })
+    tracing::info!(%addr, scheme, db = %config.db.display(), "smai listening");
+    Ok(RunningServer { addr, state, pool, stop, task, maintenance, tls_reload })
 }
 
 impl RunningServer {
@@ -87,6 +99,9 @@ impl RunningServer {
         self.state.usage.shutdown().await;
         self.state.refusals.flush().await;
         self.maintenance.abort();
+        if let Some(reload) = self.tls_reload {
+            reload.abort();
+        }
         self.state.limiter.flush().await?;
         self.pool.close().await;
         Ok(())

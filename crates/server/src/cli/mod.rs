@@ -1,10 +1,11 @@
-//! The `smai` command line: `serve`, `keys`, and the local model commands (`models`,
-//! `transcribe`, `synthesize`, `voices`) that run without a server.
+//! The `smai` command line: `serve`, `keys`, and the local commands (`models`, `transcribe`,
+//! `synthesize`, `voices`, `tls`) that run without a server.
 
 mod keys;
 mod models;
 mod serve;
 mod synthesize;
+mod tls;
 mod transcribe;
 mod voices;
 
@@ -12,6 +13,7 @@ pub use keys::{KeysArgs, KeysCommand};
 pub use models::{ModelsArgs, ModelsCommand};
 pub use serve::serve;
 pub use synthesize::SynthesizeArgs;
+pub use tls::{run as run_tls, TlsArgs, TlsCommand};
 pub use transcribe::TranscribeArgs;
 pub use voices::VoicesArgs;
 
@@ -29,6 +31,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at start, so the size of the serve variant costs nothing worth boxing for.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the server.
@@ -43,6 +47,8 @@ pub enum Command {
     Synthesize(SynthesizeArgs),
     /// List the configured voices.
     Voices(VoicesArgs),
+    /// Make a private CA and certificates for HTTPS (`init`) and mutual TLS (`client`).
+    Tls(TlsArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
@@ -54,6 +60,7 @@ pub fn main() -> anyhow::Result<()> {
         Command::Transcribe(args) => return Ok(transcribe::run(args)?),
         Command::Synthesize(args) => return Ok(synthesize::run(args)?),
         Command::Voices(args) => return Ok(voices::run(args)?),
+        Command::Tls(args) => return tls::run(args),
         command => Cli { command },
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;

@@ -7,6 +7,10 @@ use std::sync::Arc;
 
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     crate::listener::raise_fd_limit();
+    // A TLS mistake is reported at once, not after the models have loaded.
+    if let Some(files) = config.tls_files().map_err(anyhow::Error::msg)? {
+        crate::tls::load(&files, std::time::SystemTime::now())?;
+    }
     let engines = crate::engines::load(&config).await?;
     let server = start(&config, Arc::new(SystemClock), engines).await?;
     shutdown_signal().await;

@@ -14,6 +14,10 @@ use tracing::Instrument;
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+/// The subject of the verified client certificate of a mutual-TLS connection.
+#[derive(Clone, Debug)]
+pub struct ClientCertificate(pub std::sync::Arc<str>);
+
 pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("x-content-type-options", "nosniff"),
     ("x-frame-options", "DENY"),
@@ -32,9 +36,22 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         .map(str::to_owned)
         .unwrap_or_else(new_request_id);
     request.extensions_mut().insert(RequestId(id.clone()));
-    let span =
-        tracing::info_span!("request", request_id = %id, method = %request.method(), path = %request.uri().path());
+    let client = request.extensions().get::<ClientCertificate>().cloned();
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path(),
+        client = tracing::field::Empty,
+    );
+    if let Some(ClientCertificate(subject)) = &client {
+        span.record("client", &**subject);
+    }
     let mut response = next.run(request).instrument(span.clone()).await;
+    if client.is_some() {
+        // Who made each request on a mutual-TLS connection, for the audit trail.
+        tracing::info!(parent: &span, status = response.status().as_u16(), "request");
+    }
 
     let pending = response.extensions_mut().remove::<PendingError>().map(|p| p.0);
     let error = pending.or_else(|| bare_error(&response));

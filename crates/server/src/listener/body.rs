@@ -2,7 +2,7 @@
 //! and a guard that keeps the request counted in flight until its response body is done.
 
 use super::tracker::{Connection, RequestGuard};
-use crate::http::context::{error_body, SECURITY_HEADERS};
+use crate::http::context::{error_body, ClientCertificate, SECURITY_HEADERS};
 use axum::body::{Body, Bytes};
 use axum::extract::ConnectInfo;
 use axum::http::{header, HeaderName, HeaderValue, Request, Response, StatusCode};
@@ -28,6 +28,8 @@ pub(super) struct RequestService {
     pub(super) connection: Arc<Connection>,
     pub(super) peer: SocketAddr,
     pub(super) body_timeout: Duration,
+    /// The verified client certificate's subject, on mutual-TLS connections.
+    pub(super) client: Option<ClientCertificate>,
 }
 
 impl hyper::service::Service<Request<Incoming>> for RequestService {
@@ -41,6 +43,9 @@ impl hyper::service::Service<Request<Incoming>> for RequestService {
         let deadline = Box::pin(tokio::time::sleep(self.body_timeout));
         let mut request = request.map(|body| TimedBody { body, deadline, timed_out: timed_out.clone() });
         request.extensions_mut().insert(ConnectInfo(self.peer));
+        if let Some(client) = &self.client {
+            request.extensions_mut().insert(client.clone());
+        }
         let router = self.router.clone();
         Box::pin(async move {
             let response = router.oneshot(request).await.unwrap_or_else(|never| match never {});

@@ -54,6 +54,35 @@ pub struct VoiceLabels {
     pub voice: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+/// Registered only when TLS is on, so a plain server does not report a certificate.
+pub struct TlsMetrics {
+    pub certificate_expiry: Gauge,
+    pub reloads: Family<OutcomeLabels, Counter>,
+}
+
+impl TlsMetrics {
+    fn register(registry: &mut Registry) -> Self {
+        let certificate_expiry = registered(
+            registry,
+            "tls_certificate_expiry_timestamp_seconds",
+            "When the server certificate in service expires (notAfter, seconds since the Unix epoch)",
+            Gauge::default(),
+        );
+        let reloads = registered(
+            registry,
+            "tls_reloads",
+            "Certificate reloads by outcome: applied, or rejected (the previous configuration kept serving)",
+            Family::default(),
+        );
+        Self { certificate_expiry, reloads }
+    }
+}
+
 type SecondsCounter = Counter<f64, AtomicU64>;
 type HistogramFamily<L> = Family<L, Histogram, fn() -> Histogram>;
 
@@ -68,6 +97,7 @@ pub struct Metrics {
     pub real_time_factor: HistogramFamily<ServiceLabels>,
     pub tts_time_to_first_audio: HistogramFamily<VoiceLabels>,
     pub engine_jobs: Family<ServiceLabels, Gauge>,
+    pub tls: Option<TlsMetrics>,
 }
 
 /// Registers `metric` and gives it back: the registry and the struct share it.
@@ -94,6 +124,15 @@ impl Default for Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
+        Self::build(false)
+    }
+
+    /// The metrics of a server whose listener speaks TLS.
+    pub fn with_tls() -> Self {
+        Self::build(true)
+    }
+
+    fn build(tls: bool) -> Self {
         let mut r = Registry::with_prefix("smai");
         let requests = registered(
             &mut r,
@@ -150,6 +189,7 @@ impl Metrics {
             "Jobs accepted by an engine and not yet finished (queued plus running), by service",
             Family::default(),
         );
+        let tls = tls.then(|| TlsMetrics::register(&mut r));
         let registry = r;
         Self {
             registry,
@@ -162,6 +202,7 @@ impl Metrics {
             real_time_factor,
             tts_time_to_first_audio,
             engine_jobs,
+            tls,
         }
     }
 
