@@ -192,6 +192,7 @@ pub fn client_config(ca_pem: &str, options: &ClientOptions<'_>) -> Arc<ClientCon
 /// A TLS connection to the server at `addr`, verifying its certificate for `localhost`.
 pub async fn connect(addr: SocketAddr, config: Arc<ClientConfig>) -> std::io::Result<TlsStream<TcpStream>> {
     let tcp = TcpStream::connect(addr).await?;
+    tcp.set_nodelay(true)?;
     let name = ServerName::try_from("localhost").expect("name");
     tokio_rustls::TlsConnector::from(config).connect(name, tcp).await
 }
