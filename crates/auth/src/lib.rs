@@ -10,7 +10,7 @@ pub mod store;
 pub mod usage;
 
 pub use authenticator::{Authenticator, AuthenticatorConfig};
-pub use db::open_database;
+pub use db::{backup_database, open_database, BackupSummary};
 pub use key::{ApiKey, KeyDigest};
 pub use limits::{Admission, Limiter, RateSnapshot, Rejection};
 pub use refusals::RefusalLog;

@@ -1,6 +1,7 @@
-//! The `smai` command line: `serve`, `keys`, and the local commands (`models`, `transcribe`,
+//! The `smai` command line: `serve`, `keys`, `db`, and the local commands (`models`, `transcribe`,
 //! `synthesize`, `voices`, `tls`) that run without a server.
 
+mod db;
 mod keys;
 mod models;
 mod serve;
@@ -9,6 +10,7 @@ mod tls;
 mod transcribe;
 mod voices;
 
+pub use db::{DbArgs, DbCommand};
 pub use keys::{KeysArgs, KeysCommand};
 pub use models::{ModelsArgs, ModelsCommand};
 pub use serve::serve;
@@ -39,6 +41,8 @@ pub enum Command {
     Serve(ServeConfig),
     /// Create, list, show, revoke and rotate API keys.
     Keys(KeysArgs),
+    /// Back up the key database while the server runs.
+    Db(DbArgs),
     /// Fetch the default models (`pull`) or list what is installed (`list`).
     Models(ModelsArgs),
     /// Transcribe audio files locally, without a server.
@@ -68,6 +72,7 @@ pub fn main() -> anyhow::Result<()> {
         match cli.command {
             Command::Serve(config) => serve(config).await,
             Command::Keys(args) => keys::run(args).await,
+            Command::Db(args) => db::run(args).await,
             _ => unreachable!("local commands returned above"),
         }
     })
