@@ -5,7 +5,7 @@ mod manifest;
 mod pull;
 
 pub use manifest::{FileEntry, Manifest, ModelEntry, Package};
-pub use pull::{file_sha256, installed, pull_model, PullOutcome};
+pub use pull::{export_model, file_sha256, installed, pull_model, PullOutcome, Source};
 
 use std::path::PathBuf;
 

