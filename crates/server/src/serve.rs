@@ -37,10 +37,7 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let cors_origins = crate::http::cors::parse_origins(&config.cors_origins).map_err(anyhow::Error::msg)?;
     let tls_files = config.tls_files().map_err(anyhow::Error::msg)?;
     let metrics = Arc::new(if tls_files.is_some() { Metrics::with_tls() } else { Metrics::new() });
-    let tls = match tls_files {
-        Some(files) => Some(Reloader::start(files, metrics.clone())?),
-        None => None,
-    };
+    let tls = tls_files.map(|files| Reloader::start(files, metrics.clone())).transpose()?;
     let pool = open_database(&config.db).await?;
     let store = KeyStore::new(pool.clone(), clock.clone());
     let auth_config = AuthenticatorConfig { cache_ttl: config.key_cache_ttl, ..Default::default() };
@@ -78,10 +75,8 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let (stop, stopped) = oneshot::channel::<()>();
     let app = router(state.clone());
     let settings = crate::listener::Settings::from(config);
-    let (tls_reload, acceptor) = match tls {
-        Some((reloader, acceptor)) => (Some(reloader.spawn(config.tls_reload_interval)), Some(acceptor)),
-        None => (None, None),
-    };
+    let (tls_reload, acceptor) =
+        tls.map(|(reloader, acceptor)| (reloader.spawn(config.tls_reload_interval), acceptor)).unzip();
     let scheme = if acceptor.is_some() { "https" } else { "http" };
     let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, async {
         let _ = stopped.await;
