@@ -1,6 +1,7 @@
 //! docker-compose.yml and its variants under deploy/compose/ are valid for docker-compose, keep
 //! the server on loopback with its state on named volumes, and name only environment variables
-//! that smai reads. Skipped, with a message, where no docker-compose is installed.
+//! that smai reads; the systemd unit passes systemd-analyze. Skipped, with a message, where the
+//! tool is not installed.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
@@ -122,4 +123,29 @@ fn smai_variables(text: &str) -> Vec<String> {
         }
     }
     found
+}
+
+/// deploy/smai.service passes `systemd-analyze verify` (its directives, their values, the
+/// sandboxing options) where systemd is installed; the binary's path is swapped for one that
+/// exists here.
+#[test]
+fn the_systemd_unit_passes_systemd_analyze_verify() {
+    let Ok(version) = Command::new("systemd-analyze").arg("--version").output() else {
+        eprintln!("SKIPPED: systemd-analyze is not installed");
+        return;
+    };
+    assert!(version.status.success());
+    let unit = std::fs::read_to_string(root().join("deploy/smai.service")).unwrap();
+    assert!(unit.contains("ExecStart=/usr/local/bin/smai serve"), "{unit}");
+    for hardening in
+        ["User=smai", "ProtectSystem=strict", "StateDirectory=smai", "Restart=on-failure", "NoNewPrivileges=yes"]
+    {
+        assert!(unit.contains(hardening), "{hardening} missing");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("smai.service");
+    std::fs::write(&copy, unit.replace("/usr/local/bin/smai serve", "/bin/true serve")).unwrap();
+    let out = Command::new("systemd-analyze").arg("verify").arg(&copy).output().unwrap();
+    let report = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && report.trim().is_empty(), "systemd-analyze verify: {report}");
 }
