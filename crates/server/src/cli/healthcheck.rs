@@ -6,7 +6,7 @@
 use crate::config::parse_duration;
 use clap::Args;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -27,7 +27,7 @@ pub struct HealthcheckArgs {
 
 pub async fn run(args: HealthcheckArgs) -> anyhow::Result<()> {
     let address = loopback_if_unspecified(args.listen);
-    let status = tokio::time::timeout(args.timeout, ask_readyz(address, args.tls_cert.as_ref()))
+    let status = tokio::time::timeout(args.timeout, ask_readyz(address, args.tls_cert.as_deref()))
         .await
         .map_err(|_| anyhow::anyhow!("{address}: no answer within {:?}", args.timeout))??;
     if status.split_whitespace().nth(1) != Some("200") {
@@ -46,7 +46,7 @@ fn loopback_if_unspecified(address: SocketAddr) -> SocketAddr {
 }
 
 /// The status line of `GET /readyz`.
-async fn ask_readyz(address: SocketAddr, tls_cert: Option<&PathBuf>) -> anyhow::Result<String> {
+async fn ask_readyz(address: SocketAddr, tls_cert: Option<&Path>) -> anyhow::Result<String> {
     let tcp = TcpStream::connect(address).await?;
     match tls_cert {
         None => status_line(tcp).await,
