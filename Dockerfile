@@ -38,6 +38,7 @@ COPY --from=build --chown=smai:smai /models /var/lib/smai/models
 # Inside a container the server listens on every interface; publish the port on 127.0.0.1
 # (docker-compose.yml does) unless the network in front is private.
 ENV SMAI_LISTEN=0.0.0.0:8080 \
+    SMAI_GRPC_LISTEN=0.0.0.0:50051 \
     SMAI_ESPEAK_DATA=/usr/local/share/smai/espeak-ng-data \
     SMAI_DB=/var/lib/smai/data/smai.db \
     SMAI_MODELS_DIR=/var/lib/smai/models \
@@ -45,7 +46,7 @@ ENV SMAI_LISTEN=0.0.0.0:8080 \
 USER smai
 WORKDIR /var/lib/smai
 VOLUME ["/var/lib/smai/models", "/var/lib/smai/data"]
-EXPOSE 8080
+EXPOSE 8080 50051
 # Ready once the models are loaded; loading takes a few seconds to a minute.
 HEALTHCHECK --interval=10s --timeout=6s --start-period=120s --retries=3 CMD ["smai", "healthcheck"]
 ENTRYPOINT ["smai"]

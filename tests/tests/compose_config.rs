@@ -26,7 +26,7 @@ fn config(compose: &[&str], files: &[&str], env: &[(&str, &str)]) -> Output {
         command.args(["-f", file]);
     }
     // The defaults must be what is tested, not the caller's environment.
-    for variable in ["SMAI_BIND", "SMAI_PORT", "SMAI_AUTH", "SMAI_MODELS_EXPORT", "SMAI_TLS_DIR"] {
+    for variable in ["SMAI_BIND", "SMAI_PORT", "SMAI_GRPC_PORT", "SMAI_AUTH", "SMAI_MODELS_EXPORT", "SMAI_TLS_DIR"] {
         command.env_remove(variable);
     }
     command.envs(env.iter().copied()).arg("config").output().expect("compose runs")
@@ -48,6 +48,7 @@ fn the_stack_and_its_variants_pass_compose_config() {
     };
     let base = rendered(&config(&compose, &["docker-compose.yml"], &[]));
     assert!(base.contains("127.0.0.1:8080:8080"), "published on loopback by default:\n{base}");
+    assert!(base.contains("127.0.0.1:50051:50051"), "gRPC published on loopback by default:\n{base}");
     for expected in
         ["models:/var/lib/smai/models", "data:/var/lib/smai/data", "service_completed_successfully", "healthcheck"]
     {
@@ -95,6 +96,7 @@ fn the_deployment_files_name_only_variables_smai_reads() {
         "SMAI_DEBIAN_IMAGE",
         "SMAI_BIND",
         "SMAI_PORT",
+        "SMAI_GRPC_PORT",
         "SMAI_TLS_DIR",
         "SMAI_MODELS_EXPORT",
     ];

@@ -107,6 +107,9 @@ pub enum LiveEvent {
     Partial { utterance: u32, start: f64, end: f64, text: String, stable_text: String },
     /// A settled piece of the transcript; never revised.
     Final { utterance: u32, segment: Segment, language: String },
+    /// Every final of the utterance has been reported (after a commit, or at the end of the
+    /// audio); later events belong to the next utterance.
+    UtteranceEnd { utterance: u32 },
 }
 
 /// A live recognition session. Dropping `input` ends the audio: the rest is made final and

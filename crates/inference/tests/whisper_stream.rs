@@ -134,6 +134,12 @@ fn live_session_behind_the_engine_trait() {
     let committed = finals.iter().filter(|(u, _)| *u == 0).map(|(_, s)| s.end).fold(0.0, f64::max);
     assert!(committed <= half as f64 / 16_000.0 + 0.05, "utterance 0 ends at the commit ({committed} s)");
     assert!(events.iter().all(|e| !matches!(e, LiveEvent::Final { language, .. } if language != "en")));
+    let ends: Vec<u32> = events
+        .iter()
+        .filter_map(|e| if let LiveEvent::UtteranceEnd { utterance } = e { Some(*utterance) } else { None })
+        .collect();
+    assert_eq!(ends, [0, 1], "each utterance says when its finals are through");
+    assert_eq!(events.last(), Some(&LiveEvent::UtteranceEnd { utterance: 1 }));
     let live: String = finals.iter().map(|(_, s)| s.text.as_str()).collect();
     assert!(live.split_whitespace().count() > 40, "{live}");
 

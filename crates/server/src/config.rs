@@ -23,6 +23,11 @@ pub struct ServeConfig {
     #[arg(long, env = "SMAI_LISTEN", default_value = "127.0.0.1:8080")]
     pub listen: SocketAddr,
 
+    /// Address for gRPC (HTTP/2; TLS 1.3 with the same certificate as HTTP when TLS is on),
+    /// or `off` for none.
+    #[arg(long, env = "SMAI_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
+    pub grpc_listen: GrpcListen,
+
     /// SQLite database holding keys, usage and limit state.
     #[arg(long, env = "SMAI_DB", default_value = "./data/smai.db")]
     pub db: PathBuf,
@@ -183,6 +188,7 @@ impl ServeConfig {
     pub fn for_tests(db: PathBuf) -> Self {
         Self {
             listen: "127.0.0.1:0".parse().expect("valid address"),
+            grpc_listen: GrpcListen::Off,
             db,
             auth: AuthMode::Enabled,
             key_cache_ttl: Duration::from_secs(5),
@@ -211,6 +217,32 @@ impl ServeConfig {
             anonymous_tpm: Tier::default().tpm,
             anonymous_tpd: Tier::default().tpd,
             anonymous_concurrency: Tier::default().concurrency,
+        }
+    }
+}
+
+/// Where the gRPC listener binds, if anywhere.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GrpcListen {
+    Off,
+    On(SocketAddr),
+}
+
+impl GrpcListen {
+    pub fn addr(self) -> Option<SocketAddr> {
+        match self {
+            Self::Off => None,
+            Self::On(addr) => Some(addr),
+        }
+    }
+}
+
+impl std::str::FromStr for GrpcListen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "off" | "" => Ok(Self::Off),
+            addr => addr.parse().map(Self::On).map_err(|e| format!("{addr:?} is neither HOST:PORT nor off: {e}")),
         }
     }
 }

@@ -3,6 +3,7 @@
 pub mod cli;
 pub mod config;
 pub mod engines;
+pub mod grpc;
 pub mod http;
 pub mod listener;
 pub mod metrics;

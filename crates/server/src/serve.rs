@@ -13,7 +13,8 @@ use smai_core::{SharedClock, Synthesizer, Transcriber};
 use sqlx::SqlitePool;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::oneshot;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 /// The engines a server runs on; `None` leaves that service's routes answering 404.
@@ -25,10 +26,13 @@ pub struct Engines {
 
 pub struct RunningServer {
     pub addr: SocketAddr,
+    /// Where gRPC listens, unless `--grpc-listen off`.
+    pub grpc_addr: Option<SocketAddr>,
     pub state: AppState,
     pool: SqlitePool,
-    stop: oneshot::Sender<()>,
+    stop: watch::Sender<bool>,
     task: JoinHandle<std::io::Result<()>>,
+    grpc_task: Option<JoinHandle<anyhow::Result<()>>>,
     maintenance: JoinHandle<()>,
     tls_reload: Option<JoinHandle<()>>,
 }
@@ -72,25 +76,59 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     }
     let listener = crate::listener::bind(config.listen)?;
     let addr = listener.local_addr()?;
-    let (stop, stopped) = oneshot::channel::<()>();
+    let (stop, _) = watch::channel(false);
     let app = router(state.clone());
     let settings = crate::listener::Settings::from(config);
     let (tls_reload, acceptor) =
         tls.map(|(reloader, acceptor)| (reloader.spawn(config.tls_reload_interval), acceptor)).unzip();
     let scheme = if acceptor.is_some() { "https" } else { "http" };
-    let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, async {
-        let _ = stopped.await;
-    }));
-    tracing::info!(%addr, scheme, db = %config.db.display(), "smai listening");
-    Ok(RunningServer { addr, state, pool, stop, task, maintenance, tls_reload })
+    let grpc = config.grpc_listen.addr().map(crate::listener::bind).transpose()?;
+    let grpc_addr = grpc.as_ref().map(TcpListener::local_addr).transpose()?;
+    let grpc_task = grpc.map(|listener| {
+        let (service, limit, acceptor) = (state.service.clone(), config.max_body_bytes, acceptor.clone());
+        tokio::spawn(serve_grpc(listener, service, limit, acceptor, stop.subscribe(), config.shutdown_grace))
+    });
+    let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, stopped(stop.subscribe())));
+    tracing::info!(%addr, ?grpc_addr, scheme, db = %config.db.display(), "smai listening");
+    Ok(RunningServer { addr, grpc_addr, state, pool, stop, task, grpc_task, maintenance, tls_reload })
+}
+
+async fn stopped(mut stop: watch::Receiver<bool>) {
+    let _ = stop.wait_for(|stopping| *stopping).await;
+}
+
+/// gRPC until the stop; then open streams get the shutdown grace period to finish.
+async fn serve_grpc(
+    listener: TcpListener,
+    service: crate::service::Service,
+    max_message_bytes: usize,
+    tls: Option<crate::tls::TlsAcceptor>,
+    stop: watch::Receiver<bool>,
+    grace: std::time::Duration,
+) -> anyhow::Result<()> {
+    let served = crate::grpc::serve(listener, service, max_message_bytes, tls, stopped(stop.clone()));
+    let grace_over = async move {
+        stopped(stop).await;
+        tokio::time::sleep(grace).await;
+    };
+    tokio::select! {
+        served = served => served,
+        () = grace_over => {
+            tracing::warn!(?grace, "gRPC calls still open after the shutdown grace period were closed");
+            Ok(())
+        }
+    }
 }
 
 impl RunningServer {
     /// Stops accepting, lets requests in flight finish within the shutdown grace period (then
     /// closes the rest), and writes every queued usage row.
     pub async fn shutdown(self) -> anyhow::Result<()> {
-        let _ = self.stop.send(());
+        let _ = self.stop.send(true);
         self.task.await??;
+        if let Some(grpc) = self.grpc_task {
+            grpc.await??;
+        }
         self.state.usage.shutdown().await;
         self.state.refusals.flush().await;
         self.maintenance.abort();

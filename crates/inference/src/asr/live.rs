@@ -264,13 +264,23 @@ impl Session {
                 return;
             }
             if committed {
+                if !self.end_utterance() {
+                    return;
+                }
                 self.utterance += 1;
             }
         }
         if !self.events.is_closed() {
             let rest = self.transcription.commit();
-            self.report(rest);
+            if self.report(rest) {
+                self.end_utterance();
+            }
         }
+    }
+
+    /// Says the current utterance is over; false when nobody listens any more.
+    fn end_utterance(&mut self) -> bool {
+        self.events.blocking_send(Ok(LiveEvent::UtteranceEnd { utterance: self.utterance })).is_ok()
     }
 
     /// The next input, or `None` when the input ends or the listener goes away.

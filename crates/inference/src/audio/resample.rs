@@ -30,6 +30,8 @@ pub struct StreamResampler {
     /// Output frames still to drop: the filter's delay.
     skip: usize,
     out: Vec<f32>,
+    /// Output frames already handed out by `take_output`.
+    taken: usize,
 }
 
 impl StreamResampler {
@@ -39,12 +41,20 @@ impl StreamResampler {
         }
         let rs = FftFixedIn::<f32>::new(from as usize, to as usize, CHUNK, 2, 1).map_err(Error::internal)?;
         let skip = rs.output_delay();
-        Ok(Self { rs, from, to, pending: Vec::with_capacity(CHUNK), consumed: 0, skip, out: Vec::new() })
+        Ok(Self { rs, from, to, pending: Vec::with_capacity(CHUNK), consumed: 0, skip, out: Vec::new(), taken: 0 })
     }
 
     /// Output frames produced so far (a lower bound on the final length).
     pub fn output_len(&self) -> usize {
         self.out.len()
+    }
+
+    /// Hands out the output produced so far (live audio goes on as it is resampled);
+    /// `finish` then gives only what follows.
+    pub fn take_output(&mut self) -> Vec<f32> {
+        let out = std::mem::take(&mut self.out);
+        self.taken += out.len();
+        out
     }
 
     pub fn push(&mut self, mut samples: &[f32]) -> Result<(), Error> {
@@ -77,7 +87,8 @@ impl StreamResampler {
 
     /// Flushes the filter; the output has `ceil(len * to / from)` samples.
     pub fn finish(mut self) -> Result<Vec<f32>, Error> {
-        let expected = (self.consumed * self.to as u64).div_ceil(self.from as u64) as usize;
+        let expected =
+            ((self.consumed * self.to as u64).div_ceil(self.from as u64) as usize).saturating_sub(self.taken);
         if !self.pending.is_empty() {
             let block = self.rs.process_partial(Some(&[&self.pending]), None).map_err(Error::internal)?;
             self.emit(&block[0]);
@@ -102,6 +113,20 @@ impl StreamResampler {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn output_taken_piece_by_piece_equals_the_whole() {
+        let input: Vec<f32> = (0..24_000).map(|i| (i as f32 * 0.01).sin()).collect();
+        let whole = resample(&input, 24_000, 16_000).unwrap();
+        let mut stream = StreamResampler::new(24_000, 16_000).unwrap();
+        let mut pieces = Vec::new();
+        for chunk in input.chunks(777) {
+            stream.push(chunk).unwrap();
+            pieces.extend(stream.take_output());
+        }
+        pieces.extend(stream.finish().unwrap());
+        assert_eq!(pieces, whole);
+    }
 
     #[test]
     fn sine_keeps_frequency_amplitude_and_length() {

@@ -8,7 +8,7 @@ use super::context::RequestId;
 use super::error::ApiError;
 use super::held_body::HeldBody;
 use super::metrics::RateLimited;
-use crate::service::{Call, CallContext, Credentials, Operation, Reservation};
+use crate::service::{Call, CallContext, Credentials, Operation, Reservation, SharedCall};
 use crate::state::AppState;
 use axum::extract::{ConnectInfo, FromRequestParts, MatchedPath, Request};
 use axum::http::request::Parts;
@@ -18,17 +18,7 @@ use axum::response::Response;
 use smai_core::{Error, Principal, Synthesizer, Transcriber};
 use std::marker::PhantomData;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-/// The call of one request, shared by the middleware and the handler's extractor.
-#[derive(Clone, Default)]
-struct CallSlot(Arc<Mutex<Option<Call>>>);
-
-impl CallSlot {
-    fn lock(&self) -> MutexGuard<'_, Option<Call>> {
-        self.0.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-}
+use std::sync::Arc;
 
 /// Per route: the operation its handler performs.
 pub trait RestOperation: Send + Sync + 'static {
@@ -52,16 +42,18 @@ pub mod ops {
 
 /// A call authenticated and authorised for the operation `O`.
 pub struct Authorized<O: RestOperation> {
-    slot: CallSlot,
+    slot: SharedCall,
     _operation: PhantomData<O>,
 }
 
 impl<O: RestOperation> Authorized<O> {
     fn with<R>(&self, f: impl FnOnce(&mut Call) -> Result<R, Error>) -> Result<R, ApiError> {
-        match self.slot.lock().as_mut() {
-            Some(call) => f(call).map_err(ApiError),
-            None => Err(ApiError(Error::internal("the request's call has ended"))),
-        }
+        self.slot.with(f).map_err(ApiError)
+    }
+
+    /// The call, for the service core's operations.
+    pub fn shared(&self) -> &SharedCall {
+        &self.slot
     }
 
     pub fn principal(&self) -> Result<Principal, ApiError> {
@@ -114,7 +106,7 @@ impl<O: RestOperation> FromRequestParts<AppState> for Authorized<O> {
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
         let slot = parts
             .extensions
-            .get::<CallSlot>()
+            .get::<SharedCall>()
             .cloned()
             .ok_or_else(|| Error::internal("route without the call middleware"))?;
         let credentials = Credentials::from_fields(parts.headers.iter().map(|(n, v)| (n.as_str(), v.as_bytes())));
@@ -127,7 +119,7 @@ impl<O: RestOperation> FromRequestParts<AppState> for Authorized<O> {
         let context = CallContext { request_id, route, source };
         let mut call = state.service.authenticate(&credentials, context).await?;
         let authorized = call.authorize(O::OPERATION);
-        *slot.lock() = Some(call);
+        slot.put(call);
         authorized?;
         Ok(Self { slot, _operation: PhantomData })
     }
@@ -135,11 +127,11 @@ impl<O: RestOperation> FromRequestParts<AppState> for Authorized<O> {
 
 /// Around every authenticated route: gives the extractor its slot, then finishes the call.
 pub async fn track(mut request: Request, next: Next) -> Response {
-    let slot = CallSlot::default();
+    let slot = SharedCall::default();
     request.extensions_mut().insert(slot.clone());
     let mut response = next.run(request).await;
     // None: authentication failed, and the service counted the refusal already.
-    let Some(mut call) = slot.lock().take() else { return response };
+    let Some(mut call) = slot.take() else { return response };
     call.set_status(response.status().as_u16());
     if let Some(limit) = call.refused_by() {
         response.extensions_mut().insert(RateLimited(limit));

@@ -107,10 +107,8 @@ pub async fn models(State(state): State<AppState>, call: Authorized<ops::ListMod
         multilingual,
     };
     let mut data = Vec::new();
-    if let Some(transcriber) = state.transcriber().filter(|_| principal.can_use(Service::Asr)) {
-        for model in transcriber.models() {
-            data.push(entry(model.id, "asr", Some(model.multilingual)));
-        }
+    for model in state.usable_models(&principal) {
+        data.push(entry(model.id, "asr", Some(model.multilingual)));
     }
     if let Some(synthesizer) = state.synthesizer().filter(|_| principal.can_use(Service::Tts)) {
         if !synthesizer.voices().is_empty() {
@@ -127,10 +125,8 @@ pub async fn models(State(state): State<AppState>, call: Authorized<ops::ListMod
 pub async fn voices(State(state): State<AppState>, call: Authorized<ops::ListVoices>) -> ApiResult<Json<VoiceList>> {
     let principal = call.principal()?;
     let data = state
-        .synthesizer()
-        .iter()
-        .flat_map(|s| s.voices())
-        .filter(|v| principal.voices.allows(&v.id))
+        .usable_voices(&principal)
+        .into_iter()
         .map(|v| VoiceEntry { id: v.id, language: v.language, sample_rate: v.sample_rate, quality: v.quality })
         .collect();
     Ok(Json(VoiceList { object: "list".into(), data }))

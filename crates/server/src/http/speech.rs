@@ -4,16 +4,15 @@
 use super::call::{ops, Authorized};
 use super::error::ApiResult;
 use super::openapi::{AudioBytes, ServerSentEvent};
-use super::speech_stream::{audio_body, sse_body, ChunkEncoder, DeliveredSentences, SentenceCosts};
+use super::speech_stream::{audio_body, sse_body};
+use crate::service::speech::{self, ChunkEncoder, DeliveredSentences, SpeechInput};
 use axum::body::{Body, Bytes};
 use axum::http::{header, HeaderMap};
 use axum::response::{IntoResponse, Response};
 use serde::Deserialize;
-use smai_auth::limits::tts_tokens;
-use smai_core::{AudioStream, Error, SpeechOptions};
-use smai_inference::audio::encode::{encode, AudioFormat};
+use smai_core::{AudioStream, Error};
+use smai_inference::audio::encode::AudioFormat;
 
-pub const MAX_INPUT_CHARS: usize = 4096;
 /// Model names a client may send; every voice is served by its own model, so they all mean
 /// "the voice's model".
 pub const SPEECH_MODELS: [&str; 3] = ["tts-1", "tts-1-hd", "gpt-4o-mini-tts"];
@@ -84,31 +83,25 @@ pub async fn create(call: Authorized<ops::Speech>, headers: HeaderMap, body: Byt
     require_json(&headers)?;
     let request: SpeechRequest =
         serde_json::from_slice(&body).map_err(|e| Error::invalid(format!("invalid JSON body: {e}")))?;
-    let (format, delivery, speed) = validate(&request)?;
-    let text = request.input.trim().to_owned();
-    let chars = tts_tokens(&request.input);
-    let synthesizer = call.synthesizer()?;
-    if !synthesizer.voices().iter().any(|v| v.id == request.voice) {
-        let principal = call.principal()?;
-        let usable: Vec<String> =
-            synthesizer.voices().into_iter().map(|v| v.id).filter(|id| principal.voices.allows(id)).collect();
-        return Err(
-            Error::not_found(format!("unknown voice {:?}; voices: {}", request.voice, usable.join(", "))).into()
-        );
-    }
-    call.authorize_voice(&request.voice)?;
-
-    // Queued before charging: a full engine queue answers 503 without costing tokens. A
-    // refused admission drops the stream, and the engine stops work on it.
-    let costs = SentenceCosts::of(&text);
-    let mut stream = synthesizer.synthesize(text, SpeechOptions { voice: request.voice, speed })?;
+    let delivery = validate(&request)?;
+    let input = SpeechInput {
+        text: &request.input,
+        voice: &request.voice,
+        speed: request.speed,
+        format: request.response_format.as_deref(),
+        default_format: AudioFormat::Wav,
+        streamed: delivery != Delivery::File,
+    };
+    let prepared = speech::prepare(call.shared(), input)?;
     match delivery {
         Delivery::File => {
-            call.admit(chars)?;
-            Ok(whole_file(&mut stream, format).await?)
+            let (mut stream, format) = prepared.start_whole(call.shared())?;
+            let file = speech::collect_file(&mut stream, format).await?;
+            Ok(([(header::CONTENT_TYPE, format.content_type())], file.bytes).into_response())
         }
         Delivery::Audio | Delivery::Sse => {
-            let delivered = costs.charged_on(call.admit_reserved(chars)?);
+            let format = prepared.format;
+            let (stream, delivered) = prepared.start_streamed(call.shared())?;
             Ok(streamed(stream, format, delivery, delivered).await?)
         }
     }
@@ -129,66 +122,20 @@ fn require_json(headers: &HeaderMap) -> Result<(), Error> {
     }
 }
 
-/// Checks the request fields; returns the format, the delivery and the speed.
-fn validate(request: &SpeechRequest) -> Result<(AudioFormat, Delivery, f32), Error> {
+/// Checks the REST-only fields (the service checks the rest); returns the delivery.
+fn validate(request: &SpeechRequest) -> Result<Delivery, Error> {
     if let Some(model) = request.model.as_deref().filter(|m| !SPEECH_MODELS.contains(m)) {
         return Err(Error::not_found(format!(
             "model {model:?} does not exist; speech models: {} (the voice selects the synthesis model)",
             SPEECH_MODELS.join(", ")
         )));
     }
-    if request.input.trim().is_empty() {
-        return Err(Error::invalid("input must not be empty"));
+    match request.stream_format.as_deref() {
+        None => Ok(Delivery::File),
+        Some("audio") => Ok(Delivery::Audio),
+        Some("sse") => Ok(Delivery::Sse),
+        Some(other) => Err(Error::invalid(format!("stream_format {other:?} is not supported; use audio or sse"))),
     }
-    // Punctuation, symbols and invisible characters alone give the voice nothing to say.
-    if !request.input.chars().any(char::is_alphanumeric) {
-        return Err(Error::invalid("input has nothing to speak: it needs at least one letter or digit"));
-    }
-    let chars = tts_tokens(&request.input);
-    if chars > MAX_INPUT_CHARS as u64 {
-        return Err(Error::invalid(format!("input has {chars} characters; at most {MAX_INPUT_CHARS} are accepted")));
-    }
-    let speed = request.speed.unwrap_or(1.0);
-    if !speed.is_finite() || !(0.25..=4.0).contains(&speed) {
-        return Err(Error::invalid("speed must be between 0.25 and 4.0"));
-    }
-    let name = request.response_format.as_deref().unwrap_or("wav");
-    let format: AudioFormat = name.parse().map_err(|_| {
-        Error::invalid(format!("response_format {name:?} is not supported; use wav, pcm, flac, mp3 or opus"))
-    })?;
-    let delivery = match request.stream_format.as_deref() {
-        None => Delivery::File,
-        Some("audio") => Delivery::Audio,
-        Some("sse") => Delivery::Sse,
-        Some(other) => {
-            return Err(Error::invalid(format!("stream_format {other:?} is not supported; use audio or sse")))
-        }
-    };
-    if delivery != Delivery::File && ChunkEncoder::new(format).is_none() {
-        return Err(Error::invalid(format!(
-            "response_format {name:?} cannot be streamed; stream wav, pcm or mp3, or leave stream_format out"
-        )));
-    }
-    Ok((format, delivery, speed))
-}
-
-/// Waits for every sentence and answers one encoded file.
-async fn whole_file(stream: &mut AudioStream, format: AudioFormat) -> Result<Response, Error> {
-    let mut samples = Vec::new();
-    let mut sample_rate = 0;
-    while let Some(chunk) = stream.recv().await {
-        let chunk = chunk?;
-        sample_rate = chunk.sample_rate;
-        samples.extend(chunk.samples);
-    }
-    if sample_rate == 0 {
-        return Err(Error::internal("synthesis produced no audio"));
-    }
-    let bytes = tokio::task::spawn_blocking(move || encode(&samples, sample_rate, None, format))
-        .await
-        .map_err(Error::internal)?
-        .map_err(Error::internal)?;
-    Ok(([(header::CONTENT_TYPE, format.content_type())], bytes).into_response())
 }
 
 /// Answers as soon as the first sentence is ready, so that errors before any audio are still

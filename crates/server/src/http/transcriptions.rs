@@ -6,12 +6,11 @@ use super::call::{ops, Authorized, RestOperation};
 use super::error::ApiResult;
 use super::openapi::ServerSentEvent;
 use super::transcript_output::{render_response, sse_response};
+use crate::service::recognition::{self, Recognition};
 use axum::extract::multipart::{Multipart, MultipartError, MultipartRejection};
 use axum::http::StatusCode;
 use axum::response::Response;
-use smai_auth::limits::asr_tokens;
-use smai_core::{AudioLength, Error, ErrorCode, OutputFormat, Task, TranscribeOptions, Transcriber, TranscriptEvent};
-use std::sync::Arc;
+use smai_core::{Error, ErrorCode, OutputFormat, Task, TranscribeOptions};
 use utoipa::ToSchema;
 
 /// The multipart form of both routes, as `read_upload` reads it (the OpenAPI document's
@@ -105,70 +104,14 @@ async fn recognise<O: RestOperation>(
     multipart: Result<Multipart, MultipartRejection>,
     task: Task,
 ) -> ApiResult<Response> {
-    let mut upload = read_upload(multipart, task).await?;
-    let transcriber = call.transcriber()?;
-    if task == Task::Translate {
-        upload.options.model = Some(translation_model(transcriber.as_ref(), upload.options.model.take())?);
-    }
-    // Charged from the measured length before the audio is decoded in full: a key without
-    // the tokens for it is refused in milliseconds, whatever the upload's size.
-    let (file, measured) = measure(&transcriber, upload.file, call.tokens_left()?).await?;
-    if let Some(length) = measured {
-        call.admit(seconds_tokens(length.seconds))?;
-    }
-    let mut stream = transcriber.transcribe(file, upload.options)?;
-
-    // The first event carries the decoded duration. A refusal drops the stream, which stops
-    // the engine's work on it.
-    let (language, duration) = match stream.recv().await {
-        Some(Ok(TranscriptEvent::Started { language, duration })) => (language, duration),
-        Some(Ok(TranscriptEvent::Segment(_))) => return Err(Error::internal("segment before the start event").into()),
-        Some(Err(e)) => return Err(e.into()),
-        None => return Err(Error::internal("recognition ended without a result").into()),
-    };
-    let tokens = seconds_tokens(duration);
-    match measured {
-        None => call.admit(tokens)?,
-        // The container's figure and the decoded one differ by padding at most.
-        Some(_) => {
-            let charged = call.charged()?;
-            if tokens > charged {
-                call.charge(tokens - charged)?;
-            } else {
-                call.refund(charged - tokens)?;
-            }
-        }
-    }
-
+    let upload = read_upload(multipart, task).await?;
+    let recognition = recognition::start(call.shared(), upload.file, upload.options).await?;
+    let Recognition { events, language, duration } = recognition;
     if upload.stream {
-        Ok(sse_response(stream))
+        Ok(sse_response(events))
     } else {
-        Ok(render_response(stream, upload.format, task, language, duration).await?)
+        Ok(render_response(events, upload.format, task, language, duration).await?)
     }
-}
-
-/// Tokens of `seconds` of audio. The engine measures audio at 16 kHz, so a decoded duration
-/// is a whole number of those samples.
-fn seconds_tokens(seconds: f64) -> u64 {
-    asr_tokens((seconds * 16_000.0).round() as u64, 16_000)
-}
-
-/// The upload's length, measured off the async threads (it may decode packets), looking no
-/// further than `tokens_left` can pay for: past that the call is refused anyway.
-async fn measure(
-    transcriber: &Arc<dyn Transcriber>,
-    file: Vec<u8>,
-    tokens_left: u64,
-) -> Result<(Vec<u8>, Option<AudioLength>), Error> {
-    let transcriber = transcriber.clone();
-    // One token per 100 ms; a token more so that a file exactly at the budget is measured whole.
-    let budget_seconds = (tokens_left + 1) as f64 / 10.0;
-    tokio::task::spawn_blocking(move || {
-        let measured = transcriber.measure(&file, budget_seconds)?;
-        Ok((file, measured))
-    })
-    .await
-    .map_err(|e| Error::internal(format!("measuring the audio: {e}")))?
 }
 
 async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Task) -> Result<Upload, Error> {
@@ -232,27 +175,5 @@ fn parse_bool(text: &str) -> Result<bool, Error> {
         "true" | "1" => Ok(true),
         "false" | "0" | "" => Ok(false),
         other => Err(Error::invalid(format!("stream must be true or false, not {other:?}"))),
-    }
-}
-
-/// Translation needs a multilingual model: the one asked for, or the first loaded.
-fn translation_model(transcriber: &dyn Transcriber, asked: Option<String>) -> Result<String, Error> {
-    let models = transcriber.models();
-    match asked {
-        Some(id) => match models.iter().find(|m| m.id == id) {
-            Some(m) if m.multilingual => Ok(id),
-            Some(_) => Err(Error::invalid(format!(
-                "model {id:?} is English-only and cannot translate; use a multilingual model such as base"
-            ))),
-            None => Err(Error::not_found(format!("model {id:?} is not loaded"))),
-        },
-        None => models.iter().find(|m| m.multilingual).map(|m| m.id.clone()).ok_or_else(|| {
-            let loaded: Vec<&str> = models.iter().map(|m| m.id.as_str()).collect();
-            Error::not_found(format!(
-                "translation needs a multilingual Whisper model, and only English-only ones are loaded ({}); \
-                 install one with `smai models pull base`",
-                loaded.join(", ")
-            ))
-        }),
     }
 }

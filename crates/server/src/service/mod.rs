@@ -5,18 +5,23 @@
 
 mod call;
 mod credentials;
+pub mod live;
 mod operation;
+pub mod recognition;
 mod reservation;
+mod shared;
+pub mod speech;
 
 pub use call::{Call, CallContext, CLIENT_CLOSED};
 pub use credentials::Credentials;
 pub use operation::{Charging, Operation};
 pub use reservation::Reservation;
+pub use shared::SharedCall;
 
 use crate::config::AuthMode;
 use crate::metrics::Metrics;
 use smai_auth::{Authenticator, Limiter, RefusalLog, UsageLog};
-use smai_core::{EngineHealth, Error, Principal, SharedClock, Synthesizer, Tier, Transcriber};
+use smai_core::{EngineHealth, Error, ModelInfo, Principal, SharedClock, Synthesizer, Tier, Transcriber, VoiceInfo};
 use std::ops::Deref;
 use std::sync::Arc;
 use std::time::Instant;
@@ -95,6 +100,18 @@ impl Service {
             AuthMode::Disabled => Ok(Principal::anonymous(self.anonymous_tier)),
             AuthMode::Enabled => self.authenticator.verify(credentials.key()?).await,
         }
+    }
+
+    /// The voices `principal` may use.
+    pub fn usable_voices(&self, principal: &Principal) -> Vec<VoiceInfo> {
+        let voices = self.synthesizer().filter(|_| principal.can_use(smai_core::Service::Tts)).map(|s| s.voices());
+        voices.unwrap_or_default().into_iter().filter(|v| principal.voices.allows(&v.id)).collect()
+    }
+
+    /// The recognition models `principal` may use.
+    pub fn usable_models(&self, principal: &Principal) -> Vec<ModelInfo> {
+        let models = self.transcriber().filter(|_| principal.can_use(smai_core::Service::Asr)).map(|t| t.models());
+        models.unwrap_or_default()
     }
 
     /// Whether every engine is loaded and serving.
