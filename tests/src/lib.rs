@@ -191,7 +191,12 @@ impl Transcriber for EchoTranscriber {
                 options.prompt.as_deref().unwrap_or("-"),
                 options.temperature.map_or("-".to_owned(), |t| t.to_string())
             ),
-            format!(" bytes={} words={}.", audio.len(), options.word_timestamps),
+            format!(
+                " bytes={} words={}.{}",
+                audio.len(),
+                options.word_timestamps,
+                if options.vad_filter { " vad=true" } else { "" }
+            ),
         ];
         tx.try_send(Ok(TranscriptEvent::Started { language: "en".into(), duration: 3.0 })).expect("room");
         for (id, text) in texts.into_iter().enumerate() {

@@ -147,6 +147,27 @@ async fn translations_run_the_translate_task_on_a_multilingual_model() {
 }
 
 #[tokio::test]
+async fn vad_filter_and_openais_chunking_strategy_turn_the_vad_on() {
+    let (t, key) = echo_server().await;
+    let route = "/v1/audio/transcriptions";
+    let cases: [(&[(&str, &str)], bool); 6] = [
+        (&[], false),
+        (&[("vad_filter", "true")], true),
+        (&[("vad_filter", "false")], false),
+        (&[("chunking_strategy", "auto")], true),
+        (&[("chunking_strategy", r#"{"type": "server_vad", "threshold": 0.5}"#)], true),
+        (&[("chunking_strategy", "")], false),
+    ];
+    for (fields, on) in cases {
+        let body: Value = post(&t, &key, route, form(fields)).await.json().await.unwrap();
+        assert_eq!(body["text"].as_str().unwrap().ends_with(" vad=true"), on, "{fields:?}: {body}");
+    }
+    let translated = post(&t, &key, "/v1/audio/translations", form(&[("vad_filter", "1")])).await;
+    assert!(translated.text().await.unwrap().contains("vad=true"));
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn invalid_uploads_get_clear_400s_and_cost_nothing() {
     let (t, key) = echo_server().await;
     let route = "/v1/audio/transcriptions";
@@ -160,6 +181,8 @@ async fn invalid_uploads_get_clear_400s_and_cost_nothing() {
         (form(&[("temperature", "1.5")]), "temperature"),
         (form(&[("timestamp_granularities[]", "char")]), "granularity"),
         (form(&[("stream", "maybe")]), "stream"),
+        (form(&[("vad_filter", "sometimes")]), "vad_filter"),
+        (form(&[("chunking_strategy", "manual")]), "chunking_strategy"),
     ];
     for (form, message) in cases {
         let response = post(&t, &key, route, form).await;

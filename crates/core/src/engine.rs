@@ -25,6 +25,8 @@ pub struct TranscribeOptions {
     pub temperature: Option<f32>,
     pub word_timestamps: bool,
     pub beam_size: Option<usize>,
+    /// Transcribe only the speech the voice activity detector finds (files; times stay the file's).
+    pub vad_filter: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

@@ -3,7 +3,9 @@
 use crate::config::ServeConfig;
 use crate::serve::Engines;
 use smai_core::{Synthesizer, Transcriber};
+use smai_inference::asr::SileroVad;
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_inference::WhisperEngine;
 use std::sync::Arc;
 
 /// Loads every installed Whisper model of the configuration and the voices, both on
@@ -24,10 +26,9 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
             None
         } else {
             tracing::info!(models = ?installed, device = %config.device, "loading Whisper models");
-            let engine =
-                smai_inference::WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?
-                    .with_decode_limits(smai_inference::audio::DecodeLimits { max_seconds: config.max_audio_seconds });
-            Some(Arc::new(engine))
+            let engine = WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?
+                .with_decode_limits(smai_inference::audio::DecodeLimits { max_seconds: config.max_audio_seconds });
+            Some(Arc::new(with_vad(engine, &config)?))
         };
         let synthesizer: Option<Arc<dyn Synthesizer>> = match load_voices(&config, &device) {
             Ok(synth) => Some(Arc::new(synth)),
@@ -39,6 +40,17 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
         Ok(Engines { transcriber, synthesizer })
     })
     .await?
+}
+
+/// Enables `vad_filter` when the Silero VAD is installed; without it those requests are refused.
+fn with_vad(engine: WhisperEngine, config: &ServeConfig) -> anyhow::Result<WhisperEngine> {
+    match SileroVad::installed(&config.models_dir)? {
+        Some(vad) => Ok(engine.with_vad(Arc::new(vad))),
+        None => {
+            tracing::info!("Silero VAD not installed: vad_filter is unavailable (smai models pull silero-vad)");
+            Ok(engine)
+        }
+    }
 }
 
 fn load_voices(config: &ServeConfig, device: &smai_inference::Device) -> Result<PiperSynthesizer, smai_core::Error> {

@@ -5,6 +5,8 @@
 //! goes away stops its decoding.
 
 use super::live::{self, Decoded, LiveTranscription, StreamOptions};
+use super::vad::SileroVad;
+use super::vad_filter::{file_params, keep_speech, TimeMap};
 use crate::audio::mel::LogMel;
 use crate::audio::{decode_with_limits, probe_duration, DecodeLimits};
 use crate::runtime::{device_name, Worker, WorkerConfig};
@@ -34,6 +36,8 @@ pub struct WhisperEngine {
     default_model: String,
     device: Device,
     limits: DecodeLimits,
+    /// For `vad_filter`; requests asking for it are refused without one.
+    vad: Option<Arc<SileroVad>>,
 }
 
 impl WhisperEngine {
@@ -58,7 +62,13 @@ impl WhisperEngine {
             })?;
             models.push(Loaded { info, worker, mel });
         }
-        Ok(Self { models, default_model, device: device.clone(), limits: DecodeLimits::default() })
+        Ok(Self { models, default_model, device: device.clone(), limits: DecodeLimits::default(), vad: None })
+    }
+
+    /// Enables `vad_filter` with this detector.
+    pub fn with_vad(mut self, vad: Arc<SileroVad>) -> Self {
+        self.vad = Some(vad);
+        self
     }
 
     /// Bounds every upload's decoding (`--max-audio-seconds`); the default is
@@ -126,21 +136,49 @@ pub fn whisper_options(options: &TranscribeOptions) -> Result<WhisperOptions, Er
     Ok(o)
 }
 
-/// Decodes the container and computes the features. A decoder that panics on a malformed
-/// file makes the request fail with `internal_error` rather than vanish.
-fn prepare(audio: &[u8], mel: &LogMel, limits: &DecodeLimits) -> Result<Features, Error> {
-    catch_unwind(AssertUnwindSafe(|| decode_with_limits(audio, limits).map(|pcm| Features::compute(mel, &pcm))))
-        .unwrap_or_else(|_| Err(Error::internal("preparing the audio panicked")))
+/// What the model gets of a file: its features, and with `vad_filter` the map from the speech
+/// it hears back to the file (and the file's length).
+struct Prepared {
+    features: Features,
+    speech_map: Option<(TimeMap, f64)>,
+}
+
+/// Decodes the container, keeps only the speech when a VAD is given, and computes the features.
+/// A decoder that panics on a malformed file makes the request fail with `internal_error`
+/// rather than vanish.
+fn prepare(audio: &[u8], mel: &LogMel, limits: &DecodeLimits, vad: Option<&SileroVad>) -> Result<Prepared, Error> {
+    catch_unwind(AssertUnwindSafe(|| {
+        let pcm = decode_with_limits(audio, limits)?;
+        let Some(vad) = vad else {
+            return Ok(Prepared { features: Features::compute(mel, &pcm), speech_map: None });
+        };
+        let speech = keep_speech(vad, &pcm, &file_params())?;
+        let file_seconds = pcm.len() as f64 / f64::from(super::vad::SAMPLE_RATE);
+        Ok(Prepared { features: Features::compute(mel, &speech.audio), speech_map: Some((speech.map, file_seconds)) })
+    }))
+    .unwrap_or_else(|_| Err(Error::internal("preparing the audio panicked")))
 }
 
 /// The model's part of a file request: decoding, segment by segment, while the caller listens.
-fn run_file(model: &mut WhisperModel, features: &Features, opts: &WhisperOptions, out: &TranscriptSender) {
+fn run_file(model: &mut WhisperModel, prepared: &Prepared, opts: &WhisperOptions, out: &TranscriptSender) {
     if out.is_closed() {
         return;
     }
+    let send = |event| out.blocking_send(Ok(event)).is_ok();
+    if let Some((_, file_seconds)) = &prepared.speech_map {
+        if prepared.features.duration == 0.0 {
+            // No speech at all: nothing for the model to hear, and nothing to say.
+            let language = opts.language.clone().unwrap_or_else(|| "en".into());
+            send(TranscriptEvent::Started { language, duration: *file_seconds });
+            return;
+        }
+    }
     // A caller that goes away stops the decoding before its next step.
     let gone = || out.is_closed();
-    let result = transcribe_until(model, features, opts, &gone, |event| out.blocking_send(Ok(event)).is_ok());
+    let result = transcribe_until(model, &prepared.features, opts, &gone, |event| match &prepared.speech_map {
+        Some((map, file_seconds)) => send(map.event(event, *file_seconds)),
+        None => send(event),
+    });
     if let Err(e) = result {
         let _ = out.blocking_send(Err(e));
     }
@@ -186,16 +224,25 @@ impl Transcriber for WhisperEngine {
         let opts = whisper_options(&options)?;
         let slot = model.worker.reserve()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
+        let vad = match (options.vad_filter, &self.vad) {
+            (false, _) => None,
+            (true, Some(vad)) => Some(vad.clone()),
+            (true, None) => {
+                return Err(Error::not_found(
+                    "vad_filter needs the Silero VAD model, which is not loaded (smai models pull silero-vad)",
+                ))
+            }
+        };
         let (mel, limits) = (model.mel.clone(), self.limits);
         rayon::spawn(move || {
             let span = slot.span().clone();
             let _entered = span.enter();
-            match prepare(&audio, &mel, &limits) {
+            match prepare(&audio, &mel, &limits, vad.as_deref()) {
                 Err(e) => {
                     let _ = tx.try_send(Err(e));
                 }
                 Ok(_) if tx.is_closed() => {}
-                Ok(features) => slot.send("transcribe", tx, move |model, out| run_file(model, &features, &opts, out)),
+                Ok(prepared) => slot.send("transcribe", tx, move |model, out| run_file(model, &prepared, &opts, out)),
             }
         });
         Ok(rx)

@@ -3,6 +3,7 @@
 use clap::Args;
 use smai_core::transcript::{render, OutputFormat, Transcript};
 use smai_core::{Error, Task, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream};
+use smai_inference::asr::SileroVad;
 use smai_inference::{device_from_name, WhisperEngine};
 use std::path::PathBuf;
 
@@ -31,6 +32,9 @@ pub struct TranscribeArgs {
     pub word_timestamps: bool,
     #[arg(long)]
     pub beam_size: Option<usize>,
+    /// Transcribe only the speech the Silero VAD finds (needs `smai models pull silero-vad`).
+    #[arg(long)]
+    pub vad_filter: bool,
     /// A single temperature instead of the fallback schedule.
     #[arg(long)]
     pub temperature: Option<f32>,
@@ -59,7 +63,13 @@ pub fn collect(mut stream: TranscriptStream, task: Task) -> Result<Transcript, E
 /// Transcribes each file and prints it in the chosen format (text: one line per file).
 pub fn run(args: TranscribeArgs) -> Result<(), Error> {
     let device = device_from_name(&args.device)?;
-    let engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
+    let mut engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
+    if args.vad_filter {
+        let vad = SileroVad::installed(&args.models_dir)
+            .map_err(|e| Error::internal(e.to_string()))?
+            .ok_or_else(|| Error::not_found("--vad-filter needs the Silero VAD: run `smai models pull silero-vad`"))?;
+        engine = engine.with_vad(std::sync::Arc::new(vad));
+    }
     let task = match args.task {
         TaskArg::Transcribe => Task::Transcribe,
         TaskArg::Translate => Task::Translate,
@@ -74,6 +84,7 @@ pub fn run(args: TranscribeArgs) -> Result<(), Error> {
             temperature: args.temperature,
             word_timestamps: args.word_timestamps,
             beam_size: args.beam_size,
+            vad_filter: args.vad_filter,
         };
         let transcript = collect(engine.transcribe(audio, options)?, task)?;
         println!("{}", render(&transcript, args.format));

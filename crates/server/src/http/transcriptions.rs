@@ -147,7 +147,9 @@ async fn read_upload(multipart: Result<Multipart, MultipartRejection>, task: Tas
                     )))
                 }
             },
-            "stream" => stream = parse_bool(&text())?,
+            "stream" => stream = parse_bool("stream", &text())?,
+            "vad_filter" => options.vad_filter = parse_bool("vad_filter", &text())?,
+            "chunking_strategy" => options.vad_filter = chunking_uses_vad(&text())?,
             _ => {}
         }
     }
@@ -170,10 +172,27 @@ fn multipart_error(e: MultipartError, context: &str) -> Error {
     }
 }
 
-fn parse_bool(text: &str) -> Result<bool, Error> {
+fn parse_bool(field: &str, text: &str) -> Result<bool, Error> {
     match text.to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" | "" => Ok(false),
-        other => Err(Error::invalid(format!("stream must be true or false, not {other:?}"))),
+        other => Err(Error::invalid(format!("{field} must be true or false, not {other:?}"))),
+    }
+}
+
+/// OpenAI's `chunking_strategy`: `auto`, or a `server_vad` object, cuts the audio at silences
+/// (our VAD filter); an empty value leaves it off.
+fn chunking_uses_vad(text: &str) -> Result<bool, Error> {
+    if text.is_empty() {
+        return Ok(false);
+    }
+    if text == "auto" {
+        return Ok(true);
+    }
+    match serde_json::from_str::<serde_json::Value>(text) {
+        Ok(v) if v.get("type").and_then(|t| t.as_str()) == Some("server_vad") => Ok(true),
+        _ => Err(Error::invalid(format!(
+            "chunking_strategy must be \"auto\" or an object with \"type\": \"server_vad\", not {text:?}"
+        ))),
     }
 }
