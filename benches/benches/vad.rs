@@ -2,7 +2,7 @@
 //! as beside a live session) and a whole file scored at once (the convolutions batched, as for
 //! `vad_filter`). Run on one core to read it per core:
 //! `RAYON_NUM_THREADS=1 taskset -c 0 cargo bench -p smai-benches --bench vad`.
-//! Needs the weights (`smai models pull silero-vad`); skipped without them.
+//! Needs the weights (`smai models pull --only silero-vad`); skipped without them.
 
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use smai_inference::asr::{SileroVad, VadStream};
@@ -29,7 +29,7 @@ fn weights() -> PathBuf {
 fn vad(c: &mut Criterion) {
     let path = weights();
     let Ok(model) = SileroVad::load(&path) else {
-        eprintln!("vad bench skipped: no weights at {} (smai models pull silero-vad)", path.display());
+        eprintln!("vad bench skipped: no weights at {} (smai models pull --only silero-vad)", path.display());
         return;
     };
     let audio = signal();

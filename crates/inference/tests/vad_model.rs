@@ -27,7 +27,7 @@ fn clip(name: &str) -> Vec<f32> {
 
 fn model(file: &str) -> SileroVad {
     let path = common::models_root().join("silero-vad").join(file);
-    SileroVad::load(&path).unwrap_or_else(|e| panic!("{e}: run `smai models pull silero-vad` first"))
+    SileroVad::load(&path).unwrap_or_else(|e| panic!("{e}: run `smai models pull --only silero-vad` first"))
 }
 
 fn expected(reference: &Value, clip: &str) -> Vec<f32> {

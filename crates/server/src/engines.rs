@@ -47,7 +47,7 @@ fn with_vad(engine: WhisperEngine, config: &ServeConfig) -> anyhow::Result<Whisp
     match SileroVad::installed(&config.models_dir)? {
         Some(vad) => Ok(engine.with_vad(Arc::new(vad))),
         None => {
-            tracing::info!("Silero VAD not installed: vad_filter is unavailable (smai models pull silero-vad)");
+            tracing::info!("Silero VAD not installed: vad_filter is unavailable (smai models pull --only silero-vad)");
             Ok(engine)
         }
     }

@@ -224,15 +224,14 @@ impl Transcriber for WhisperEngine {
         let opts = whisper_options(&options)?;
         let slot = model.worker.reserve()?;
         let (tx, rx) = mpsc::channel(STREAM_BUFFER);
-        let vad = match (options.vad_filter, &self.vad) {
-            (false, _) => None,
-            (true, Some(vad)) => Some(vad.clone()),
-            (true, None) => {
-                return Err(Error::not_found(
-                    "vad_filter needs the Silero VAD model, which is not loaded (smai models pull silero-vad)",
-                ))
-            }
-        };
+        let vad =
+            match (options.vad_filter, &self.vad) {
+                (false, _) => None,
+                (true, Some(vad)) => Some(vad.clone()),
+                (true, None) => return Err(Error::not_found(
+                    "vad_filter needs the Silero VAD model, which is not loaded (smai models pull --only silero-vad)",
+                )),
+            };
         let (mel, limits) = (model.mel.clone(), self.limits);
         rayon::spawn(move || {
             let span = slot.span().clone();

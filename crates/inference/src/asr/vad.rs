@@ -22,7 +22,7 @@ const WINDOW: usize = FRAME + CONTEXT;
 const PAD: usize = 64;
 const HIDDEN: usize = 128;
 
-/// Where `smai models pull silero-vad` installs the weights, under the models folder.
+/// Where `smai models pull --only silero-vad` installs the weights, under the models folder.
 pub const INSTALLED_WEIGHTS: &str = "silero-vad/silero_vad_16k_op15.onnx";
 
 #[derive(Debug, thiserror::Error)]

@@ -32,7 +32,7 @@ pub struct TranscribeArgs {
     pub word_timestamps: bool,
     #[arg(long)]
     pub beam_size: Option<usize>,
-    /// Transcribe only the speech the Silero VAD finds (needs `smai models pull silero-vad`).
+    /// Transcribe only the speech the Silero VAD finds (needs `smai models pull --only silero-vad`).
     #[arg(long)]
     pub vad_filter: bool,
     /// A single temperature instead of the fallback schedule.
@@ -65,9 +65,10 @@ pub fn run(args: TranscribeArgs) -> Result<(), Error> {
     let device = device_from_name(&args.device)?;
     let mut engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
     if args.vad_filter {
-        let vad = SileroVad::installed(&args.models_dir)
-            .map_err(|e| Error::internal(e.to_string()))?
-            .ok_or_else(|| Error::not_found("--vad-filter needs the Silero VAD: run `smai models pull silero-vad`"))?;
+        let vad =
+            SileroVad::installed(&args.models_dir).map_err(|e| Error::internal(e.to_string()))?.ok_or_else(|| {
+                Error::not_found("--vad-filter needs the Silero VAD: run `smai models pull --only silero-vad`")
+            })?;
         engine = engine.with_vad(std::sync::Arc::new(vad));
     }
     let task = match args.task {
