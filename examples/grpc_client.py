@@ -54,6 +54,11 @@ with open("hello.wav", "rb") as f:
     answer = asr.Recognize(asr_pb2.RecognizeRequest(audio=f.read()), metadata=metadata)
 print("transcript:", answer.text)
 
+# The same key as a bearer token; ListVoices names only the voices the key may use.
+bearer = [("authorization", "Bearer " + os.environ["SMAI_API_KEY"])]
+voices = tts.ListVoices(tts_pb2.ListVoicesRequest(), metadata=bearer)
+print("voices (bearer):", ", ".join(v.id for v in voices.voices))
+
 # Live: a 16-bit mono WAV sent in 100 ms chunks; half-closing the requests ends the audio.
 def live_requests(path):
     with wave.open(path, "rb") as w:

@@ -261,5 +261,6 @@ async fn the_readme_grpcio_example_runs_over_tls_with_a_private_ca() {
     assert!(out.lines().any(|l| l.starts_with("final 0 [")), "live finals printed: {out}");
     assert!(out.contains("refused: UNAUTHENTICATED reason=unauthorized domain=smai"), "{out}");
     assert!(out.contains("requests left this minute: 59"), "{out}");
+    assert!(out.contains("voices (bearer): joe"), "{out}");
     t.server.shutdown().await.unwrap();
 }

@@ -102,6 +102,10 @@ pub struct ServeConfig {
     #[arg(long, env = "SMAI_SHUTDOWN_GRACE", default_value = "30s", value_parser = parse_duration)]
     pub shutdown_grace: Duration,
 
+    /// A live WebSocket session that sends no audio and no text for this long is closed.
+    #[arg(long, env = "SMAI_WS_IDLE_TIMEOUT", default_value = "30s", value_parser = parse_duration)]
+    pub ws_idle_timeout: Duration,
+
     /// How long usage rows are kept; older ones are deleted at start and then hourly.
     #[arg(long, env = "SMAI_USAGE_RETENTION", default_value = "90d", value_parser = parse_duration)]
     pub usage_retention: Duration,
@@ -206,6 +210,7 @@ impl ServeConfig {
             max_connections: 4096,
             max_connections_per_ip: 256,
             shutdown_grace: Duration::from_secs(30),
+            ws_idle_timeout: Duration::from_secs(30),
             usage_retention: Duration::from_secs(90 * 86_400),
             cors_origins: vec![],
             tls_cert: None,

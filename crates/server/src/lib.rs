@@ -12,6 +12,7 @@ pub mod service;
 pub mod state;
 pub mod telemetry;
 pub mod tls;
+pub mod ws;
 
 pub use config::{AuthMode, ServeConfig};
 pub use serve::{start, RunningServer};

@@ -67,7 +67,13 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
         anonymous_tier: config.anonymous_tier(),
         metrics,
     });
-    let state = AppState { service, max_body_bytes: config.max_body_bytes, metrics_mode: config.metrics, cors_origins };
+    let state = AppState {
+        service,
+        max_body_bytes: config.max_body_bytes,
+        metrics_mode: config.metrics,
+        cors_origins,
+        ws_idle_timeout: config.ws_idle_timeout,
+    };
     if config.auth == AuthMode::Disabled {
         tracing::warn!(
             "AUTHENTICATION IS DISABLED: every request runs as an anonymous principal with all services and \

@@ -13,6 +13,8 @@ pub struct AppState {
     pub metrics_mode: MetricsMode,
     /// Origins allowed to call from a browser (CORS); empty: none.
     pub cors_origins: Vec<HeaderValue>,
+    /// Live sockets silent for this long are closed.
+    pub ws_idle_timeout: std::time::Duration,
 }
 
 /// The service's parts read through the state (`state.limiter`, `state.authenticator`).

@@ -40,8 +40,10 @@ pub fn router(state: AppState) -> Router {
         // call middleware so that the call's usage row sees that status.
         .route_layer(CatchPanicLayer::custom(panic_response))
         .route_layer(middleware::from_fn(call::track));
+    // Sockets authenticate after the upgrade (a browser sends its key as the first message).
     let app = open
         .merge(v1)
+        .merge(crate::ws::routes())
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))

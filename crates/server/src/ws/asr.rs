@@ -1,0 +1,279 @@
+//! `GET /v1/realtime/asr`: smai's live recognition over a WebSocket, on the service core's
+//! live session (the same one gRPC's StreamingRecognize runs): a `start` message, binary audio
+//! charged as it arrives, `commit` and `stop`; speech events, partials and finals out.
+
+use super::close::is_recoverable;
+use super::socket::{Incoming, Reader, Socket, Upgrade, Writer};
+use super::{end_session, Ending};
+use crate::service::live::{LiveAudio, LiveEvents, LiveRecognition, LiveUpdate, PcmEncoding, SpeechTracker};
+use crate::service::{Operation, SharedCall};
+use axum::extract::ws::WebSocket;
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+use smai_core::{Error, TranscribeOptions};
+
+#[derive(Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+enum ClientMessage {
+    Start(Box<Start>),
+    Commit,
+    Stop,
+    /// Accepted and ignored once the socket is authenticated (a client may always send it).
+    Auth {
+        #[allow(dead_code)]
+        api_key: Option<String>,
+    },
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Start {
+    model: Option<String>,
+    language: Option<String>,
+    #[serde(default = "default_rate")]
+    sample_rate: u32,
+    #[serde(default)]
+    encoding: Encoding,
+    #[serde(default = "yes")]
+    interim_results: bool,
+    #[serde(default)]
+    word_timestamps: bool,
+    prompt: Option<String>,
+    #[serde(default)]
+    vad: Option<VadSettings>,
+}
+
+#[derive(Deserialize, Default, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum Encoding {
+    #[default]
+    PcmS16le,
+    PcmF32le,
+    Mulaw,
+    Alaw,
+}
+
+/// The `vad` block of `start`, checked and echoed in `started`.
+#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct VadSettings {
+    #[serde(default = "server_mode")]
+    pub mode: String,
+    #[serde(default = "half")]
+    pub threshold: f32,
+    #[serde(default = "min_silence")]
+    pub min_silence_ms: u32,
+    #[serde(default = "speech_pad")]
+    pub speech_pad_ms: u32,
+    #[serde(default = "max_utterance")]
+    pub max_utterance_s: f64,
+}
+
+fn default_rate() -> u32 {
+    16_000
+}
+fn yes() -> bool {
+    true
+}
+fn server_mode() -> String {
+    "server".into()
+}
+fn half() -> f32 {
+    0.5
+}
+fn min_silence() -> u32 {
+    600
+}
+fn speech_pad() -> u32 {
+    300
+}
+fn max_utterance() -> f64 {
+    30.0
+}
+
+impl Default for VadSettings {
+    fn default() -> Self {
+        Self {
+            mode: server_mode(),
+            threshold: half(),
+            min_silence_ms: min_silence(),
+            speech_pad_ms: speech_pad(),
+            max_utterance_s: max_utterance(),
+        }
+    }
+}
+
+impl VadSettings {
+    fn check(self) -> Result<Self, Error> {
+        if self.mode != "server" && self.mode != "manual" {
+            return Err(Error::invalid(format!("vad.mode must be \"server\" or \"manual\", not {:?}", self.mode)));
+        }
+        if !(0.1..=0.95).contains(&self.threshold) {
+            return Err(Error::invalid("vad.threshold must be between 0.1 and 0.95"));
+        }
+        if !(100..=10_000).contains(&self.min_silence_ms) || self.speech_pad_ms > 2_000 {
+            return Err(Error::invalid("vad.min_silence_ms must be 100 to 10000 and vad.speech_pad_ms at most 2000"));
+        }
+        if !(1.0..=30.0).contains(&self.max_utterance_s) {
+            return Err(Error::invalid("vad.max_utterance_s must be between 1 and 30"));
+        }
+        Ok(self)
+    }
+}
+
+/// What the session was started with.
+struct Settings {
+    interim: bool,
+    words: bool,
+}
+
+fn parse(text: &str) -> Result<ClientMessage, Error> {
+    serde_json::from_str(text).map_err(|e| Error::invalid(format!("malformed message: {e}")))
+}
+
+pub async fn run(ws: WebSocket, upgrade: Upgrade) {
+    let Some((mut reader, mut writer, call)) = Socket::open(ws, upgrade, Operation::LiveTranscription).await else {
+        return;
+    };
+    let result = session(&mut reader, &mut writer, &call).await;
+    end_session(&mut writer, &call, result).await;
+}
+
+async fn session(reader: &mut Reader, writer: &mut Writer, call: &SharedCall) -> Result<Ending, Error> {
+    let (live, events, settings) = loop {
+        let message = match reader.next().await? {
+            Incoming::Gone => return Ok(Ending::ClientGone),
+            Incoming::Binary(_) => Err(Error::invalid("send the start message before audio")),
+            Incoming::Text(text) => parse(&text),
+        };
+        let outcome = match message {
+            Ok(ClientMessage::Start(start)) => open(call, *start, writer).await,
+            Ok(ClientMessage::Stop) => {
+                writer.send_json(json!({"type": "done", "audio_seconds": 0.0, "utterances": 0})).await?;
+                return Ok(Ending::Done);
+            }
+            Ok(ClientMessage::Auth { .. }) => continue,
+            Ok(ClientMessage::Commit) => Err(Error::invalid("send the start message first")),
+            Err(e) => Err(e),
+        };
+        match outcome {
+            Ok(opened) => break opened,
+            Err(e) if is_recoverable(e.code) => writer.report(&e).await?,
+            Err(e) => return Err(e),
+        }
+    };
+    stream(reader, writer, live, events, settings).await
+}
+
+/// Opens the live session of a `start` message and answers `started`.
+async fn open(
+    call: &SharedCall,
+    start: Start,
+    writer: &mut Writer,
+) -> Result<(LiveRecognition, LiveEvents, Settings), Error> {
+    let vad = start.vad.unwrap_or_default().check()?;
+    let encoding = match start.encoding {
+        Encoding::PcmS16le => PcmEncoding::S16le,
+        Encoding::PcmF32le => PcmEncoding::F32le,
+        Encoding::Mulaw => PcmEncoding::Mulaw,
+        Encoding::Alaw => PcmEncoding::Alaw,
+    };
+    let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
+    let options = TranscribeOptions {
+        model: non_empty(start.model),
+        language: non_empty(start.language),
+        prompt: non_empty(start.prompt),
+        word_timestamps: start.word_timestamps,
+        ..Default::default()
+    };
+    let model = match &options.model {
+        Some(model) => model.clone(),
+        None => call.with(|c| Ok(c.transcriber()?.models().first().map(|m| m.id.clone()).unwrap_or_default()))?,
+    };
+    let audio = LiveAudio { encoding, sample_rate: start.sample_rate };
+    let (live, events) = LiveRecognition::open(call, options, audio)?;
+    let session_id = call.with(|c| Ok(c.request_id().to_owned()))?;
+    let started = json!({"type": "started", "session_id": session_id, "model": model,
+        "sample_rate": start.sample_rate, "vad": vad});
+    writer.send_json(started).await?;
+    Ok((live, events, Settings { interim: start.interim_results, words: start.word_timestamps }))
+}
+
+/// Audio in until `stop`, events out until the session has said everything.
+async fn stream(
+    reader: &mut Reader,
+    writer: &mut Writer,
+    live: LiveRecognition,
+    mut events: LiveEvents,
+    settings: Settings,
+) -> Result<Ending, Error> {
+    let mut live = Some(live);
+    let mut tracker = SpeechTracker::default();
+    let (mut utterances, mut audio_seconds) = (0u32, 0.0);
+    loop {
+        tokio::select! {
+            incoming = reader.next(), if live.is_some() => {
+                let session = live.as_mut().expect("open while reading");
+                let message = match incoming? {
+                    Incoming::Gone => return Ok(Ending::ClientGone),
+                    Incoming::Binary(bytes) => {
+                        session.feed(&bytes).await?;
+                        continue;
+                    }
+                    Incoming::Text(text) => parse(&text),
+                };
+                match message {
+                    Ok(ClientMessage::Commit) => session.commit().await?,
+                    Ok(ClientMessage::Stop) => {
+                        audio_seconds = session.audio_seconds();
+                        live.take().expect("open").finish().await?;
+                    }
+                    Ok(ClientMessage::Auth { .. }) => {}
+                    Ok(ClientMessage::Start(_)) => writer.report(&Error::invalid("the session has started already")).await?,
+                    Err(e) => writer.report(&e).await?,
+                }
+            }
+            event = events.recv() => {
+                let Some(event) = event else {
+                    if let Some(update) = tracker.close() {
+                        writer.send_json(update_json(update, &settings).expect("a stop is always sent")).await?;
+                    }
+                    let done = json!({"type": "done", "audio_seconds": audio_seconds, "utterances": utterances});
+                    writer.send_json(done).await?;
+                    return Ok(Ending::Done);
+                };
+                for update in tracker.updates(event?) {
+                    if matches!(update, LiveUpdate::SpeechStarted { .. }) {
+                        utterances += 1;
+                    }
+                    if let Some(message) = update_json(update, &settings) {
+                        writer.send_json(message).await?;
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn update_json(update: LiveUpdate, settings: &Settings) -> Option<serde_json::Value> {
+    Some(match update {
+        LiveUpdate::SpeechStarted { utterance, at } => {
+            json!({"type": "speech_started", "utterance": utterance, "start": at})
+        }
+        LiveUpdate::SpeechStopped { utterance, at } => {
+            json!({"type": "speech_stopped", "utterance": utterance, "end": at})
+        }
+        LiveUpdate::Partial { .. } if !settings.interim => return None,
+        LiveUpdate::Partial { utterance, start, text, stable_text, .. } => {
+            json!({"type": "partial", "utterance": utterance, "text": text, "stable_text": stable_text, "start": start})
+        }
+        LiveUpdate::Final { utterance, segment, language } => {
+            let mut message = json!({"type": "final", "utterance": utterance, "text": segment.text,
+                "start": segment.start, "end": segment.end, "language": language});
+            if settings.words {
+                message["words"] = json!(segment.words);
+            }
+            message
+        }
+    })
+}

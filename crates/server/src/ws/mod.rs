@@ -1,0 +1,98 @@
+//! The WebSocket adapter onto the service core: live recognition (`/v1/realtime/asr`) and
+//! live synthesis (`/v1/realtime/tts`). A socket authenticates from its upgrade headers or,
+//! for browsers that cannot set headers, from a first `auth` message; only then does its call
+//! take one concurrency slot of the key, held until the socket closes, with one usage row.
+
+mod asr;
+pub mod close;
+mod socket;
+mod tts;
+
+pub use socket::{AUTH_DEADLINE, MAX_BINARY_BYTES, MAX_TEXT_BYTES};
+
+use crate::http::context::RequestId;
+use crate::service::{CallContext, Credentials, SharedCall};
+use crate::state::AppState;
+use axum::extract::ws::WebSocketUpgrade;
+use axum::extract::{ConnectInfo, State};
+use axum::http::HeaderMap;
+use axum::response::Response;
+use axum::routing::get;
+use axum::{Extension, Router};
+use smai_core::Error;
+use socket::{Upgrade, Writer};
+use std::net::SocketAddr;
+
+pub fn routes() -> Router<AppState> {
+    Router::new().route("/v1/realtime/asr", get(asr_socket)).route("/v1/realtime/tts", get(tts_socket))
+}
+
+async fn asr_socket(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let upgrade = upgrade_of(&state, request_id, connect, &headers, "/v1/realtime/asr");
+    limits(ws).on_upgrade(move |socket| asr::run(socket, upgrade))
+}
+
+async fn tts_socket(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let upgrade = upgrade_of(&state, request_id, connect, &headers, "/v1/realtime/tts");
+    limits(ws).on_upgrade(move |socket| tts::run(socket, upgrade))
+}
+
+fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
+    ws.max_message_size(MAX_BINARY_BYTES).max_frame_size(MAX_BINARY_BYTES)
+}
+
+/// The key of the upgrade request, if its headers carry one (else the first message must).
+fn upgrade_of(
+    state: &AppState,
+    request_id: RequestId,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    headers: &HeaderMap,
+    route: &str,
+) -> Upgrade {
+    let carries_key = headers.contains_key("x-api-key") || headers.contains_key("authorization");
+    let credentials = carries_key
+        .then(|| Credentials::from_fields(headers.iter().map(|(name, value)| (name.as_str(), value.as_bytes()))));
+    let source = connect.map(|Extension(ConnectInfo(addr))| addr.ip());
+    Upgrade {
+        service: state.service.clone(),
+        credentials,
+        context: CallContext { request_id: request_id.0, route: route.to_owned(), source },
+        idle_timeout: state.ws_idle_timeout,
+    }
+}
+
+/// How a session ended, for its call's usage row.
+pub(crate) enum Ending {
+    /// `stop` was answered with `done`.
+    Done,
+    /// The client closed or vanished: nothing more to say, the row records 499.
+    ClientGone,
+}
+
+/// Closes the session: 1000 after `done`, the error's code after its JSON, nothing to a
+/// client that has gone. The call (slot and usage row) ends when the last holder drops it.
+pub(crate) async fn end_session(writer: &mut Writer, call: &SharedCall, result: Result<Ending, Error>) {
+    match result {
+        Ok(Ending::Done) => {
+            call.finish(200);
+            writer.close(close::NORMAL, "done").await;
+        }
+        Ok(Ending::ClientGone) => {}
+        Err(error) => {
+            let error = call.fail(error);
+            writer.close_with(&error).await;
+        }
+    }
+}

@@ -1,0 +1,336 @@
+//! The live sockets through the real server with a real WebSocket client (tokio-tungstenite),
+//! on the small fake engines (a counting live session, a tone synthesizer): auth by header and
+//! by first message, the auth deadline, refusals and their close codes, the concurrency slot
+//! held from auth to close and freed by a vanished client, chunk-by-chunk charging, recoverable
+//! errors, frame limits, idle timeout, and one usage row per session.
+
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{json, Value};
+use smai_auth::NewKey;
+use smai_core::{Service, Tier, VoiceAccess};
+use smai_e2e::TestServer;
+use std::collections::BTreeSet;
+use std::time::Duration;
+use tokio::net::TcpStream;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+async fn connect(t: &TestServer, path: &str, key: Option<&str>) -> Ws {
+    let url = t.url(path).replacen("http://", "ws://", 1);
+    let mut request = url.into_client_request().unwrap();
+    if let Some(key) = key {
+        request.headers_mut().insert("x-api-key", key.parse().unwrap());
+    }
+    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
+    assert_eq!(response.status(), 101);
+    ws
+}
+
+async fn send(ws: &mut Ws, value: Value) {
+    ws.send(Message::Text(value.to_string().into())).await.unwrap();
+}
+
+/// What the server sent next: JSON, audio, or the close (code and the JSON before it).
+#[derive(Debug)]
+enum Received {
+    Json(Value),
+    Audio(usize),
+    Closed(u16),
+}
+
+async fn receive(ws: &mut Ws) -> Received {
+    loop {
+        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the server answers");
+        match message {
+            Some(Ok(Message::Text(text))) => return Received::Json(serde_json::from_str(&text).unwrap()),
+            Some(Ok(Message::Binary(bytes))) => return Received::Audio(bytes.len()),
+            Some(Ok(Message::Close(frame))) => return Received::Closed(frame.map_or(1005, |f| u16::from(f.code))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Received::Closed(1006),
+        }
+    }
+}
+
+async fn json(ws: &mut Ws) -> Value {
+    match receive(ws).await {
+        Received::Json(v) => v,
+        other => panic!("expected JSON, got {other:?}"),
+    }
+}
+
+/// Reads to the close: its code and the error JSON sent before it.
+async fn closed(ws: &mut Ws) -> (u16, Value) {
+    let mut last = Value::Null;
+    loop {
+        match receive(ws).await {
+            Received::Json(v) => last = v,
+            Received::Audio(_) => {}
+            Received::Closed(code) => return (code, last),
+        }
+    }
+}
+
+fn pcm(seconds: f64) -> Vec<u8> {
+    let n = (seconds * 16_000.0) as usize;
+    (0..n).flat_map(|i| (((i as f32 * 0.05).sin() * 8_000.0) as i16).to_le_bytes()).collect()
+}
+
+async fn key_with(t: &TestServer, services: &[Service], voices: VoiceAccess, tier: Tier) -> String {
+    let new = NewKey {
+        org: "acme".into(),
+        name: None,
+        services: services.iter().copied().collect::<BTreeSet<_>>(),
+        voices,
+        tier,
+        expires_in_ms: None,
+    };
+    let (_, key) = t.server.state.authenticator.store().create(&new).await.unwrap();
+    key.as_str().to_owned()
+}
+
+/// Usage rows (route, status, tokens) after the server has shut down and flushed.
+async fn usage_rows(t: TestServer) -> Vec<(String, i64, i64)> {
+    let TestServer { server, db, dir: _dir, .. } = t;
+    server.shutdown().await.unwrap();
+    let pool = smai_auth::open_database(&db).await.unwrap();
+    let rows =
+        sqlx::query_as("SELECT route, status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
+    pool.close().await;
+    rows
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_recognition_runs_start_audio_commit_stop_and_charges_every_chunk() {
+    let t = TestServer::start().await;
+    let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
+    let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    send(&mut ws, json!({"type": "start", "sample_rate": 16000, "encoding": "pcm_s16le"})).await;
+    let started = json(&mut ws).await;
+    assert_eq!(started["type"], "started", "{started}");
+    assert_eq!((started["model"].as_str(), started["vad"]["mode"].as_str()), (Some("tiny.en"), Some("server")));
+    for _ in 0..5 {
+        ws.send(Message::Binary(pcm(0.1).into())).await.unwrap();
+    }
+    send(&mut ws, json!({"type": "commit"})).await;
+    let mut kinds = Vec::new();
+    let final_text = loop {
+        let event = json(&mut ws).await;
+        kinds.push(event["type"].as_str().unwrap().to_owned());
+        if event["type"] == "final" {
+            break event["text"].as_str().unwrap().to_owned();
+        }
+    };
+    assert_eq!(kinds[0], "speech_started");
+    assert!(kinds.iter().any(|k| k == "partial"), "{kinds:?}");
+    assert_eq!(final_text, " heard 8000 samples");
+    send(&mut ws, json!({"type": "stop"})).await;
+    let mut last = json(&mut ws).await;
+    if last["type"] == "speech_stopped" {
+        last = json(&mut ws).await;
+    }
+    assert_eq!(last, json!({"type": "done", "audio_seconds": 0.5, "utterances": 1}));
+    assert_eq!(closed(&mut ws).await.0, 1000);
+    let rows = usage_rows(t).await;
+    assert_eq!(rows.last().unwrap(), &("/v1/realtime/asr".to_owned(), 200, 5), "0.5 s of audio is 5 tokens");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_browser_authenticates_with_its_first_message_and_misses_the_deadline_with_4401() {
+    let t = TestServer::start().await;
+    let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
+    let mut ws = connect(&t, "/v1/realtime/asr", None).await;
+    send(&mut ws, json!({"type": "auth", "api_key": key})).await;
+    send(&mut ws, json!({"type": "start"})).await;
+    assert_eq!(json(&mut ws).await["type"], "started");
+    send(&mut ws, json!({"type": "stop"})).await;
+    assert_eq!(json(&mut ws).await["type"], "done");
+
+    let mut silent = connect(&t, "/v1/realtime/asr", None).await;
+    let waited = std::time::Instant::now();
+    let (code, error) = closed(&mut silent).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (4401, Some("unauthorized")), "{error}");
+    assert!(waited.elapsed() >= Duration::from_secs(4), "closed after {:?}", waited.elapsed());
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_sockets_close_with_the_tables_codes_and_hold_no_slot() {
+    let t = TestServer::start().await;
+    let one = Tier { concurrency: 1, ..Tier::default() };
+    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, one).await;
+    // Audio before auth, a bad key, a non-auth first message: 4401, nothing processed.
+    let mut audio_first = connect(&t, "/v1/realtime/asr", None).await;
+    audio_first.send(Message::Binary(pcm(0.1).into())).await.unwrap();
+    assert_eq!(closed(&mut audio_first).await.0, 4401);
+    let mut bad = connect(&t, "/v1/realtime/asr", None).await;
+    send(&mut bad, json!({"type": "auth", "api_key": "smai_wrong"})).await;
+    assert_eq!(closed(&mut bad).await.0, 4401);
+    let mut bad_header = connect(&t, "/v1/realtime/asr", Some("smai_wrong")).await;
+    assert_eq!(closed(&mut bad_header).await.0, 4401);
+    let mut start_first = connect(&t, "/v1/realtime/asr", None).await;
+    send(&mut start_first, json!({"type": "start"})).await;
+    assert_eq!(closed(&mut start_first).await.0, 4401);
+    // The key's one slot is free: a session opens, and a second one is refused while it lives.
+    let mut open = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    send(&mut open, json!({"type": "start"})).await;
+    assert_eq!(json(&mut open).await["type"], "started");
+    let mut second = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    let (code, error) = closed(&mut second).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (4429, Some("concurrency_limit_exceeded")), "{error}");
+
+    let tts_only = key_with(&t, &[Service::Tts], VoiceAccess::All, Tier::default()).await;
+    let mut wrong_service = connect(&t, "/v1/realtime/asr", Some(&tts_only)).await;
+    assert_eq!(closed(&mut wrong_service).await.0, 4403);
+    let slow_only =
+        key_with(&t, &[Service::Tts], VoiceAccess::Only(BTreeSet::from(["joe-slow".to_owned()])), Tier::default())
+            .await;
+    let mut tts = connect(&t, "/v1/realtime/tts", Some(&slow_only)).await;
+    send(&mut tts, json!({"type": "start", "voice": "joe"})).await;
+    let (code, error) = closed(&mut tts).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (4403, Some("voice_not_allowed")), "{error}");
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn five_sessions_fit_a_five_concurrency_key_and_the_sixth_gets_4429() {
+    let t = TestServer::start().await;
+    let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
+    let mut sessions = Vec::new();
+    for _ in 0..5 {
+        let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+        send(&mut ws, json!({"type": "start"})).await;
+        assert_eq!(json(&mut ws).await["type"], "started");
+        sessions.push(ws);
+    }
+    let mut sixth = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    assert_eq!(closed(&mut sixth).await.0, 4429);
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_client_frees_its_slot_and_leaves_one_usage_row() {
+    let t = TestServer::start().await;
+    let one = Tier { concurrency: 1, ..Tier::default() };
+    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, one).await;
+    let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    send(&mut ws, json!({"type": "start"})).await;
+    assert_eq!(json(&mut ws).await["type"], "started");
+    ws.send(Message::Binary(pcm(0.3).into())).await.unwrap();
+    drop(ws); // no close frame: the TCP connection just goes
+    let reopened = async {
+        loop {
+            let mut again = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+            send(&mut again, json!({"type": "start"})).await;
+            if let Received::Json(v) = receive(&mut again).await {
+                if v["type"] == "started" {
+                    return again;
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    let mut again = tokio::time::timeout(Duration::from_secs(5), reopened).await.expect("the slot comes back");
+    send(&mut again, json!({"type": "stop"})).await;
+    assert_eq!(json(&mut again).await["type"], "done");
+    let rows = usage_rows(t).await;
+    let vanished: Vec<_> = rows.iter().filter(|r| r.1 == 499).collect();
+    assert_eq!(vanished, vec![&("/v1/realtime/asr".to_owned(), 499, 3)], "{rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn running_out_of_tokens_mid_session_sends_the_error_then_4429() {
+    let t = TestServer::start().await;
+    let small = Tier { tpm: 20, ..Tier::default() };
+    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, small).await;
+    let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    send(&mut ws, json!({"type": "start"})).await;
+    assert_eq!(json(&mut ws).await["type"], "started");
+    for _ in 0..30 {
+        if ws.send(Message::Binary(pcm(0.1).into())).await.is_err() {
+            break;
+        }
+    }
+    let (code, error) = closed(&mut ws).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (4429, Some("rate_limit_exceeded")), "{error}");
+    let rows = usage_rows(t).await;
+    assert_eq!(rows.last().unwrap().2, 20, "charged exactly the 2 s that fit: {rows:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_messages_are_reported_and_the_session_goes_on_but_oversized_frames_close_it() {
+    let t = TestServer::start_with(|c| c.ws_idle_timeout = Duration::from_secs(1)).await;
+    let (_, key) = t.create_key(&[Service::Asr, Service::Tts], VoiceAccess::All, None).await;
+    let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
+    ws.send(Message::Binary(pcm(0.1).into())).await.unwrap();
+    assert_eq!(json(&mut ws).await["error"]["code"], "invalid_request", "audio before start");
+    ws.send(Message::Text("{not json".into())).await.unwrap();
+    assert_eq!(json(&mut ws).await["type"], "error");
+    send(&mut ws, json!({"type": "start", "sample_rate": 4000})).await;
+    let refused = json(&mut ws).await;
+    assert!(refused["error"]["message"].as_str().unwrap().contains("sample rate"), "{refused}");
+    send(&mut ws, json!({"type": "start", "encoding": "mulaw", "sample_rate": 8000})).await;
+    assert_eq!(json(&mut ws).await["type"], "started");
+    send(&mut ws, json!({"type": "dance"})).await;
+    assert_eq!(json(&mut ws).await["type"], "error");
+    ws.send(Message::Text("x".repeat(70_000).into())).await.unwrap();
+    let (code, error) = closed(&mut ws).await;
+    assert_eq!((code, error["error"]["code"].as_str()), (1009, Some("payload_too_large")), "{error}");
+
+    // Silence past the idle timeout closes the session with an error that says so.
+    let mut idle = connect(&t, "/v1/realtime/tts", Some(&key)).await;
+    send(&mut idle, json!({"type": "start", "voice": "joe"})).await;
+    let (_, error) = closed(&mut idle).await;
+    assert!(error["error"]["message"].as_str().unwrap().contains("no audio or text"), "{error}");
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_synthesis_sends_each_sentence_with_its_audio_cancels_and_ends_with_done() {
+    let t = TestServer::start().await;
+    let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    let mut ws = connect(&t, "/v1/realtime/tts", Some(&key)).await;
+    send(&mut ws, json!({"type": "speak", "voice": "joe", "text": "Hello there. How"})).await;
+    send(&mut ws, json!({"type": "speak", "text": " are you?"})).await;
+    send(&mut ws, json!({"type": "stop"})).await;
+    let mut events = Vec::new();
+    loop {
+        match receive(&mut ws).await {
+            Received::Json(v) if v["type"] == "done" => {
+                assert_eq!(v["characters"], 25, "{v}");
+                break;
+            }
+            Received::Json(v) => {
+                events.push(format!("{}:{}", v["type"].as_str().unwrap(), v["text"].as_str().unwrap_or("")))
+            }
+            Received::Audio(bytes) => events.push(format!("audio:{bytes}")),
+            Received::Closed(code) => panic!("closed {code} early: {events:?}"),
+        }
+    }
+    assert_eq!(
+        events,
+        [
+            "segment_start:Hello there.",
+            "audio:3200",
+            "segment_end:",
+            "segment_start:How are you?",
+            "audio:3200",
+            "segment_end:"
+        ],
+        "one tone of 1600 samples per sentence"
+    );
+    assert_eq!(closed(&mut ws).await.0, 1000);
+
+    // Barge-in: cancel answers `cancelled` and the session goes on.
+    let mut ws = connect(&t, "/v1/realtime/tts", Some(&key)).await;
+    send(&mut ws, json!({"type": "start", "voice": "joe", "speed": 1.0})).await;
+    send(&mut ws, json!({"type": "speak", "text": "Never finished"})).await;
+    send(&mut ws, json!({"type": "cancel"})).await;
+    assert_eq!(json(&mut ws).await["type"], "cancelled");
+    send(&mut ws, json!({"type": "speak", "text": "Fine."})).await;
+    send(&mut ws, json!({"type": "flush"})).await;
+    assert_eq!(json(&mut ws).await["text"], "Fine.");
+    t.server.shutdown().await.unwrap();
+}
