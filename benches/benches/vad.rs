@@ -38,8 +38,8 @@ fn vad(c: &mut Criterion) {
     group.throughput(Throughput::Elements(frames as u64));
     group.bench_function("stream_20ms_chunks", |b| {
         b.iter(|| {
-            let mut stream = VadStream::new(&model);
-            audio.chunks(320).map(|chunk| stream.push(chunk).expect("scored").len()).sum::<usize>()
+            let mut stream = VadStream::new();
+            audio.chunks(320).map(|chunk| stream.push(&model, chunk).expect("scored").len()).sum::<usize>()
         })
     });
     group.bench_function("whole_file", |b| b.iter(|| model.probabilities(&audio).expect("scored").len()));

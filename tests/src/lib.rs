@@ -2,7 +2,9 @@
 //! injectable clock, and small fake engines for tests that are about the server, not models.
 
 pub mod prometheus;
+pub mod real;
 pub mod tls;
+pub mod ws;
 
 use smai_auth::NewKey;
 use smai_core::{

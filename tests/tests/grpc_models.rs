@@ -4,7 +4,7 @@
 //! Python grpcio example over TLS 1.3 with a private CA. These fail, rather than skip, when
 //! the models or the grpcio venv (SMAI_GRPC_PYTHON, made by scripts/test) are missing.
 
-use smai_core::{Service, VoiceAccess};
+use smai_e2e::real::{dev_clips, real_server, rest_transcript, wav_samples, workspace};
 use smai_e2e::tls::Ca;
 use smai_e2e::TestServer;
 use smai_server::config::GrpcListen;
@@ -13,68 +13,24 @@ use smai_server::grpc::proto::streaming_recognize_request::Request as StreamRequ
 use smai_server::grpc::proto::streaming_recognize_response::Response as StreamResponse;
 use smai_server::grpc::proto::text_to_speech_client::TextToSpeechClient;
 use smai_server::grpc::proto::*;
-use smai_server::ServeConfig;
 use std::path::{Path, PathBuf};
 use tonic::transport::Channel;
 use tonic::Request;
 
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
-}
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"))
-}
-
-fn eval_dir() -> PathBuf {
-    std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"))
-}
-
-/// Three LJSpeech clips of the dev set with their reference transcripts.
 fn clips() -> Vec<(PathBuf, String)> {
-    let manifest = std::fs::read_to_string(eval_dir().join("manifest.tsv")).expect("dev manifest");
-    let clips: Vec<(PathBuf, String)> = manifest
-        .lines()
-        .skip(1)
-        .map(|line| line.split('\t').collect::<Vec<_>>())
-        .filter(|f| f[0].starts_with("ljspeech") && f[0].ends_with(".wav"))
-        .take(3)
-        .map(|f| (eval_dir().join(f[0]), f[3].to_owned()))
-        .collect();
-    assert_eq!(clips.len(), 3, "dev clips missing under {}", eval_dir().display());
-    clips
+    dev_clips("ljspeech", 3)
 }
 
-/// The real engines (tiny.en; voice joe without sampling noise, so two syntheses of one text
-/// are identical), gRPC on port 0, TLS when `tls` gives the certificate files.
-async fn real_server(tls: Option<(PathBuf, PathBuf)>) -> (TestServer, String) {
-    let models = models_dir();
-    let dir = tempfile::tempdir().unwrap();
-    let voices = dir.path().join("voices.json");
-    let spec = r#"{"voices":[{"id":"joe","model":"en_US-joe-medium","noise_scale":0,"noise_w":0}]}"#;
-    std::fs::write(&voices, spec).unwrap();
-    let mut config = ServeConfig::for_tests(dir.path().join("unused.db"));
-    config.models_dir = models.clone();
-    config.asr_models = vec!["tiny.en".into()];
-    config.voices_config = Some(voices.clone());
-    for needed in ["tiny.en/model.bin", "en_US-joe-medium/en_US-joe-medium.onnx"] {
-        assert!(models.join(needed).is_file(), "model file {needed} missing under {}", models.display());
-    }
-    let engines = smai_server::engines::load(&config).await.expect("real engines load");
-    let t = TestServer::start_full(
-        |c| {
-            c.models_dir = models;
-            c.grpc_listen = GrpcListen::On("127.0.0.1:0".parse().unwrap());
-            if let Some((cert, key)) = tls {
-                c.tls_cert = Some(cert);
-                c.tls_key = Some(key);
-            }
-        },
-        engines,
-    )
-    .await;
-    let (_, key) = t.create_key(&[Service::Tts, Service::Asr], VoiceAccess::All, None).await;
-    (t, key)
+/// The real engines with gRPC on port 0, over TLS when `tls` gives the certificate files.
+async fn real_grpc_server(tls: Option<(PathBuf, PathBuf)>) -> (TestServer, String) {
+    real_server(|c| {
+        c.grpc_listen = GrpcListen::On("127.0.0.1:0".parse().unwrap());
+        if let Some((cert, key)) = tls {
+            c.tls_cert = Some(cert);
+            c.tls_key = Some(key);
+        }
+    })
+    .await
 }
 
 async fn channel(t: &TestServer) -> Channel {
@@ -88,19 +44,9 @@ fn with_key<T>(message: T, key: &str) -> Request<T> {
     request
 }
 
-async fn rest_transcript(t: &TestServer, key: &str, clip: &Path) -> String {
-    let file = reqwest::multipart::Part::bytes(std::fs::read(clip).unwrap()).file_name("clip.wav");
-    let form = reqwest::multipart::Form::new().part("file", file).text("response_format", "text");
-    let response =
-        reqwest::Client::new().post(t.url("/v1/audio/transcriptions")).bearer_auth(key).multipart(form).send().await;
-    let response = response.unwrap();
-    assert!(response.status().is_success(), "{response:?}");
-    response.text().await.unwrap().trim().to_owned()
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recognize_gives_the_rest_transcript() {
-    let (t, key) = real_server(None).await;
+    let (t, key) = real_grpc_server(None).await;
     let mut asr = SpeechRecognitionClient::new(channel(&t).await);
     let (clip, _) = &clips()[0];
     let rest = rest_transcript(&t, &key, clip).await;
@@ -115,11 +61,8 @@ async fn recognize_gives_the_rest_transcript() {
 
 /// The clip's 16-bit samples as little-endian bytes, and its rate.
 fn pcm_of(clip: &Path) -> (Vec<u8>, u32) {
-    let mut reader = hound::WavReader::open(clip).unwrap();
-    let spec = reader.spec();
-    assert_eq!((spec.channels, spec.bits_per_sample), (1, 16), "{}", clip.display());
-    let bytes = reader.samples::<i16>().flat_map(|s| s.unwrap().to_le_bytes()).collect();
-    (bytes, spec.sample_rate)
+    let (samples, rate) = wav_samples(clip);
+    (samples.iter().flat_map(|s| s.to_le_bytes()).collect(), rate)
 }
 
 /// Streams `clip` in 100 ms chunks at its own rate; returns the finals' text and whether an
@@ -155,7 +98,7 @@ async fn stream_clip(asr: &mut SpeechRecognitionClient<Channel>, key: &str, clip
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_recognize_in_100_ms_chunks_is_within_two_wer_points_of_rest() {
-    let (t, key) = real_server(None).await;
+    let (t, key) = real_grpc_server(None).await;
     let mut asr = SpeechRecognitionClient::new(channel(&t).await);
     let (mut rest, mut streamed) = (Vec::new(), Vec::new());
     for (clip, reference) in clips() {
@@ -176,7 +119,7 @@ async fn streaming_recognize_in_100_ms_chunks_is_within_two_wer_points_of_rest()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_synthesize_sends_each_sentence_as_rest_synthesises_it() {
-    let (t, key) = real_server(None).await;
+    let (t, key) = real_grpc_server(None).await;
     let mut tts = TextToSpeechClient::new(channel(&t).await);
     let text = "The first sentence is short. Here comes a second one! And is this the third?";
     let request =
@@ -228,7 +171,7 @@ async fn the_readme_grpcio_example_runs_over_tls_with_a_private_ca() {
     std::fs::write(&cert, &issued.chain_pem).unwrap();
     std::fs::write(&key_file, &issued.key_pem).unwrap();
     std::fs::write(&ca_file, &ca.pem).unwrap();
-    let (t, key) = real_server(Some((cert, key_file))).await;
+    let (t, key) = real_grpc_server(Some((cert, key_file))).await;
 
     let generated = dir.path().join("gen");
     std::fs::create_dir_all(&generated).unwrap();

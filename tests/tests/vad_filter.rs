@@ -5,27 +5,14 @@
 
 use reqwest::multipart::{Form, Part};
 use serde_json::Value;
-use smai_core::{Service, VoiceAccess};
-use smai_e2e::TestServer;
-use smai_server::ServeConfig;
-use std::path::PathBuf;
+use smai_e2e::real::{eval_dir, real_server, wav_samples};
 
 const RATE: u32 = 16_000;
 
-fn workspace() -> PathBuf {
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/.."))
-}
-
-fn models_dir() -> PathBuf {
-    std::env::var_os("SMAI_MODELS_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("models/cache"))
-}
-
 fn dev_clip(name: &str) -> Vec<i16> {
-    let eval =
-        std::env::var_os("SMAI_EVAL_DIR").map(PathBuf::from).unwrap_or_else(|| workspace().join("../shared/eval/dev"));
-    let reader = hound::WavReader::open(eval.join("cmu_arctic").join(name)).unwrap();
-    assert_eq!(reader.spec().sample_rate, RATE);
-    reader.into_samples::<i16>().map(Result::unwrap).collect()
+    let (samples, rate) = wav_samples(&eval_dir().join("cmu_arctic").join(name));
+    assert_eq!(rate, RATE);
+    samples
 }
 
 /// Faint noise, as a quiet room gives: never digital zero.
@@ -60,22 +47,6 @@ fn long_file() -> (Vec<u8>, [(f64, f64); 2], f64) {
     (wav.into_inner(), [a_span, b_span], total)
 }
 
-async fn real_server() -> (TestServer, String) {
-    let models = models_dir();
-    for needed in ["tiny.en/model.bin", "silero-vad/silero_vad_16k_op15.onnx"] {
-        assert!(models.join(needed).is_file(), "model file {needed} missing under {}", models.display());
-    }
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = ServeConfig::for_tests(dir.path().join("unused.db"));
-    config.models_dir = models.clone();
-    config.asr_models = vec!["tiny.en".into()];
-    let mut engines = smai_server::engines::load(&config).await.expect("real engines load");
-    engines.synthesizer = None;
-    let t = TestServer::start_full(|c| c.models_dir = models, engines).await;
-    let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
-    (t, key)
-}
-
 /// Within a second of an utterance: the VAD pads speech by 0.4 s, Whisper's times are coarse.
 fn near_speech(spans: &[(f64, f64); 2], start: f64, end: f64) -> bool {
     spans.iter().any(|&(from, to)| start >= from - 1.0 && end <= to + 1.0)
@@ -83,7 +54,7 @@ fn near_speech(spans: &[(f64, f64); 2], start: f64, end: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vad_filtered_long_file_has_no_text_in_its_silences() {
-    let (t, key) = real_server().await;
+    let (t, key) = real_server(|_| {}).await;
     let (wav, spans, total) = long_file();
     let form = Form::new()
         .part("file", Part::bytes(wav).file_name("long.wav"))

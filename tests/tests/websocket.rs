@@ -4,74 +4,15 @@
 //! held from auth to close and freed by a vanished client, chunk-by-chunk charging, recoverable
 //! errors, frame limits, idle timeout, and one usage row per session.
 
-use futures_util::{SinkExt, StreamExt};
-use serde_json::{json, Value};
+use futures_util::SinkExt;
+use serde_json::json;
 use smai_auth::NewKey;
 use smai_core::{Service, Tier, VoiceAccess};
+use smai_e2e::ws::{closed, connect, json, receive, send, Received};
 use smai_e2e::TestServer;
 use std::collections::BTreeSet;
 use std::time::Duration;
-use tokio::net::TcpStream;
-use tokio_tungstenite::tungstenite::client::IntoClientRequest;
 use tokio_tungstenite::tungstenite::Message;
-use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
-
-type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
-
-async fn connect(t: &TestServer, path: &str, key: Option<&str>) -> Ws {
-    let url = t.url(path).replacen("http://", "ws://", 1);
-    let mut request = url.into_client_request().unwrap();
-    if let Some(key) = key {
-        request.headers_mut().insert("x-api-key", key.parse().unwrap());
-    }
-    let (ws, response) = tokio_tungstenite::connect_async(request).await.expect("upgrade");
-    assert_eq!(response.status(), 101);
-    ws
-}
-
-async fn send(ws: &mut Ws, value: Value) {
-    ws.send(Message::Text(value.to_string().into())).await.unwrap();
-}
-
-/// What the server sent next: JSON, audio, or the close (code and the JSON before it).
-#[derive(Debug)]
-enum Received {
-    Json(Value),
-    Audio(usize),
-    Closed(u16),
-}
-
-async fn receive(ws: &mut Ws) -> Received {
-    loop {
-        let message = tokio::time::timeout(Duration::from_secs(10), ws.next()).await.expect("the server answers");
-        match message {
-            Some(Ok(Message::Text(text))) => return Received::Json(serde_json::from_str(&text).unwrap()),
-            Some(Ok(Message::Binary(bytes))) => return Received::Audio(bytes.len()),
-            Some(Ok(Message::Close(frame))) => return Received::Closed(frame.map_or(1005, |f| u16::from(f.code))),
-            Some(Ok(_)) => continue,
-            Some(Err(_)) | None => return Received::Closed(1006),
-        }
-    }
-}
-
-async fn json(ws: &mut Ws) -> Value {
-    match receive(ws).await {
-        Received::Json(v) => v,
-        other => panic!("expected JSON, got {other:?}"),
-    }
-}
-
-/// Reads to the close: its code and the error JSON sent before it.
-async fn closed(ws: &mut Ws) -> (u16, Value) {
-    let mut last = Value::Null;
-    loop {
-        match receive(ws).await {
-            Received::Json(v) => last = v,
-            Received::Audio(_) => {}
-            Received::Closed(code) => return (code, last),
-        }
-    }
-}
 
 fn pcm(seconds: f64) -> Vec<u8> {
     let n = (seconds * 16_000.0) as usize;

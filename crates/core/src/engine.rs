@@ -27,6 +27,27 @@ pub struct TranscribeOptions {
     pub beam_size: Option<usize>,
     /// Transcribe only the speech the voice activity detector finds (files; times stay the file's).
     pub vad_filter: bool,
+    /// Live sessions: the voice activity detector ends utterances (server-side endpointing);
+    /// `None` ends them only at commits and the end of the audio.
+    pub live_vad: Option<LiveVad>,
+}
+
+/// Server-side endpointing of a live session: speech starts at a frame whose speech
+/// probability reaches `threshold` and stops after `min_silence_ms` below `threshold - 0.15`;
+/// `speech_pad_ms` of audio before the start is kept; an utterance longer than
+/// `max_utterance_s` is cut at its longest pause.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct LiveVad {
+    pub threshold: f32,
+    pub min_silence_ms: u32,
+    pub speech_pad_ms: u32,
+    pub max_utterance_s: f64,
+}
+
+impl Default for LiveVad {
+    fn default() -> Self {
+        Self { threshold: 0.5, min_silence_ms: 600, speech_pad_ms: 300, max_utterance_s: 30.0 }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -112,6 +133,10 @@ pub enum LiveEvent {
     /// Every final of the utterance has been reported (after a commit, or at the end of the
     /// audio); later events belong to the next utterance.
     UtteranceEnd { utterance: u32 },
+    /// The voice activity detector heard speech begin (seconds from the session's start).
+    SpeechStarted { utterance: u32, at: f64 },
+    /// The voice activity detector heard speech end; the utterance's finals follow.
+    SpeechStopped { utterance: u32, at: f64 },
 }
 
 /// A live recognition session. Dropping `input` ends the audio: the rest is made final and

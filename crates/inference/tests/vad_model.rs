@@ -58,12 +58,12 @@ fn chunk_sizes_do_not_change_the_probabilities() {
     let samples = clip("jfk.wav");
     let whole = vad.probabilities(&samples).unwrap();
     for chunk in [160, 511, 512, 1600, 7777] {
-        let mut stream = VadStream::new(&vad);
+        let mut stream = VadStream::new();
         let mut probs = Vec::new();
         for piece in samples.chunks(chunk) {
-            probs.extend(stream.push(piece).unwrap());
+            probs.extend(stream.push(&vad, piece).unwrap());
         }
-        probs.extend(stream.finish().unwrap());
+        probs.extend(stream.finish(&vad).unwrap());
         // Batched and single-frame products round differently; nothing else may differ.
         let diff = max_diff(&probs, &whole);
         assert!(diff <= 1e-5, "chunks of {chunk}: max difference {diff}");

@@ -4,6 +4,7 @@
 //! in the model's queue. A full queue is refused at once (`overloaded`), and a caller that
 //! goes away stops its decoding.
 
+use super::endpoint::Endpointer;
 use super::live::{self, Decoded, LiveTranscription, StreamOptions};
 use super::vad::SileroVad;
 use super::vad_filter::{file_params, keep_speech, TimeMap};
@@ -259,8 +260,21 @@ impl Transcriber for WhisperEngine {
     }
 
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
-        let transcription = self.open_stream(StreamOptions { transcribe: options, ..Default::default() })?;
-        live::spawn_session(transcription)
+        let Some(settings) = options.live_vad else {
+            let transcription = self.open_stream(StreamOptions { transcribe: options, ..Default::default() })?;
+            return live::spawn_session(transcription, None);
+        };
+        let vad = self.vad.clone().ok_or_else(|| {
+            Error::not_found(
+                "server-side endpointing needs the Silero VAD model, which is not loaded \
+                 (smai models pull --only silero-vad); or end utterances yourself (vad mode manual)",
+            )
+        })?;
+        // Utterances end at the VAD's decision, so nothing settles inside one (at most 30 s).
+        let stream =
+            StreamOptions { settle_seconds: 28.0, max_buffer_seconds: 30.0, transcribe: options, ..Default::default() };
+        let transcription = self.open_stream(stream)?;
+        live::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
     }
 
     fn health(&self) -> EngineHealth {

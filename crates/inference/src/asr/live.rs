@@ -8,6 +8,7 @@
 //! [`LiveTranscription`] is the blocking session; [`spawn_session`] drives one on a thread of
 //! its own behind `smai_core::LiveSession`'s channels.
 
+use super::endpoint::{Action, Endpointer};
 use super::engine::decode_pcm;
 use crate::audio::mel::LogMel;
 use crate::runtime::Worker;
@@ -104,6 +105,19 @@ impl StreamBuffer {
         self.new_samples as f64 >= self.options.step_seconds * self.rate()
     }
 
+    /// Moves the session's clock on by `samples` that are not kept (silence between
+    /// utterances); only while nothing is buffered.
+    pub fn skip(&mut self, samples: usize) {
+        debug_assert!(self.audio.is_empty(), "skipping with audio buffered");
+        self.offset += samples as f64 / self.rate();
+    }
+
+    /// Takes the last `samples` of the buffer out (they will start the next utterance).
+    fn split_tail(&mut self, samples: usize) -> Vec<f32> {
+        let keep = self.audio.len().saturating_sub(samples);
+        self.audio.split_off(keep)
+    }
+
     /// The unsettled audio at Whisper's 16 kHz.
     pub fn audio_16k(&self) -> Result<Vec<f32>, Error> {
         crate::audio::resample(&self.audio, self.options.sample_rate, crate::audio::SAMPLE_RATE)
@@ -126,11 +140,12 @@ impl StreamBuffer {
             cut = cut.max(s.end.min(duration));
             s.id = self.next_id;
             self.next_id += 1;
-            s.start += self.offset;
-            s.end += self.offset;
+            // Whisper's last timestamp may lie past the audio it was given; nothing was heard there.
+            s.start = s.start.min(duration) + self.offset;
+            s.end = s.end.min(duration) + self.offset;
             for w in &mut s.words {
-                w.start += self.offset;
-                w.end += self.offset;
+                w.start = w.start.min(duration) + self.offset;
+                w.end = w.end.min(duration) + self.offset;
             }
             events.push(StreamEvent::Final(s));
         }
@@ -140,7 +155,8 @@ impl StreamBuffer {
         let rest = &segments[n_final..];
         if !rest.is_empty() {
             let text = rest.iter().map(|s| s.text.as_str()).collect::<String>();
-            let (start, end) = (rest[0].start + self.offset, rest[rest.len() - 1].end + self.offset);
+            let (start, end) = (rest[0].start.min(duration), rest[rest.len() - 1].end.min(duration));
+            let (start, end) = (start + self.offset, end + self.offset);
             events.push(StreamEvent::Partial { start, end, text });
         }
         let drop = ((cut * self.rate()).round() as usize).min(self.audio.len());
@@ -191,6 +207,19 @@ impl LiveTranscription {
         self.decode(true)
     }
 
+    /// Makes all but the last `carry` samples final; those stay, to begin the next utterance.
+    pub fn commit_keeping(&mut self, carry: usize) -> Result<Vec<StreamEvent>, Error> {
+        let tail = self.buffer.split_tail(carry);
+        let events = self.decode(true)?;
+        self.buffer.push(&tail);
+        Ok(events)
+    }
+
+    /// Silence that never reaches the model: the clock of later events moves on.
+    pub fn skip(&mut self, samples: usize) {
+        self.buffer.skip(samples);
+    }
+
     /// Transcribes what is left and makes it final.
     pub fn close(mut self) -> Result<Vec<StreamEvent>, Error> {
         self.commit()
@@ -217,12 +246,15 @@ impl LiveTranscription {
 /// as it comes, a commit makes the buffer final and starts the next utterance, the end of
 /// the input makes the rest final and closes the events, and a listener that goes away
 /// stops the session, decoding included.
-pub(crate) fn spawn_session(mut transcription: LiveTranscription) -> Result<LiveSession, Error> {
+pub(crate) fn spawn_session(
+    mut transcription: LiveTranscription,
+    endpointer: Option<Endpointer>,
+) -> Result<LiveSession, Error> {
     let (input, inputs) = mpsc::channel(INPUT_BUFFER);
     let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
     let listener = events_tx.clone();
     transcription.cancelled = Arc::new(move || listener.is_closed());
-    let session = Session { transcription, inputs, events: events_tx, utterance: 0 };
+    let session = Session { transcription, endpointer, inputs, events: events_tx, utterance: 0 };
     std::thread::Builder::new()
         .name("whisper-live".into())
         .spawn(move || session.start())
@@ -232,6 +264,8 @@ pub(crate) fn spawn_session(mut transcription: LiveTranscription) -> Result<Live
 
 struct Session {
     transcription: LiveTranscription,
+    /// With server-side endpointing, the VAD decides where utterances begin and end.
+    endpointer: Option<Endpointer>,
     inputs: mpsc::Receiver<LiveInput>,
     events: mpsc::Sender<Result<LiveEvent, Error>>,
     utterance: u32,
@@ -250,6 +284,9 @@ impl Session {
     }
 
     fn run(mut self, waiter: &tokio::runtime::Runtime) {
+        if self.endpointer.is_some() {
+            return self.run_endpointed(waiter);
+        }
         while let Some(input) = self.next_input(waiter) {
             let committed = input == LiveInput::Commit;
             let result = match input {
@@ -276,6 +313,67 @@ impl Session {
                 self.end_utterance();
             }
         }
+    }
+
+    /// The session with VAD endpointing: audio goes through the endpointer, whose actions
+    /// skip silence, announce speech, feed the model and end utterances. A commit, or the end
+    /// of the input, ends the current utterance at once.
+    fn run_endpointed(mut self, waiter: &tokio::runtime::Runtime) {
+        while let Some(input) = self.next_input(waiter) {
+            let endpointer = self.endpointer.as_mut().expect("endpointed session");
+            let actions = match input {
+                LiveInput::Audio(samples) => endpointer.push(&samples),
+                LiveInput::Commit => Ok(endpointer.end_now()),
+            };
+            let carried_on = match actions {
+                Ok(actions) => self.apply(actions),
+                Err(e) => self.report(Err(e)),
+            };
+            if !carried_on {
+                return;
+            }
+        }
+        if !self.events.is_closed() {
+            let actions = self.endpointer.as_mut().map(Endpointer::end_now).unwrap_or_default();
+            self.apply(actions);
+        }
+    }
+
+    /// Carries out the endpointer's actions; false when the session is over.
+    fn apply(&mut self, actions: Vec<Action>) -> bool {
+        for action in actions {
+            let utterance = self.utterance;
+            let carried_on = match action {
+                Action::Drop(samples) => {
+                    self.transcription.skip(samples);
+                    true
+                }
+                Action::Begin { at } => self.send(LiveEvent::SpeechStarted { utterance, at }),
+                // A busy model skips a partial; the audio stays buffered for the next one.
+                Action::Feed(samples) => match self.transcription.feed_f32(&samples) {
+                    Err(e) if e.code == ErrorCode::Overloaded => true,
+                    other => self.report(other),
+                },
+                Action::End { at, carry } => {
+                    let ended = self.send(LiveEvent::SpeechStopped { utterance, at })
+                        && {
+                            let finals = self.transcription.commit_keeping(carry);
+                            self.report(finals)
+                        }
+                        && self.end_utterance();
+                    self.utterance += 1;
+                    ended
+                }
+            };
+            if !carried_on {
+                return false;
+            }
+        }
+        true
+    }
+
+    fn send(&self, event: LiveEvent) -> bool {
+        self.events.blocking_send(Ok(event)).is_ok()
     }
 
     /// Says the current utterance is over; false when nobody listens any more.

@@ -1,6 +1,7 @@
 //! Speech recognition: the Whisper engine (files and live sessions) over the models of
 //! `whisper/`, laid out as `tts/` is for synthesis, and the voice activity detector.
 
+pub mod endpoint;
 mod engine;
 pub mod live;
 pub mod vad;

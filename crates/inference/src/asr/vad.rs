@@ -186,9 +186,9 @@ impl SileroVad {
     /// Probabilities of a whole 16 kHz signal, one per 512 samples (the last frame zero-padded),
     /// as the reference scores a file.
     pub fn probabilities(&self, samples: &[f32]) -> Result<Vec<f32>, VadError> {
-        let mut stream = VadStream::new(self);
-        let mut probs = stream.push(samples)?;
-        probs.extend(stream.finish()?);
+        let mut stream = VadStream::new();
+        let mut probs = stream.push(self, samples)?;
+        probs.extend(stream.finish(self)?);
         Ok(probs)
     }
 }
@@ -228,22 +228,28 @@ fn onnx_tensors(bytes: &[u8]) -> Result<HashMap<String, Tensor>, String> {
         .collect()
 }
 
-/// One audio stream's detector: keeps the context, the LSTM state and a partial frame between
-/// pushes, so chunk sizes never change the probabilities.
-pub struct VadStream<'m> {
-    model: &'m SileroVad,
+/// One audio stream's detector state: the context, the LSTM state and a partial frame kept
+/// between pushes, so chunk sizes never change the probabilities.
+#[derive(Debug, Clone)]
+pub struct VadStream {
     state: VadState,
     /// The last `CONTEXT` samples read, then the samples of the frame not yet complete.
     buffer: Vec<f32>,
 }
 
-impl<'m> VadStream<'m> {
-    pub fn new(model: &'m SileroVad) -> Self {
-        Self { model, state: VadState::default(), buffer: vec![0.0; CONTEXT] }
+impl Default for VadStream {
+    fn default() -> Self {
+        Self { state: VadState::default(), buffer: vec![0.0; CONTEXT] }
+    }
+}
+
+impl VadStream {
+    pub fn new() -> Self {
+        Self::default()
     }
 
     /// Scores every frame the new samples complete, in order.
-    pub fn push(&mut self, samples: &[f32]) -> Result<Vec<f32>, VadError> {
+    pub fn push(&mut self, model: &SileroVad, samples: &[f32]) -> Result<Vec<f32>, VadError> {
         self.buffer.extend_from_slice(samples);
         let frames = (self.buffer.len() - CONTEXT) / FRAME;
         if frames == 0 {
@@ -253,24 +259,18 @@ impl<'m> VadStream<'m> {
         for f in 0..frames {
             windows.extend_from_slice(&self.buffer[f * FRAME..f * FRAME + WINDOW]);
         }
-        let probs = self.model.score_windows(&windows, &mut self.state)?;
+        let probs = model.score_windows(&windows, &mut self.state)?;
         self.buffer.drain(..frames * FRAME);
         Ok(probs)
     }
 
     /// Scores a partial last frame, zero-padded; nothing when the samples ended on a frame.
-    pub fn finish(&mut self) -> Result<Vec<f32>, VadError> {
+    pub fn finish(&mut self, model: &SileroVad) -> Result<Vec<f32>, VadError> {
         let partial = self.buffer.len() - CONTEXT;
         if partial == 0 {
             return Ok(Vec::new());
         }
         self.buffer.resize(CONTEXT + FRAME, 0.0);
-        self.push(&[])
-    }
-
-    /// Forgets the audio so far, as at the start of a stream.
-    pub fn reset(&mut self) {
-        self.state = VadState::default();
-        self.buffer = vec![0.0; CONTEXT];
+        self.push(model, &[])
     }
 }

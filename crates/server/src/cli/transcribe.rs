@@ -86,6 +86,7 @@ pub fn run(args: TranscribeArgs) -> Result<(), Error> {
             word_timestamps: args.word_timestamps,
             beam_size: args.beam_size,
             vad_filter: args.vad_filter,
+            live_vad: None,
         };
         let transcript = collect(engine.transcribe(audio, options)?, task)?;
         println!("{}", render(&transcript, args.format));

@@ -198,19 +198,33 @@ pub enum LiveUpdate {
     SpeechStopped { utterance: u32, at: f64 },
 }
 
-/// Turns engine events into updates: an utterance's speech starts with its first text and
-/// stops after its last final; text that is only silence or blanks is never reported, so
-/// silence produces no final.
+/// Turns engine events into updates. With the VAD ending utterances, speech starts and stops
+/// where it says; without it, an utterance's speech starts with its first text and stops after
+/// its last final. Text that is only silence or blanks is never reported, so silence produces
+/// no final.
 #[derive(Debug, Default)]
 pub struct SpeechTracker {
     open: Option<u32>,
     last_end: f64,
+    /// The VAD announced the stop of this utterance already.
+    stopped: Option<u32>,
 }
 
 impl SpeechTracker {
     pub fn updates(&mut self, event: LiveEvent) -> Vec<LiveUpdate> {
         let mut out = Vec::new();
         match event {
+            LiveEvent::SpeechStarted { utterance, at } => self.begin(utterance, at, &mut out),
+            LiveEvent::SpeechStopped { utterance, at } if self.open == Some(utterance) => {
+                self.open = None;
+                self.stopped = Some(utterance);
+                out.push(LiveUpdate::SpeechStopped { utterance, at });
+            }
+            LiveEvent::Final { utterance, segment, language }
+                if self.stopped == Some(utterance) && !segment.text.trim().is_empty() =>
+            {
+                out.push(LiveUpdate::Final { utterance, segment, language });
+            }
             LiveEvent::Partial { utterance, start, end, text, stable_text } if !text.trim().is_empty() => {
                 self.begin(utterance, start, &mut out);
                 out.push(LiveUpdate::Partial { utterance, start, end, text, stable_text });

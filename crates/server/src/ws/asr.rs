@@ -10,7 +10,7 @@ use crate::service::{Operation, SharedCall};
 use axum::extract::ws::WebSocket;
 use serde::{Deserialize, Serialize};
 use serde_json::json;
-use smai_core::{Error, TranscribeOptions};
+use smai_core::{Error, LiveVad, TranscribeOptions};
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -184,6 +184,12 @@ async fn open(
         language: non_empty(start.language),
         prompt: non_empty(start.prompt),
         word_timestamps: start.word_timestamps,
+        live_vad: (vad.mode == "server").then_some(LiveVad {
+            threshold: vad.threshold,
+            min_silence_ms: vad.min_silence_ms,
+            speech_pad_ms: vad.speech_pad_ms,
+            max_utterance_s: vad.max_utterance_s,
+        }),
         ..Default::default()
     };
     let model = match &options.model {
