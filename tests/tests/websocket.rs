@@ -275,3 +275,46 @@ async fn live_synthesis_sends_each_sentence_with_its_audio_cancels_and_ends_with
     assert_eq!(json(&mut ws).await["text"], "Fine.");
     t.server.shutdown().await.unwrap();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_realtime_takes_the_key_from_the_subprotocol_and_refuses_conversations() {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let t = TestServer::start().await;
+    let (_, key) = t.create_key(&[Service::Asr], VoiceAccess::All, None).await;
+    let url = t.url("/v1/realtime?intent=transcription").replacen("http://", "ws://", 1);
+    let mut request = url.as_str().into_client_request().unwrap();
+    let protocols = format!("realtime, openai-insecure-api-key.{key}");
+    request.headers_mut().insert("sec-websocket-protocol", protocols.parse().unwrap());
+    let (mut ws, response) = tokio_tungstenite::connect_async(request).await.unwrap();
+    assert_eq!(response.headers()["sec-websocket-protocol"], "realtime");
+    let created = json(&mut ws).await;
+    assert_eq!((created["type"].as_str(), created["event_id"].is_string()), (Some("session.created"), true));
+    send(&mut ws, json!({"type": "transcription_session.update", "session": {"input_audio_format": "g711_ulaw"}}))
+        .await;
+    let updated = json(&mut ws).await;
+    assert_eq!(updated["type"], "transcription_session.updated", "{updated}");
+    assert_eq!(updated["session"]["audio"]["input"]["format"]["type"], "audio/pcmu");
+    send(&mut ws, json!({"type": "input_audio_buffer.commit", "event_id": "mine"})).await;
+    let empty = json(&mut ws).await;
+    assert_eq!(
+        (empty["error"]["code"].as_str(), empty["error"]["event_id"].as_str()),
+        (Some("input_audio_buffer_commit_empty"), Some("mine"))
+    );
+    send(&mut ws, json!({"type": "response.create"})).await;
+    let refused = json(&mut ws).await;
+    assert_eq!(refused["error"]["code"], "invalid_request", "{refused}");
+    send(&mut ws, json!({"type": "input_audio_buffer.clear"})).await;
+    assert_eq!(json(&mut ws).await["type"], "input_audio_buffer.cleared");
+    drop(ws);
+
+    // A conversation intent is refused; no key at all is a 4401.
+    let url = t.url("/v1/realtime?intent=conversation").replacen("http://", "ws://", 1);
+    let mut request = url.as_str().into_client_request().unwrap();
+    request.headers_mut().insert("authorization", format!("Bearer {key}").parse().unwrap());
+    let (mut ws, _) = tokio_tungstenite::connect_async(request).await.unwrap();
+    let (code, error) = closed(&mut ws).await;
+    assert_eq!((code, error["type"].as_str()), (4400, Some("error")), "{error}");
+    let mut anonymous = connect(&t, "/v1/realtime?intent=transcription", None).await;
+    assert_eq!(closed(&mut anonymous).await.0, 4401);
+    t.server.shutdown().await.unwrap();
+}

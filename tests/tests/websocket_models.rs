@@ -245,3 +245,70 @@ async fn every_sample_rate_and_encoding_transcribes() {
     }
     t.server.shutdown().await.unwrap();
 }
+
+fn test_python() -> String {
+    std::env::var("SMAI_TEST_PYTHON").unwrap_or_else(|_| {
+        panic!(
+            "SMAI_TEST_PYTHON is not set: create the venv with `python3 -m venv .venv && .venv/bin/pip install \
+             'openai[realtime]==1.109.1'` and export SMAI_TEST_PYTHON=$PWD/.venv/bin/python"
+        )
+    })
+}
+
+async fn run_client(command: &mut tokio::process::Command, t: &TestServer, key: &str) -> String {
+    let output = command
+        .env("SMAI_BASE_URL", &t.base)
+        .env("SMAI_API_KEY", key)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{command:?} failed: {}", output.status);
+    stdout
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_openai_realtime_client_transcribes_with_manual_commits_and_server_vad() {
+    let (t, key) = real_server(|_| {}).await;
+    let (clip, _) = &dev_clips("ljspeech", 1)[0];
+    let script = smai_e2e::real::workspace().join("tests/python/openai_realtime.py");
+    let out =
+        run_client(tokio::process::Command::new(test_python()).arg(script).env("SMAI_TEST_CLIP", clip), &t, &key).await;
+    let rest = rest_transcript(&t, &key, clip).await;
+    for mode in ["manual", "server_vad"] {
+        let heard = out.lines().find_map(|l| l.strip_prefix(&format!("{mode}: "))).expect("a transcript line");
+        let pair = [(rest.clone(), heard.to_owned())];
+        assert!(wer(&pair) <= 0.1, "{mode}: {heard:?} vs REST {rest:?}");
+    }
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_readme_socket_examples_run_against_the_server() {
+    let (t, key) = real_server(|_| {}).await;
+    let examples = smai_e2e::real::workspace().join("examples");
+    let (clip, _) = &dev_clips("ljspeech", 1)[0];
+    let mut python = tokio::process::Command::new(test_python());
+    python.arg(examples.join("realtime_asr.py")).arg(clip).env("SMAI_SPEED", "4");
+    let out = run_client(&mut python, &t, &key).await;
+    assert!(out.contains("speech_started 0") && out.lines().any(|l| l.starts_with("final 0 [")), "{out}");
+    assert!(out.contains("  ... "), "partials are printed: {out}");
+    let rest = rest_transcript(&t, &key, clip).await.to_lowercase();
+    let finals: String = out.lines().filter_map(|l| l.split_once("]: ").map(|(_, text)| format!(" {text}"))).collect();
+    assert!(wer(&[(rest.clone(), finals.to_lowercase())]) <= 0.1, "{finals:?} vs REST {rest:?}");
+
+    // The browser-style example needs a Node with WebSocket (22, or 20 with a flag).
+    let flag = ["--experimental-websocket", "-e", "process.exit(typeof WebSocket === 'function' ? 0 : 1)"];
+    let has_websocket = tokio::process::Command::new("node").args(flag).status().await.is_ok_and(|s| s.success());
+    if has_websocket {
+        let mut node = tokio::process::Command::new("node");
+        node.arg("--experimental-websocket").arg(examples.join("realtime_tts.mjs"));
+        let out = run_client(&mut node, &t, &key).await;
+        assert!(out.contains("sentence 0: Hello!") && out.contains("sentence 2: And so was this one."), "{out}");
+        assert!(out.contains("closed 1000"), "{out}");
+    } else {
+        eprintln!("SKIPPED the Node WebSocket example: this node has no WebSocket (needs Node 22, or 20 with --experimental-websocket)");
+    }
+    t.server.shutdown().await.unwrap();
+}

@@ -5,6 +5,8 @@
 
 mod asr;
 pub mod close;
+mod realtime;
+mod realtime_config;
 mod socket;
 mod tts;
 
@@ -14,7 +16,7 @@ use crate::http::context::RequestId;
 use crate::service::{CallContext, Credentials, SharedCall};
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::{ConnectInfo, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -24,7 +26,41 @@ use socket::{Upgrade, Writer};
 use std::net::SocketAddr;
 
 pub fn routes() -> Router<AppState> {
-    Router::new().route("/v1/realtime/asr", get(asr_socket)).route("/v1/realtime/tts", get(tts_socket))
+    Router::new()
+        .route("/v1/realtime/asr", get(asr_socket))
+        .route("/v1/realtime/tts", get(tts_socket))
+        .route("/v1/realtime", get(realtime_socket))
+}
+
+#[derive(serde::Deserialize)]
+struct RealtimeQuery {
+    intent: Option<String>,
+}
+
+/// OpenAI Realtime: the key from `Authorization: Bearer` or, for browsers, the subprotocol
+/// `openai-insecure-api-key.<key>`; the `realtime` subprotocol is selected when offered.
+async fn realtime_socket(
+    State(state): State<AppState>,
+    Extension(request_id): Extension<RequestId>,
+    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    Query(query): Query<RealtimeQuery>,
+    headers: HeaderMap,
+    ws: WebSocketUpgrade,
+) -> Response {
+    let mut upgrade = upgrade_of(&state, request_id, connect, &headers, "/v1/realtime");
+    if upgrade.credentials.is_none() {
+        let offered = headers.get_all("sec-websocket-protocol").iter().filter_map(|v| v.to_str().ok());
+        let key = offered.flat_map(|v| v.split(',')).find_map(|p| p.trim().strip_prefix("openai-insecure-api-key."));
+        upgrade.credentials = Some(key.map_or_else(Credentials::missing, Credentials::api_key));
+    }
+    let refusal = match query.intent.as_deref() {
+        Some("transcription") | None => None,
+        Some(other) => Some(Error::invalid(format!(
+            "intent {other:?} is not served: only transcription sessions (intent=transcription); \
+             conversation sessions are refused"
+        ))),
+    };
+    limits(ws).protocols(["realtime"]).on_upgrade(move |socket| realtime::run(socket, upgrade, refusal))
 }
 
 async fn asr_socket(
