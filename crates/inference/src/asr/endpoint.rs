@@ -91,6 +91,12 @@ impl Endpointer {
         Ok(actions)
     }
 
+    /// Whether the speaker has paused (a run of silence is under way): a partial decoded now
+    /// would say nothing new, and the utterance may be about to end.
+    pub fn in_pause(&self) -> bool {
+        self.speaking.as_ref().is_some_and(|s| s.silence_from.is_some())
+    }
+
     /// Ends the current utterance now (a client's commit, or the end of the audio): the audio
     /// not yet scored goes to it first.
     pub fn end_now(&mut self) -> Vec<Action> {

@@ -273,7 +273,7 @@ impl Transcriber for WhisperEngine {
         // Utterances end at the VAD's decision, so nothing settles inside one (at most 30 s).
         let stream =
             StreamOptions { settle_seconds: 28.0, max_buffer_seconds: 30.0, transcribe: options, ..Default::default() };
-        let transcription = self.open_stream(stream)?;
+        let transcription = self.open_stream(stream)?.with_greedy_partials();
         live::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
     }
 

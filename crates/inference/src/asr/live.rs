@@ -173,6 +173,8 @@ pub struct LiveTranscription {
     worker: Worker<WhisperModel>,
     mel: Arc<LogMel>,
     options: WhisperOptions,
+    /// Options of partial decodings, when they differ from the finals'.
+    partial_options: Option<WhisperOptions>,
     language: String,
     cancelled: Cancelled,
 }
@@ -185,7 +187,8 @@ impl LiveTranscription {
         stream: StreamOptions,
     ) -> Result<Self, Error> {
         let buffer = StreamBuffer::new(stream)?;
-        Ok(Self { buffer, worker, mel, options, language: String::new(), cancelled: Arc::new(|| false) })
+        let cancelled: Cancelled = Arc::new(|| false);
+        Ok(Self { buffer, worker, mel, options, partial_options: None, language: String::new(), cancelled })
     }
 
     /// Feeds mono samples in [-1, 1] at the session's rate.
@@ -194,6 +197,32 @@ impl LiveTranscription {
             return Ok(Vec::new());
         }
         self.decode(false)
+    }
+
+    /// Buffers samples without decoding; [`Self::decode_if_due`] decides later.
+    pub fn buffer_only(&mut self, samples: &[f32]) {
+        self.buffer.push(samples);
+    }
+
+    /// A partial decoding when enough new audio has arrived since the last one, unless other
+    /// work waits for the model: then finals (and other sessions) go first, and the partial
+    /// comes with more audio later.
+    pub fn decode_if_due(&mut self) -> Result<Vec<StreamEvent>, Error> {
+        if self.worker.has_waiting_jobs() {
+            return Ok(Vec::new());
+        }
+        self.feed_f32(&[])
+    }
+
+    /// Partials decode greedily at temperature 0 (the next one replaces them); finals keep
+    /// the file decoding's options, so a live transcript is as accurate as REST's.
+    pub fn with_greedy_partials(mut self) -> Self {
+        let mut partial = self.options.clone();
+        partial.beam_size = 1;
+        partial.best_of = 1;
+        partial.temperatures = vec![0.0];
+        self.partial_options = Some(partial);
+        self
     }
 
     /// Feeds mono 16-bit samples at the session's rate.
@@ -236,7 +265,8 @@ impl LiveTranscription {
             return Ok(self.buffer.settle(Vec::new(), closing));
         }
         let audio = self.buffer.audio_16k()?;
-        let decoded = decode_pcm(&self.worker, &self.mel, &audio, &self.options, &self.cancelled)?;
+        let options = if closing { &self.options } else { self.partial_options.as_ref().unwrap_or(&self.options) };
+        let decoded = decode_pcm(&self.worker, &self.mel, &audio, options, &self.cancelled)?;
         self.language = decoded.language;
         Ok(self.buffer.settle(decoded.segments, closing))
     }
@@ -320,11 +350,24 @@ impl Session {
     /// of the input, ends the current utterance at once.
     fn run_endpointed(mut self, waiter: &tokio::runtime::Runtime) {
         while let Some(input) = self.next_input(waiter) {
+            // Whatever else has queued up meanwhile is taken too, so a session that fell behind
+            // decodes once for all of it.
+            let mut inputs = vec![input];
+            while let Ok(more) = self.inputs.try_recv() {
+                inputs.push(more);
+            }
             let endpointer = self.endpointer.as_mut().expect("endpointed session");
-            let actions = match input {
-                LiveInput::Audio(samples) => endpointer.push(&samples),
-                LiveInput::Commit => Ok(endpointer.end_now()),
-            };
+            let mut actions = Ok(Vec::new());
+            for input in inputs {
+                let more = match input {
+                    LiveInput::Audio(samples) => endpointer.push(&samples),
+                    LiveInput::Commit => Ok(endpointer.end_now()),
+                };
+                actions = actions.and_then(|mut all: Vec<Action>| {
+                    all.extend(more?);
+                    Ok(all)
+                });
+            }
             let carried_on = match actions {
                 Ok(actions) => self.apply(actions),
                 Err(e) => self.report(Err(e)),
@@ -349,11 +392,10 @@ impl Session {
                     true
                 }
                 Action::Begin { at } => self.send(LiveEvent::SpeechStarted { utterance, at }),
-                // A busy model skips a partial; the audio stays buffered for the next one.
-                Action::Feed(samples) => match self.transcription.feed_f32(&samples) {
-                    Err(e) if e.code == ErrorCode::Overloaded => true,
-                    other => self.report(other),
-                },
+                Action::Feed(samples) => {
+                    self.transcription.buffer_only(&samples);
+                    true
+                }
                 Action::End { at, carry } => {
                     let ended = self.send(LiveEvent::SpeechStopped { utterance, at })
                         && {
@@ -369,7 +411,15 @@ impl Session {
                 return false;
             }
         }
-        true
+        // One partial for everything fed, none during a pause (the model stays free for the
+        // final); a busy model skips it, the audio stays buffered.
+        if self.endpointer.as_ref().is_some_and(Endpointer::in_pause) {
+            return true;
+        }
+        match self.transcription.decode_if_due() {
+            Err(e) if e.code == ErrorCode::Overloaded => true,
+            other => self.report(other),
+        }
     }
 
     fn send(&self, event: LiveEvent) -> bool {

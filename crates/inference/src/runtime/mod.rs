@@ -138,6 +138,11 @@ impl<M: 'static> Worker<M> {
         &self.name
     }
 
+    /// Whether jobs wait in the queue behind the one running (optional work can step aside).
+    pub fn has_waiting_jobs(&self) -> bool {
+        self.queue.capacity() < self.queue.max_capacity()
+    }
+
     /// Takes a place in the queue for a job to come, in the caller's span: `overloaded` when
     /// the queue is full, `internal_error` when the worker is lost.
     pub fn reserve(&self) -> Result<Slot<M>, Error> {
