@@ -256,3 +256,41 @@ async fn tls_init_writes_a_ca_and_certificates_clients_can_trust() {
     assert!(out.status.success(), "{stdout}{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains("tts-1"), "{stdout}");
 }
+
+/// A live socket over TLS 1.3 (`wss://`): ALPN http/1.1 carries the upgrade, first-message
+/// auth and a whole synthesis session work as in the clear.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_live_socket_runs_over_wss() {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let dir = tempfile::tempdir().unwrap();
+    let ca = Ca::new("test CA");
+    let t = tls_server(dir.path(), &ca.server("localhost")).await;
+    let (_, key) = t.create_key(&[Service::Tts], VoiceAccess::All, None).await;
+    let options = ClientOptions { alpn: &[b"http/1.1"], ..Default::default() };
+    let stream = tls::connect(t.server.addr, tls::client_config(&ca.pem, &options)).await.expect("TLS 1.3");
+    let url = format!("wss://localhost:{}/v1/realtime/tts", t.server.addr.port());
+    let (mut ws, response) = tokio_tungstenite::client_async(url, stream).await.expect("upgrade over TLS");
+    assert_eq!(response.status(), 101);
+    for message in [
+        serde_json::json!({"type": "auth", "api_key": key}),
+        serde_json::json!({"type": "speak", "voice": "joe", "text": "Secure words."}),
+        serde_json::json!({"type": "stop"}),
+    ] {
+        ws.send(Message::Text(message.to_string().into())).await.unwrap();
+    }
+    let (mut audio, mut done) = (0, false);
+    while let Some(Ok(message)) = ws.next().await {
+        match message {
+            Message::Binary(bytes) => audio += bytes.len(),
+            Message::Text(text) if text.contains("\"done\"") => done = true,
+            Message::Close(frame) => {
+                assert_eq!(frame.map(|f| u16::from(f.code)), Some(1000));
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(done && audio > 0, "done {done}, {audio} bytes of audio");
+    t.server.shutdown().await.unwrap();
+}
