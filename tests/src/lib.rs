@@ -333,6 +333,17 @@ impl TestServer {
         key.as_str().to_owned()
     }
 
+    /// Usage rows (route, status, tokens) once the server has shut down and flushed them.
+    pub async fn usage_rows(self) -> Vec<(String, i64, i64)> {
+        let Self { server, db, dir: _dir, .. } = self;
+        server.shutdown().await.expect("clean shutdown");
+        let pool = smai_auth::open_database(&db).await.expect("database opens");
+        let query = "SELECT route, status, tokens FROM usage_log ORDER BY id";
+        let rows = sqlx::query_as(query).fetch_all(&pool).await.expect("usage rows");
+        pool.close().await;
+        rows
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

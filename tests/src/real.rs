@@ -83,3 +83,19 @@ pub async fn rest_transcript(t: &TestServer, key: &str, clip: &Path) -> String {
     assert!(response.status().is_success(), "{response:?}");
     response.text().await.unwrap().trim().to_owned()
 }
+
+/// Runs a client program against the server (`SMAI_BASE_URL`, `SMAI_API_KEY` set) in `cwd`;
+/// its standard output, after checking it succeeded.
+pub async fn run_client(command: &mut tokio::process::Command, t: &TestServer, key: &str, cwd: &Path) -> String {
+    let output = command
+        .env("SMAI_BASE_URL", &t.base)
+        .env("SMAI_API_KEY", key)
+        .current_dir(cwd)
+        .output()
+        .await
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
+    assert!(output.status.success(), "{command:?} failed: {}", output.status);
+    stdout
+}

@@ -4,10 +4,10 @@
 //! fail, rather than skip, when it or the models are missing.
 
 use smai_core::{Service, VoiceAccess};
+use smai_e2e::real::run_client;
 use smai_e2e::TestServer;
 use smai_server::ServeConfig;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 fn workspace() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("workspace root").to_path_buf()
@@ -57,20 +57,6 @@ async fn real_server() -> (TestServer, String) {
     (t, key)
 }
 
-async fn run(command: &mut tokio::process::Command, t: &TestServer, key: &str, cwd: &Path) -> String {
-    let output: Output = command
-        .env("SMAI_BASE_URL", &t.base)
-        .env("SMAI_API_KEY", key)
-        .current_dir(cwd)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{command:?} failed: {}", output.status);
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_python_package_works_against_the_server() {
     let python = python();
@@ -79,7 +65,7 @@ async fn the_openai_python_package_works_against_the_server() {
     let script = workspace().join("tests/python/openai_compat.py");
     let mut command = tokio::process::Command::new(python);
     command.arg(script).env("SMAI_TEST_CLIP", clip).env("SMAI_TEST_CLIP_WORDS", words);
-    let stdout = run(&mut command, &t, &key, &workspace()).await;
+    let stdout = run_client(&mut command, &t, &key, &workspace()).await;
     assert!(stdout.contains("all openai client checks passed"));
     t.server.shutdown().await.unwrap();
 }
@@ -98,18 +84,24 @@ async fn the_readme_examples_run_against_the_server() {
     let examples = workspace().join("examples");
     let cwd = tempfile::tempdir().unwrap();
 
-    let out = run(tokio::process::Command::new("bash").arg(examples.join("curl.sh")), &t, &key, cwd.path()).await;
+    let out =
+        run_client(tokio::process::Command::new("bash").arg(examples.join("curl.sh")), &t, &key, cwd.path()).await;
     assert!(heard_back(&out), "curl example: {out}");
     assert!(std::fs::metadata(cwd.path().join("hello.pcm")).unwrap().len() > 10_000, "streamed pcm saved");
 
-    let out = run(tokio::process::Command::new(&python).arg(examples.join("speech.py")), &t, &key, cwd.path()).await;
+    let out =
+        run_client(tokio::process::Command::new(&python).arg(examples.join("speech.py")), &t, &key, cwd.path()).await;
     assert!(heard_back(&out), "python example: {out}");
     assert!(std::fs::read(cwd.path().join("hello.mp3")).unwrap().len() > 5_000);
 
     let (clip, _) = clip();
-    let out =
-        run(tokio::process::Command::new("node").arg(examples.join("transcribe.mjs")).arg(&clip), &t, &key, cwd.path())
-            .await;
+    let out = run_client(
+        tokio::process::Command::new("node").arg(examples.join("transcribe.mjs")).arg(&clip),
+        &t,
+        &key,
+        cwd.path(),
+    )
+    .await;
     assert!(out.starts_with("[0.00 - ") && out.to_lowercase().contains("comparatively modern"), "node example: {out}");
     t.server.shutdown().await.unwrap();
 }

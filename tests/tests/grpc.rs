@@ -297,17 +297,6 @@ fn audio(bytes: Vec<u8>) -> StreamingRecognizeRequest {
     StreamingRecognizeRequest { request: Some(StreamRequest::Audio(bytes)) }
 }
 
-/// Usage rows (route, status, tokens) after the server has shut down and flushed.
-async fn usage_rows(t: TestServer) -> Vec<(String, i64, i64)> {
-    let TestServer { server, db, dir: _dir, .. } = t;
-    server.shutdown().await.unwrap();
-    let pool = smai_auth::open_database(&db).await.unwrap();
-    let rows =
-        sqlx::query_as("SELECT route, status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
-    pool.close().await;
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn streaming_recognize_orders_events_and_charges_each_chunk_exactly() {
     let t = start(|_| {}).await;
@@ -350,7 +339,7 @@ async fn streaming_recognize_orders_events_and_charges_each_chunk_exactly() {
     assert_eq!(finals.len(), 2);
     assert_eq!((finals[0].start_ms, finals[0].end_ms, finals[0].stability), (0, 250, 1.0));
     assert_eq!(finals[0].stable_text, finals[0].text);
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     let live: Vec<_> = rows.iter().filter(|r| r.0 == "/smai.v1.SpeechRecognition/StreamingRecognize").collect();
     // 0.28 s in all: ceil(2.8) = 3 tokens, however it was chunked.
     assert_eq!(live.len(), 1);
@@ -381,7 +370,7 @@ async fn a_client_that_cancels_a_stream_frees_its_slot_and_leaves_one_usage_row(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(freed, "the cancelled stream's slot was given back");
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     let live: Vec<_> = rows.iter().filter(|r| r.0 == "/smai.v1.SpeechRecognition/StreamingRecognize").collect();
     assert_eq!(live.len(), 1, "{rows:?}");
     assert_eq!(live[0].1, 499, "recorded as closed by the client");
@@ -414,7 +403,7 @@ async fn synthesize_online_takes_text_in_pieces_and_answers_per_sentence() {
     let requests = [SynthesizeOnlineRequest { request: Some(OnlineRequest::Config(config)) }];
     let refused = tts.synthesize_online(with_key(tokio_stream::iter(requests), &limited)).await.unwrap_err();
     assert_eq!(reason(&refused), "voice_not_allowed");
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     let online: Vec<_> = rows.iter().filter(|r| r.0 == "/smai.v1.TextToSpeech/SynthesizeOnline").collect();
     let characters: usize = pieces.iter().map(|p| p.chars().count()).sum();
     assert_eq!((online[0].1, online[0].2), (200, characters as i64));

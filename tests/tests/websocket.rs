@@ -32,17 +32,6 @@ async fn key_with(t: &TestServer, services: &[Service], voices: VoiceAccess, tie
     key.as_str().to_owned()
 }
 
-/// Usage rows (route, status, tokens) after the server has shut down and flushed.
-async fn usage_rows(t: TestServer) -> Vec<(String, i64, i64)> {
-    let TestServer { server, db, dir: _dir, .. } = t;
-    server.shutdown().await.unwrap();
-    let pool = smai_auth::open_database(&db).await.unwrap();
-    let rows =
-        sqlx::query_as("SELECT route, status, tokens FROM usage_log ORDER BY id").fetch_all(&pool).await.unwrap();
-    pool.close().await;
-    rows
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn live_recognition_runs_start_audio_commit_stop_and_charges_every_chunk() {
     let t = TestServer::start().await;
@@ -74,7 +63,7 @@ async fn live_recognition_runs_start_audio_commit_stop_and_charges_every_chunk()
     }
     assert_eq!(last, json!({"type": "done", "audio_seconds": 0.5, "utterances": 1}));
     assert_eq!(closed(&mut ws).await.0, 1000);
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     assert_eq!(rows.last().unwrap(), &("/v1/realtime/asr".to_owned(), 200, 5), "0.5 s of audio is 5 tokens");
 }
 
@@ -176,7 +165,7 @@ async fn a_vanished_client_frees_its_slot_and_leaves_one_usage_row() {
     let mut again = tokio::time::timeout(Duration::from_secs(5), reopened).await.expect("the slot comes back");
     send(&mut again, json!({"type": "stop"})).await;
     assert_eq!(json(&mut again).await["type"], "done");
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     let vanished: Vec<_> = rows.iter().filter(|r| r.1 == 499).collect();
     assert_eq!(vanished, vec![&("/v1/realtime/asr".to_owned(), 499, 3)], "{rows:?}");
 }
@@ -196,7 +185,7 @@ async fn running_out_of_tokens_mid_session_sends_the_error_then_4429() {
     }
     let (code, error) = closed(&mut ws).await;
     assert_eq!((code, error["error"]["code"].as_str()), (4429, Some("rate_limit_exceeded")), "{error}");
-    let rows = usage_rows(t).await;
+    let rows = t.usage_rows().await;
     assert_eq!(rows.last().unwrap().2, 20, "charged exactly the 2 s that fit: {rows:?}");
 }
 

@@ -4,7 +4,7 @@
 //! and encoding of the start message. Fails, rather than skips, without the models.
 
 use serde_json::{json, Value};
-use smai_e2e::real::{dev_clips, eval_dir, real_server, rest_transcript, wav_samples};
+use smai_e2e::real::{dev_clips, eval_dir, real_server, rest_transcript, run_client, wav_samples};
 use smai_e2e::ws::{connect, receive_within, send, send_audio, Received, Ws};
 use smai_e2e::TestServer;
 use std::time::Duration;
@@ -255,26 +255,18 @@ fn test_python() -> String {
     })
 }
 
-async fn run_client(command: &mut tokio::process::Command, t: &TestServer, key: &str) -> String {
-    let output = command
-        .env("SMAI_BASE_URL", &t.base)
-        .env("SMAI_API_KEY", key)
-        .output()
-        .await
-        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
-    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
-    eprintln!("{stdout}{}", String::from_utf8_lossy(&output.stderr));
-    assert!(output.status.success(), "{command:?} failed: {}", output.status);
-    stdout
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_openai_realtime_client_transcribes_with_manual_commits_and_server_vad() {
     let (t, key) = real_server(|_| {}).await;
     let (clip, _) = &dev_clips("ljspeech", 1)[0];
     let script = smai_e2e::real::workspace().join("tests/python/openai_realtime.py");
-    let out =
-        run_client(tokio::process::Command::new(test_python()).arg(script).env("SMAI_TEST_CLIP", clip), &t, &key).await;
+    let out = run_client(
+        tokio::process::Command::new(test_python()).arg(script).env("SMAI_TEST_CLIP", clip),
+        &t,
+        &key,
+        &std::env::temp_dir(),
+    )
+    .await;
     let rest = rest_transcript(&t, &key, clip).await;
     for mode in ["manual", "server_vad"] {
         let heard = out.lines().find_map(|l| l.strip_prefix(&format!("{mode}: "))).expect("a transcript line");
@@ -291,7 +283,7 @@ async fn the_readme_socket_examples_run_against_the_server() {
     let (clip, _) = &dev_clips("ljspeech", 1)[0];
     let mut python = tokio::process::Command::new(test_python());
     python.arg(examples.join("realtime_asr.py")).arg(clip).env("SMAI_SPEED", "4");
-    let out = run_client(&mut python, &t, &key).await;
+    let out = run_client(&mut python, &t, &key, &std::env::temp_dir()).await;
     assert!(out.contains("speech_started 0") && out.lines().any(|l| l.starts_with("final 0 [")), "{out}");
     assert!(out.contains("  ... "), "partials are printed: {out}");
     let rest = rest_transcript(&t, &key, clip).await.to_lowercase();
@@ -304,7 +296,7 @@ async fn the_readme_socket_examples_run_against_the_server() {
     if has_websocket {
         let mut node = tokio::process::Command::new("node");
         node.arg("--experimental-websocket").arg(examples.join("realtime_tts.mjs"));
-        let out = run_client(&mut node, &t, &key).await;
+        let out = run_client(&mut node, &t, &key, &std::env::temp_dir()).await;
         assert!(out.contains("sentence 0: Hello!") && out.contains("sentence 2: And so was this one."), "{out}");
         assert!(out.contains("closed 1000"), "{out}");
     } else {

@@ -16,7 +16,7 @@ use crate::http::context::RequestId;
 use crate::service::{CallContext, Credentials, SharedCall};
 use crate::state::AppState;
 use axum::extract::ws::WebSocketUpgrade;
-use axum::extract::{ConnectInfo, Query, State};
+use axum::extract::{ConnectInfo, OriginalUri, Query, State};
 use axum::http::HeaderMap;
 use axum::response::Response;
 use axum::routing::get;
@@ -27,8 +27,8 @@ use std::net::SocketAddr;
 
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route("/v1/realtime/asr", get(asr_socket))
-        .route("/v1/realtime/tts", get(tts_socket))
+        .route("/v1/realtime/asr", get(live_socket))
+        .route("/v1/realtime/tts", get(live_socket))
         .route("/v1/realtime", get(realtime_socket))
 }
 
@@ -63,26 +63,24 @@ async fn realtime_socket(
     limits(ws).protocols(["realtime"]).on_upgrade(move |socket| realtime::run(socket, upgrade, refusal))
 }
 
-async fn asr_socket(
+/// The smai sockets: the route says which session runs.
+async fn live_socket(
     State(state): State<AppState>,
     Extension(request_id): Extension<RequestId>,
     connect: Option<Extension<ConnectInfo<SocketAddr>>>,
+    uri: OriginalUri,
     headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let upgrade = upgrade_of(&state, request_id, connect, &headers, "/v1/realtime/asr");
-    limits(ws).on_upgrade(move |socket| asr::run(socket, upgrade))
-}
-
-async fn tts_socket(
-    State(state): State<AppState>,
-    Extension(request_id): Extension<RequestId>,
-    connect: Option<Extension<ConnectInfo<SocketAddr>>>,
-    headers: HeaderMap,
-    ws: WebSocketUpgrade,
-) -> Response {
-    let upgrade = upgrade_of(&state, request_id, connect, &headers, "/v1/realtime/tts");
-    limits(ws).on_upgrade(move |socket| tts::run(socket, upgrade))
+    let route = uri.path().to_owned();
+    let upgrade = upgrade_of(&state, request_id, connect, &headers, &route);
+    limits(ws).on_upgrade(move |socket| async move {
+        if route.ends_with("/tts") {
+            tts::run(socket, upgrade).await;
+        } else {
+            asr::run(socket, upgrade).await;
+        }
+    })
 }
 
 fn limits(ws: WebSocketUpgrade) -> WebSocketUpgrade {
