@@ -319,6 +319,20 @@ impl TestServer {
         (record.id, key.as_str().to_owned())
     }
 
+    /// A key with the limits of `tier`.
+    pub async fn create_key_with(&self, services: &[Service], voices: VoiceAccess, tier: Tier) -> String {
+        let new = NewKey {
+            org: "acme".into(),
+            name: None,
+            services: services.iter().copied().collect::<BTreeSet<_>>(),
+            voices,
+            tier,
+            expires_in_ms: None,
+        };
+        let (_, key) = self.server.state.authenticator.store().create(&new).await.expect("key created");
+        key.as_str().to_owned()
+    }
+
     /// A key whose limits never bind, for benches that measure admission rather than refusals.
     pub async fn create_unlimited_key(&self, services: &[Service]) -> String {
         let new = NewKey {

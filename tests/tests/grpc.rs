@@ -3,7 +3,6 @@
 //! runs the real models): metadata auth, the error table with ErrorInfo and RetryInfo, rate
 //! metadata, the message size limit, health and reflection, streams, and a client that cancels.
 
-use smai_auth::NewKey;
 use smai_core::{ModelInfo, Service, Tier, TranscribeOptions, Transcriber, VoiceAccess};
 use smai_e2e::{ByteCountTranscriber, TestServer, ToneSynthesizer};
 use smai_server::config::GrpcListen;
@@ -14,7 +13,6 @@ use smai_server::grpc::proto::synthesize_online_request::Request as OnlineReques
 use smai_server::grpc::proto::text_to_speech_client::TextToSpeechClient;
 use smai_server::grpc::proto::*;
 use smai_server::serve::Engines;
-use std::collections::BTreeSet;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -65,19 +63,6 @@ fn reason(status: &Status) -> String {
 
 fn speech(text: &str, voice: &str) -> SynthesizeRequest {
     SynthesizeRequest { text: text.into(), voice: voice.into(), speed: 0.0, response_format: String::new() }
-}
-
-async fn key_with(t: &TestServer, services: &[Service], voices: VoiceAccess, tier: Tier) -> String {
-    let new = NewKey {
-        org: "acme".into(),
-        name: None,
-        services: services.iter().copied().collect::<BTreeSet<_>>(),
-        voices,
-        tier,
-        expires_in_ms: None,
-    };
-    let (_, key) = t.server.state.authenticator.store().create(&new).await.expect("key created");
-    key.as_str().to_owned()
 }
 
 fn remaining_requests(metadata: &tonic::metadata::MetadataMap) -> u64 {
@@ -158,7 +143,7 @@ async fn permission_refusals_are_permission_denied_and_not_charged() {
 #[tokio::test]
 async fn past_the_rpm_calls_are_resource_exhausted_with_retry_info() {
     let t = start(|_| {}).await;
-    let key = key_with(&t, &BOTH, VoiceAccess::All, Tier { rpm: 2, ..Tier::default() }).await;
+    let key = t.create_key_with(&BOTH, VoiceAccess::All, Tier { rpm: 2, ..Tier::default() }).await;
     let mut tts = TextToSpeechClient::new(channel(&t).await);
     for _ in 0..2 {
         tts.synthesize(with_key(speech("Hi.", "joe"), &key)).await.unwrap();
@@ -177,7 +162,7 @@ async fn past_the_rpm_calls_are_resource_exhausted_with_retry_info() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn recognize_accepts_up_to_the_upload_limit_and_refuses_past_it() {
     let t = start(|_| {}).await;
-    let key = key_with(&t, &BOTH, VoiceAccess::All, smai_e2e::UNLIMITED).await;
+    let key = t.create_key_with(&BOTH, VoiceAccess::All, smai_e2e::UNLIMITED).await;
     let mut asr = SpeechRecognitionClient::new(channel(&t).await);
     let limit = 25 * 1024 * 1024;
 
@@ -349,7 +334,7 @@ async fn streaming_recognize_orders_events_and_charges_each_chunk_exactly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_that_cancels_a_stream_frees_its_slot_and_leaves_one_usage_row() {
     let t = start(|_| {}).await;
-    let key = key_with(&t, &BOTH, VoiceAccess::All, Tier { concurrency: 1, ..Tier::default() }).await;
+    let key = t.create_key_with(&BOTH, VoiceAccess::All, Tier { concurrency: 1, ..Tier::default() }).await;
     let mut asr = SpeechRecognitionClient::new(channel(&t).await);
     let (tx, rx) = tokio::sync::mpsc::channel(4);
     tx.send(streaming_config(16_000, true)).await.unwrap();

@@ -6,7 +6,6 @@
 
 use futures_util::SinkExt;
 use serde_json::json;
-use smai_auth::NewKey;
 use smai_core::{Service, Tier, VoiceAccess};
 use smai_e2e::ws::{closed, connect, json, receive, send, Received};
 use smai_e2e::TestServer;
@@ -17,19 +16,6 @@ use tokio_tungstenite::tungstenite::Message;
 fn pcm(seconds: f64) -> Vec<u8> {
     let n = (seconds * 16_000.0) as usize;
     (0..n).flat_map(|i| (((i as f32 * 0.05).sin() * 8_000.0) as i16).to_le_bytes()).collect()
-}
-
-async fn key_with(t: &TestServer, services: &[Service], voices: VoiceAccess, tier: Tier) -> String {
-    let new = NewKey {
-        org: "acme".into(),
-        name: None,
-        services: services.iter().copied().collect::<BTreeSet<_>>(),
-        voices,
-        tier,
-        expires_in_ms: None,
-    };
-    let (_, key) = t.server.state.authenticator.store().create(&new).await.unwrap();
-    key.as_str().to_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,7 +76,7 @@ async fn a_browser_authenticates_with_its_first_message_and_misses_the_deadline_
 async fn refused_sockets_close_with_the_tables_codes_and_hold_no_slot() {
     let t = TestServer::start().await;
     let one = Tier { concurrency: 1, ..Tier::default() };
-    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, one).await;
+    let key = t.create_key_with(&[Service::Asr], VoiceAccess::All, one).await;
     // Audio before auth, a bad key, a non-auth first message: 4401, nothing processed.
     let mut audio_first = connect(&t, "/v1/realtime/asr", None).await;
     audio_first.send(Message::Binary(pcm(0.1).into())).await.unwrap();
@@ -111,12 +97,12 @@ async fn refused_sockets_close_with_the_tables_codes_and_hold_no_slot() {
     let (code, error) = closed(&mut second).await;
     assert_eq!((code, error["error"]["code"].as_str()), (4429, Some("concurrency_limit_exceeded")), "{error}");
 
-    let tts_only = key_with(&t, &[Service::Tts], VoiceAccess::All, Tier::default()).await;
+    let tts_only = t.create_key_with(&[Service::Tts], VoiceAccess::All, Tier::default()).await;
     let mut wrong_service = connect(&t, "/v1/realtime/asr", Some(&tts_only)).await;
     assert_eq!(closed(&mut wrong_service).await.0, 4403);
-    let slow_only =
-        key_with(&t, &[Service::Tts], VoiceAccess::Only(BTreeSet::from(["joe-slow".to_owned()])), Tier::default())
-            .await;
+    let slow_only = t
+        .create_key_with(&[Service::Tts], VoiceAccess::Only(BTreeSet::from(["joe-slow".to_owned()])), Tier::default())
+        .await;
     let mut tts = connect(&t, "/v1/realtime/tts", Some(&slow_only)).await;
     send(&mut tts, json!({"type": "start", "voice": "joe"})).await;
     let (code, error) = closed(&mut tts).await;
@@ -144,7 +130,7 @@ async fn five_sessions_fit_a_five_concurrency_key_and_the_sixth_gets_4429() {
 async fn a_vanished_client_frees_its_slot_and_leaves_one_usage_row() {
     let t = TestServer::start().await;
     let one = Tier { concurrency: 1, ..Tier::default() };
-    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, one).await;
+    let key = t.create_key_with(&[Service::Asr], VoiceAccess::All, one).await;
     let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
     send(&mut ws, json!({"type": "start"})).await;
     assert_eq!(json(&mut ws).await["type"], "started");
@@ -174,7 +160,7 @@ async fn a_vanished_client_frees_its_slot_and_leaves_one_usage_row() {
 async fn running_out_of_tokens_mid_session_sends_the_error_then_4429() {
     let t = TestServer::start().await;
     let small = Tier { tpm: 20, ..Tier::default() };
-    let key = key_with(&t, &[Service::Asr], VoiceAccess::All, small).await;
+    let key = t.create_key_with(&[Service::Asr], VoiceAccess::All, small).await;
     let mut ws = connect(&t, "/v1/realtime/asr", Some(&key)).await;
     send(&mut ws, json!({"type": "start"})).await;
     assert_eq!(json(&mut ws).await["type"], "started");
