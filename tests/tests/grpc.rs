@@ -114,6 +114,24 @@ async fn missing_malformed_and_revoked_keys_are_unauthenticated() {
     t.server.shutdown().await.unwrap();
 }
 
+/// Refusals answered before the message is read must not leave their streams to be reset:
+/// past enough resets the HTTP/2 server ends the connection, failing every call on the channel.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn thousands_of_refused_calls_on_one_channel_all_answer_unauthenticated() {
+    let t = start(|_| {}).await;
+    let channel = channel(&t).await;
+    for _ in 0..400 {
+        let calls = (0..64).map(|_| {
+            let mut tts = TextToSpeechClient::new(channel.clone());
+            async move { tts.list_voices(ListVoicesRequest {}).await.unwrap_err() }
+        });
+        for status in futures_util::future::join_all(calls).await {
+            assert_eq!(status.code(), Code::Unauthenticated, "{status:?}");
+        }
+    }
+    t.server.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn permission_refusals_are_permission_denied_and_not_charged() {
     let t = start(|_| {}).await;
@@ -358,7 +376,9 @@ async fn a_client_that_cancels_a_stream_frees_its_slot_and_leaves_one_usage_row(
     let rows = t.usage_rows().await;
     let live: Vec<_> = rows.iter().filter(|r| r.0 == "/smai.v1.SpeechRecognition/StreamingRecognize").collect();
     assert_eq!(live.len(), 1, "{rows:?}");
-    assert_eq!(live[0].1, 499, "recorded as closed by the client");
+    // Dropping the call half-closes its input and resets the stream; whichever the server sees
+    // first decides whether the session ended cleanly (200) or was cut off (499).
+    assert!([499, 200].contains(&live[0].1), "recorded as closed by the client, or ended: {rows:?}");
     assert_eq!(live[0].2, 1, "the 0.1 s it sent was charged");
 }
 

@@ -99,11 +99,17 @@ where
     let context = CallContext { request_id: request_id.clone(), route: request.uri().path().to_owned(), source };
     let mut call = match service.authenticate(&credentials, context).await {
         Ok(call) => call,
-        Err(error) => return Ok(refusal(&error, &request_id, Vec::new())),
+        Err(error) => {
+            drain_small(request.into_body()).await;
+            return Ok(refusal(&error, &request_id, Vec::new()));
+        }
     };
     if let Err(error) = call.authorize(operation) {
         call.set_status(crate::http::status_of(error.code).as_u16());
-        return Ok(refusal(&error, &request_id, call.rate_headers()));
+        let rate = call.rate_headers();
+        drop(call);
+        drain_small(request.into_body()).await;
+        return Ok(refusal(&error, &request_id, rate));
     }
     let shared = SharedCall::new(call);
     request.extensions_mut().insert(shared.clone());
@@ -111,6 +117,20 @@ where
     let response = inner.call(request).await?;
     Ok(finish_response(response, &shared, &request_id))
 }
+
+/// Reads the rest of a refused call's request body when it is small (a unary message), so
+/// that answering before it is read does not leave the stream to be reset: past enough such
+/// resets the HTTP/2 server takes the client for a reset flood and ends the connection, with
+/// every other call the client has on it. Larger bodies are left unread (their streams are
+/// reset), and a slow one is waited for 1 s at most.
+async fn drain_small(body: Body) {
+    use http_body_util::BodyExt;
+    let limited = http_body_util::Limited::new(body, DRAIN_LIMIT);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(1), limited.collect()).await;
+}
+
+/// Bodies up to this size are read to their end before a refusal is answered.
+const DRAIN_LIMIT: usize = 64 << 10;
 
 /// The rate headers, the request id, and tonic's own refusals (a message over the size
 /// limit, a body it cannot decode) recorded on the call and put in the contract's terms.
