@@ -292,6 +292,7 @@ fn streaming_config(sample_rate_hz: u32, interim_results: bool) -> StreamingReco
         encoding: AudioEncoding::LinearPcm as i32,
         sample_rate_hz,
         interim_results,
+        vad: None,
     };
     StreamingRecognizeRequest { request: Some(StreamRequest::Config(config)) }
 }

@@ -74,6 +74,7 @@ async fn stream_clip(asr: &mut SpeechRecognitionClient<Channel>, key: &str, clip
         encoding: AudioEncoding::LinearPcm as i32,
         sample_rate_hz: rate,
         interim_results: true,
+        vad: None,
     };
     let mut requests = vec![StreamingRecognizeRequest { request: Some(StreamRequest::Config(config)) }];
     let chunk = (rate / 10) as usize * 2;

@@ -25,9 +25,13 @@ async fn events_until_done(ws: &mut Ws) -> Vec<Value> {
 /// then stops; the session's events.
 async fn stream(t: &TestServer, key: &str, start: Value, bytes: &[u8], chunk: usize, speed: f64) -> Vec<Value> {
     let mut ws = connect(t, "/v1/realtime/asr", Some(key)).await;
-    send(&mut ws, start).await;
+    send(&mut ws, start.clone()).await;
     let started = receive_within(&mut ws, 10).await;
     assert!(matches!(&started, Received::Json(v) if v["type"] == "started"), "{started:?}");
+    if let Received::Json(v) = &started {
+        let asked = start["vad"]["mode"].as_str().unwrap_or("server");
+        assert_eq!(v["vad"]["mode"], asked, "the VAD is installed, so server mode is the default");
+    }
     let reader = {
         let (mut tx, mut rx) = futures_util::StreamExt::split(ws);
         let bytes = bytes.to_vec();

@@ -210,6 +210,10 @@ pub trait Transcriber: Send + Sync + 'static {
     }
     /// Opens a live session on `options.model` (or the default model).
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error>;
+    /// Whether live sessions can have their utterances ended by a voice activity detector.
+    fn supports_live_vad(&self) -> bool {
+        false
+    }
     fn health(&self) -> EngineHealth {
         EngineHealth::Serving
     }

@@ -277,6 +277,10 @@ impl Transcriber for WhisperEngine {
         live::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
     }
 
+    fn supports_live_vad(&self) -> bool {
+        self.vad.is_some()
+    }
+
     fn health(&self) -> EngineHealth {
         self.models
             .iter()

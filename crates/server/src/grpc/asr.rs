@@ -10,9 +10,11 @@ use super::proto::streaming_recognize_response::Response as StreamResponse;
 use super::proto::{
     AudioEncoding, Control, ListModelsRequest, ListModelsResponse, Model, RecognitionConfig, RecognizeRequest,
     RecognizeResponse, Segment, SpeechEvent, StreamingRecognitionResult, StreamingRecognizeRequest,
-    StreamingRecognizeResponse, WordInfo,
+    StreamingRecognizeResponse, VadConfig, WordInfo,
 };
-use crate::service::live::{LiveAudio, LiveEvents, LiveRecognition, LiveUpdate, PcmEncoding, SpeechTracker};
+use crate::service::live::{
+    LiveAudio, LiveEvents, LiveRecognition, LiveUpdate, PcmEncoding, SpeechTracker, VadRequest,
+};
 use crate::service::{recognition, Service};
 use smai_core::{Error, ErrorCode, Task, TranscribeOptions, TranscriptEvent};
 use tokio_stream::wrappers::ReceiverStream;
@@ -75,7 +77,9 @@ impl SpeechRecognition for SpeechRecognitionService {
                 LiveAudio { encoding: encoding_of(config.encoding)?, sample_rate: rate_of(config.sample_rate_hz) };
             let recognition = config.config.unwrap_or_default();
             let words = recognition.word_timestamps;
-            let options = live_options(recognition)?;
+            let mut options = live_options(recognition)?;
+            let vad = vad_request(config.vad.unwrap_or_default());
+            options.live_vad = handler.call.with(|c| vad.resolve(c.transcriber()?.as_ref()))?;
             let (session, events) = LiveRecognition::open(&handler.call, options, audio)?;
             Ok((session, events, Settings { interim: config.interim_results, words }))
         };
@@ -130,6 +134,16 @@ fn live_options(config: RecognitionConfig) -> Result<TranscribeOptions, Error> {
         word_timestamps: config.word_timestamps,
         ..Default::default()
     })
+}
+
+fn vad_request(config: VadConfig) -> VadRequest {
+    VadRequest {
+        mode: Some(config.mode).filter(|m| !m.is_empty()),
+        threshold: config.threshold,
+        min_silence_ms: config.min_silence_ms,
+        speech_pad_ms: config.speech_pad_ms,
+        max_utterance_s: config.max_utterance_s.map(f64::from),
+    }
 }
 
 fn encoding_of(value: i32) -> Result<PcmEncoding, Error> {

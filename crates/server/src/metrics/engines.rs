@@ -58,6 +58,10 @@ impl Transcriber for MeteredTranscriber {
         self.inner.measure(audio, budget_seconds)
     }
 
+    fn supports_live_vad(&self) -> bool {
+        self.inner.supports_live_vad()
+    }
+
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
         self.inner.open_live(options)
     }

@@ -6,7 +6,9 @@
 
 use super::SharedCall;
 use smai_auth::limits::{asr_tokens, tts_tokens};
-use smai_core::{Error, LiveEvent, LiveInput, Segment, SpeechOptions, TextInput, TranscribeOptions};
+use smai_core::{
+    Error, LiveEvent, LiveInput, LiveVad, Segment, SpeechOptions, TextInput, TranscribeOptions, Transcriber,
+};
 use smai_inference::audio::StreamResampler;
 use tokio::sync::mpsc;
 
@@ -77,6 +79,58 @@ fn alaw_to_linear(byte: u8) -> i16 {
         magnitude
     } else {
         -magnitude
+    }
+}
+
+/// A client's voice activity settings, from any protocol: the mode and any of the numbers.
+#[derive(Debug, Clone, Default, PartialEq, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VadRequest {
+    /// `server` or `manual`; unset: `server` when the engine has a VAD, else `manual`.
+    pub mode: Option<String>,
+    pub threshold: Option<f32>,
+    pub min_silence_ms: Option<u32>,
+    pub speech_pad_ms: Option<u32>,
+    pub max_utterance_s: Option<f64>,
+}
+
+impl VadRequest {
+    /// The endpointing the session gets (`None`: manual), checked against the contract's ranges.
+    pub fn resolve(&self, transcriber: &dyn Transcriber) -> Result<Option<LiveVad>, Error> {
+        let server = match self.mode.as_deref() {
+            None | Some("") => transcriber.supports_live_vad(),
+            Some("server") => true,
+            Some("manual") => false,
+            Some(other) => {
+                return Err(Error::invalid(format!("vad mode must be \"server\" or \"manual\", not {other:?}")))
+            }
+        };
+        let defaults = LiveVad::default();
+        let vad = LiveVad {
+            threshold: self.threshold.unwrap_or(defaults.threshold),
+            min_silence_ms: self.min_silence_ms.unwrap_or(defaults.min_silence_ms),
+            speech_pad_ms: self.speech_pad_ms.unwrap_or(defaults.speech_pad_ms),
+            max_utterance_s: self.max_utterance_s.unwrap_or(defaults.max_utterance_s),
+        };
+        if !(0.1..=0.95).contains(&vad.threshold) {
+            return Err(Error::invalid("vad threshold must be between 0.1 and 0.95"));
+        }
+        if !(100..=10_000).contains(&vad.min_silence_ms) || vad.speech_pad_ms > 2_000 {
+            return Err(Error::invalid("vad min_silence_ms must be 100 to 10000 and speech_pad_ms at most 2000"));
+        }
+        if !(1.0..=30.0).contains(&vad.max_utterance_s) {
+            return Err(Error::invalid("vad max_utterance_s must be between 1 and 30"));
+        }
+        Ok(server.then_some(vad))
+    }
+}
+
+/// How a session's utterances end, as its `started` message or response says it.
+pub fn describe_vad(vad: Option<LiveVad>) -> serde_json::Value {
+    match vad {
+        Some(v) => serde_json::json!({"mode": "server", "threshold": v.threshold, "min_silence_ms": v.min_silence_ms,
+            "speech_pad_ms": v.speech_pad_ms, "max_utterance_s": v.max_utterance_s}),
+        None => serde_json::json!({"mode": "manual"}),
     }
 }
 
@@ -323,6 +377,44 @@ mod tests {
         assert_eq!(s16, vec![-1.0, 32_767.0 / 32_768.0]);
         let f32s: Vec<u8> = [0.5f32, f32::NAN, 3.0].iter().flat_map(|x| x.to_le_bytes()).collect();
         assert_eq!(PcmEncoding::F32le.decode(&f32s), vec![0.5, 0.0, 1.0]);
+    }
+
+    /// An engine that says whether it has a VAD, for the mode resolution.
+    struct Vad(bool);
+
+    impl Transcriber for Vad {
+        fn models(&self) -> Vec<smai_core::ModelInfo> {
+            Vec::new()
+        }
+        fn transcribe(&self, _: Vec<u8>, _: TranscribeOptions) -> Result<smai_core::TranscriptStream, Error> {
+            Err(Error::internal("unused"))
+        }
+        fn open_live(&self, _: TranscribeOptions) -> Result<smai_core::LiveSession, Error> {
+            Err(Error::internal("unused"))
+        }
+        fn supports_live_vad(&self) -> bool {
+            self.0
+        }
+    }
+
+    #[test]
+    fn an_unset_vad_mode_follows_the_engine_and_settings_are_checked() {
+        let unset = VadRequest::default();
+        assert_eq!(unset.resolve(&Vad(true)).unwrap(), Some(LiveVad::default()));
+        assert_eq!(unset.resolve(&Vad(false)).unwrap(), None, "no VAD: manual");
+        let manual = VadRequest { mode: Some("manual".into()), ..Default::default() };
+        assert_eq!(manual.resolve(&Vad(true)).unwrap(), None);
+        let tuned = VadRequest { min_silence_ms: Some(800), speech_pad_ms: Some(0), ..Default::default() };
+        let vad = tuned.resolve(&Vad(true)).unwrap().unwrap();
+        assert_eq!((vad.min_silence_ms, vad.speech_pad_ms), (800, 0));
+        for bad in [
+            VadRequest { mode: Some("auto".into()), ..Default::default() },
+            VadRequest { threshold: Some(0.99), ..Default::default() },
+            VadRequest { min_silence_ms: Some(50), ..Default::default() },
+            VadRequest { max_utterance_s: Some(60.0), ..Default::default() },
+        ] {
+            assert!(bad.resolve(&Vad(true)).is_err(), "{bad:?}");
+        }
     }
 
     fn segment(start: f64, end: f64, text: &str) -> Segment {

@@ -5,12 +5,14 @@
 use super::close::is_recoverable;
 use super::socket::{Incoming, Reader, Socket, Upgrade, Writer};
 use super::{end_session, Ending};
-use crate::service::live::{LiveAudio, LiveEvents, LiveRecognition, LiveUpdate, PcmEncoding, SpeechTracker};
+use crate::service::live::{
+    describe_vad, LiveAudio, LiveEvents, LiveRecognition, LiveUpdate, PcmEncoding, SpeechTracker, VadRequest,
+};
 use crate::service::{Operation, SharedCall};
 use axum::extract::ws::WebSocket;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::json;
-use smai_core::{Error, LiveVad, TranscribeOptions};
+use smai_core::{Error, TranscribeOptions};
 
 #[derive(Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
@@ -40,7 +42,7 @@ struct Start {
     word_timestamps: bool,
     prompt: Option<String>,
     #[serde(default)]
-    vad: Option<VadSettings>,
+    vad: VadRequest,
 }
 
 #[derive(Deserialize, Default, Clone, Copy)]
@@ -53,72 +55,12 @@ enum Encoding {
     Alaw,
 }
 
-/// The `vad` block of `start`, checked and echoed in `started`.
-#[derive(Deserialize, Serialize, Clone, Debug, PartialEq)]
-#[serde(deny_unknown_fields)]
-pub struct VadSettings {
-    #[serde(default = "server_mode")]
-    pub mode: String,
-    #[serde(default = "half")]
-    pub threshold: f32,
-    #[serde(default = "min_silence")]
-    pub min_silence_ms: u32,
-    #[serde(default = "speech_pad")]
-    pub speech_pad_ms: u32,
-    #[serde(default = "max_utterance")]
-    pub max_utterance_s: f64,
-}
-
 fn default_rate() -> u32 {
     16_000
 }
+
 fn yes() -> bool {
     true
-}
-fn server_mode() -> String {
-    "server".into()
-}
-fn half() -> f32 {
-    0.5
-}
-fn min_silence() -> u32 {
-    600
-}
-fn speech_pad() -> u32 {
-    300
-}
-fn max_utterance() -> f64 {
-    30.0
-}
-
-impl Default for VadSettings {
-    fn default() -> Self {
-        Self {
-            mode: server_mode(),
-            threshold: half(),
-            min_silence_ms: min_silence(),
-            speech_pad_ms: speech_pad(),
-            max_utterance_s: max_utterance(),
-        }
-    }
-}
-
-impl VadSettings {
-    fn check(self) -> Result<Self, Error> {
-        if self.mode != "server" && self.mode != "manual" {
-            return Err(Error::invalid(format!("vad.mode must be \"server\" or \"manual\", not {:?}", self.mode)));
-        }
-        if !(0.1..=0.95).contains(&self.threshold) {
-            return Err(Error::invalid("vad.threshold must be between 0.1 and 0.95"));
-        }
-        if !(100..=10_000).contains(&self.min_silence_ms) || self.speech_pad_ms > 2_000 {
-            return Err(Error::invalid("vad.min_silence_ms must be 100 to 10000 and vad.speech_pad_ms at most 2000"));
-        }
-        if !(1.0..=30.0).contains(&self.max_utterance_s) {
-            return Err(Error::invalid("vad.max_utterance_s must be between 1 and 30"));
-        }
-        Ok(self)
-    }
 }
 
 /// What the session was started with.
@@ -171,7 +113,6 @@ async fn open(
     start: Start,
     writer: &mut Writer,
 ) -> Result<(LiveRecognition, LiveEvents, Settings), Error> {
-    let vad = start.vad.unwrap_or_default().check()?;
     let encoding = match start.encoding {
         Encoding::PcmS16le => PcmEncoding::S16le,
         Encoding::PcmF32le => PcmEncoding::F32le,
@@ -184,14 +125,10 @@ async fn open(
         language: non_empty(start.language),
         prompt: non_empty(start.prompt),
         word_timestamps: start.word_timestamps,
-        live_vad: (vad.mode == "server").then_some(LiveVad {
-            threshold: vad.threshold,
-            min_silence_ms: vad.min_silence_ms,
-            speech_pad_ms: vad.speech_pad_ms,
-            max_utterance_s: vad.max_utterance_s,
-        }),
+        live_vad: call.with(|c| start.vad.resolve(c.transcriber()?.as_ref()))?,
         ..Default::default()
     };
+    let vad = describe_vad(options.live_vad);
     let model = match &options.model {
         Some(model) => model.clone(),
         None => call.with(|c| Ok(c.transcriber()?.models().first().map(|m| m.id.clone()).unwrap_or_default()))?,
