@@ -124,6 +124,8 @@ pub(crate) async fn end_session(writer: &mut Writer, call: &SharedCall, result: 
             writer.close(close::NORMAL, "done").await;
         }
         Ok(Ending::ClientGone) => {}
+        // The client vanished while we were answering: its call ends as closed by the client.
+        Err(_) if writer.gone() => {}
         Err(error) => {
             let error = call.fail(error);
             writer.close_with(&error).await;

@@ -31,6 +31,8 @@ pub async fn run(ws: WebSocket, upgrade: Upgrade, refusal: Option<Error>) {
     match result {
         // A client ends a Realtime session by closing the socket.
         Ok(()) => call.finish(200),
+        // It vanished while we were answering: the call ends as closed by the client.
+        Err(_) if writer.gone() => {}
         Err(error) => {
             let error = call.fail(error);
             let event = session.error_event(&error, None);

@@ -54,6 +54,8 @@ pub struct Reader {
 pub struct Writer {
     tx: SplitSink<WebSocket, Message>,
     request_id: String,
+    /// A send failed: the client has gone.
+    gone: bool,
 }
 
 #[derive(Deserialize)]
@@ -88,12 +90,12 @@ impl Socket {
         }
         let (tx, rx) = socket.ws.split();
         let reader = Reader { rx, idle_timeout: socket.idle_timeout };
-        Some((reader, Writer { tx, request_id: socket.request_id }, SharedCall::new(call)))
+        Some((reader, Writer { tx, request_id: socket.request_id, gone: false }, SharedCall::new(call)))
     }
 
     async fn refuse<T>(self, error: &Error) -> Option<T> {
         let (tx, _rx) = self.ws.split();
-        Writer { tx, request_id: self.request_id }.close_with(error).await;
+        Writer { tx, request_id: self.request_id, gone: false }.close_with(error).await;
         None
     }
 
@@ -150,7 +152,14 @@ impl Writer {
     }
 
     async fn send(&mut self, message: Message) -> Result<(), Error> {
-        self.tx.send(message).await.map_err(|_| Error::internal("the client went away"))
+        let sent = self.tx.send(message).await;
+        self.gone |= sent.is_err();
+        sent.map_err(|_| Error::internal("the client went away"))
+    }
+
+    /// Whether the client has gone (a send failed): nothing more can reach it.
+    pub fn gone(&self) -> bool {
+        self.gone
     }
 
     /// A recoverable error: the error JSON, and the socket stays open.
