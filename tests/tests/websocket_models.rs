@@ -88,11 +88,17 @@ fn check_partials(events: &[Value]) {
             events.iter().filter(|e| e["type"] == "partial" && e["utterance"] == *utterance).collect();
         let long = f["end"].as_f64().unwrap() - f["start"].as_f64().unwrap() > 1.5;
         assert!(!long || !partials.is_empty(), "no partial before the final {f}");
+        let whole: String = events
+            .iter()
+            .filter(|e| e["type"] == "final" && e["utterance"] == *utterance)
+            .map(|e| e["text"].as_str().unwrap())
+            .collect();
         for (i, p) in partials.iter().enumerate() {
             let stable = p["stable_text"].as_str().unwrap();
             for later in &partials[i..] {
                 assert!(later["text"].as_str().unwrap().starts_with(stable), "{p} then {later}");
             }
+            assert!(whole.starts_with(stable), "the finals {whole:?} keep the stable text of {p}");
         }
     }
     let mut order = events.iter().map(|e| e["type"].as_str().unwrap());
@@ -169,6 +175,22 @@ async fn the_vad_ends_utterances_at_pauses_and_silence_says_nothing() {
     let pieces = finals(&events);
     assert!(pieces.len() >= 3, "a 9.7 s sentence in pieces of at most 3 s: {pieces:?}");
     assert!(pieces.iter().all(|f| f["end"].as_f64().unwrap() - f["start"].as_f64().unwrap() <= 3.6), "{pieces:?}");
+    t.server.shutdown().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_finished_sentence_inside_an_utterance_becomes_stable_text_its_final_keeps() {
+    let (t, key) = real_server(|_| {}).await;
+    // Two sentences with a short breath between: one utterance for the VAD.
+    let mut audio = cmu("cmu_arctic_us_aew_a0001.wav");
+    audio.extend(quiet(0.2));
+    audio.extend(cmu("cmu_arctic_us_aew_a0003.wav"));
+    let start = json!({"type": "start", "vad": {"min_silence_ms": 800}});
+    let events = stream(&t, &key, start, &s16le(&audio), 3200, 1.0).await;
+    check_partials(&events);
+    let stable = events.iter().filter_map(|e| e["stable_text"].as_str()).find(|s| !s.is_empty());
+    let stable = stable.unwrap_or_else(|| panic!("no stable text in {events:#?}"));
+    assert!(stable.to_lowercase().contains("danger"), "the first sentence settles: {stable:?}");
     t.server.shutdown().await.unwrap();
 }
 

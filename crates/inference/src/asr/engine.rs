@@ -270,10 +270,10 @@ impl Transcriber for WhisperEngine {
                  (smai models pull --only silero-vad); or end utterances yourself (vad mode manual)",
             )
         })?;
-        // Utterances end at the VAD's decision, so nothing settles inside one (at most 30 s).
-        let stream =
-            StreamOptions { settle_seconds: 28.0, max_buffer_seconds: 30.0, transcribe: options, ..Default::default() };
-        let transcription = self.open_stream(stream)?.with_greedy_partials();
+        // Utterances end at the VAD's decision; what settles inside one becomes the stable
+        // start of its partials and comes out with its finals.
+        let stream = StreamOptions { settle_at_sentence_ends: true, transcribe: options, ..Default::default() };
+        let transcription = self.open_stream(stream)?.with_greedy_partials().with_stable_partials();
         live::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
     }
 

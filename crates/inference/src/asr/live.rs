@@ -41,6 +41,8 @@ pub struct StreamOptions {
     pub settle_seconds: f64,
     /// Beyond this, all but the newest segment are made final (or silence dropped).
     pub max_buffer_seconds: f64,
+    /// Settle only up to the end of a sentence, so a cut never takes a sentence's context away.
+    pub settle_at_sentence_ends: bool,
     pub transcribe: TranscribeOptions,
 }
 
@@ -51,6 +53,7 @@ impl Default for StreamOptions {
             step_seconds: 1.0,
             settle_seconds: 2.0,
             max_buffer_seconds: 25.0,
+            settle_at_sentence_ends: false,
             transcribe: TranscribeOptions::default(),
         }
     }
@@ -58,8 +61,9 @@ impl Default for StreamOptions {
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum StreamEvent {
-    /// The current guess for the unsettled audio (times from the session start).
-    Partial { start: f64, end: f64, text: String },
+    /// The current guess for the unsettled audio (times from the session start); `stable` is a
+    /// prefix of `text` that the utterance's finals will begin with.
+    Partial { start: f64, end: f64, text: String, stable: String },
     /// A settled segment; never revised.
     Final(Segment),
 }
@@ -123,17 +127,38 @@ impl StreamBuffer {
         crate::audio::resample(&self.audio, self.options.sample_rate, crate::audio::SAMPLE_RATE)
     }
 
+    /// Whether [`Self::settle`] would make any of these segments final (short of closing).
+    pub fn would_settle(&self, segments: &[Segment]) -> bool {
+        self.settled_count(segments, false) > 0
+    }
+
+    /// How many leading segments are final: those ending `settle_seconds` before the newest
+    /// audio (up to a sentence's end when asked), all when closing, and all but the newest
+    /// when the buffer is over its bound.
+    fn settled_count(&self, segments: &[Segment], closing: bool) -> usize {
+        if closing {
+            return segments.len();
+        }
+        let duration = self.buffered_seconds();
+        let horizon = duration - self.options.settle_seconds;
+        let mut n = segments.iter().take_while(|s| s.end <= horizon).count();
+        if self.options.settle_at_sentence_ends {
+            let ends_sentence = |s: &Segment| s.text.trim_end().ends_with(['.', '?', '!']);
+            n = segments[..n].iter().rposition(ends_sentence).map_or(0, |i| i + 1);
+        }
+        if duration > self.options.max_buffer_seconds {
+            n = n.max(segments.len().saturating_sub(1)).max(segments.len().min(1));
+        }
+        n
+    }
+
     /// Takes the transcript of the buffer (times relative to it): reports final segments and
     /// drops their audio, then reports the rest as partial. `closing` makes everything final.
     pub fn settle(&mut self, segments: Vec<Segment>, closing: bool) -> Vec<StreamEvent> {
         self.new_samples = 0;
         let duration = self.buffered_seconds();
         let horizon = duration - self.options.settle_seconds;
-        let mut n_final =
-            if closing { segments.len() } else { segments.iter().take_while(|s| s.end <= horizon).count() };
-        if duration > self.options.max_buffer_seconds && !closing {
-            n_final = n_final.max(segments.len().saturating_sub(1)).max(segments.len().min(1));
-        }
+        let n_final = self.settled_count(&segments, closing);
         let mut events = Vec::new();
         let mut cut = if closing { duration } else { 0.0 };
         for mut s in segments.iter().take(n_final).cloned() {
@@ -157,7 +182,7 @@ impl StreamBuffer {
             let text = rest.iter().map(|s| s.text.as_str()).collect::<String>();
             let (start, end) = (rest[0].start.min(duration), rest[rest.len() - 1].end.min(duration));
             let (start, end) = (start + self.offset, end + self.offset);
-            events.push(StreamEvent::Partial { start, end, text });
+            events.push(StreamEvent::Partial { start, end, text, stable: String::new() });
         }
         let drop = ((cut * self.rate()).round() as usize).min(self.audio.len());
         self.audio.drain(..drop);
@@ -175,6 +200,9 @@ pub struct LiveTranscription {
     options: WhisperOptions,
     /// Options of partial decodings, when they differ from the finals'.
     partial_options: Option<WhisperOptions>,
+    /// When utterances are ended by a VAD: segments that settled inside the current utterance,
+    /// held back as the stable start of its partials until it ends.
+    held: Option<Vec<Segment>>,
     language: String,
     cancelled: Cancelled,
 }
@@ -188,7 +216,8 @@ impl LiveTranscription {
     ) -> Result<Self, Error> {
         let buffer = StreamBuffer::new(stream)?;
         let cancelled: Cancelled = Arc::new(|| false);
-        Ok(Self { buffer, worker, mel, options, partial_options: None, language: String::new(), cancelled })
+        let language = String::new();
+        Ok(Self { buffer, worker, mel, options, partial_options: None, held: None, language, cancelled })
     }
 
     /// Feeds mono samples in [-1, 1] at the session's rate.
@@ -259,14 +288,55 @@ impl LiveTranscription {
         &self.language
     }
 
+    /// Holds settled segments back until the utterance ends (a commit), reporting them as the
+    /// stable start of each partial: once settled, their audio has left the buffer, so no later
+    /// decoding can change them, and the utterance's finals begin with them.
+    pub fn with_stable_partials(mut self) -> Self {
+        self.held = Some(Vec::new());
+        self
+    }
+
     fn decode(&mut self, closing: bool) -> Result<Vec<StreamEvent>, Error> {
+        let events = self.decode_buffer(closing)?;
+        Ok(self.hold_back(events, closing))
+    }
+
+    fn hold_back(&mut self, events: Vec<StreamEvent>, closing: bool) -> Vec<StreamEvent> {
+        let Some(held) = self.held.as_mut() else { return events };
+        let mut partial = None;
+        for event in events {
+            match event {
+                StreamEvent::Final(segment) => held.push(segment),
+                unsettled @ StreamEvent::Partial { .. } => partial = Some(unsettled),
+            }
+        }
+        if closing {
+            return held.drain(..).map(StreamEvent::Final).collect();
+        }
+        let stable: String = held.iter().map(|s| s.text.as_str()).collect();
+        let held_span = held.first().zip(held.last()).map(|(a, b)| (a.start, b.end));
+        match (partial, held_span) {
+            (Some(StreamEvent::Partial { start, end, text, .. }), span) => {
+                let start = span.map_or(start, |(first, _)| first);
+                vec![StreamEvent::Partial { start, end, text: format!("{stable}{text}"), stable }]
+            }
+            (_, Some((start, end))) => vec![StreamEvent::Partial { start, end, text: stable.clone(), stable }],
+            _ => Vec::new(),
+        }
+    }
+
+    fn decode_buffer(&mut self, closing: bool) -> Result<Vec<StreamEvent>, Error> {
         // Whisper needs a little audio to say anything; a near-empty tail has nothing to add.
         if self.buffer.buffered_seconds() < 0.1 {
             return Ok(self.buffer.settle(Vec::new(), closing));
         }
         let audio = self.buffer.audio_16k()?;
-        let options = if closing { &self.options } else { self.partial_options.as_ref().unwrap_or(&self.options) };
-        let decoded = decode_pcm(&self.worker, &self.mel, &audio, options, &self.cancelled)?;
+        let cheap = self.partial_options.as_ref().filter(|_| !closing);
+        let mut decoded = decode_pcm(&self.worker, &self.mel, &audio, cheap.unwrap_or(&self.options), &self.cancelled)?;
+        if cheap.is_some() && self.buffer.would_settle(&decoded.segments) {
+            // What settles is final text: it is decoded as finals are.
+            decoded = decode_pcm(&self.worker, &self.mel, &audio, &self.options, &self.cancelled)?;
+        }
         self.language = decoded.language;
         Ok(self.buffer.settle(decoded.segments, closing))
     }
@@ -455,8 +525,8 @@ impl Session {
         for event in events {
             let event = match event {
                 // Whisper may rewrite any word of a partial on the next pass: nothing is stable.
-                StreamEvent::Partial { start, end, text } => {
-                    LiveEvent::Partial { utterance: self.utterance, start, end, text, stable_text: String::new() }
+                StreamEvent::Partial { start, end, text, stable } => {
+                    LiveEvent::Partial { utterance: self.utterance, start, end, text, stable_text: stable }
                 }
                 StreamEvent::Final(segment) => {
                     LiveEvent::Final { utterance: self.utterance, segment, language: language.clone() }
@@ -487,7 +557,8 @@ mod tests {
         // Horizon 6 - 2 = 4 s: only the first segment is settled.
         assert_eq!(events.len(), 2);
         assert!(matches!(&events[0], StreamEvent::Final(s) if s.id == 0 && s.text == " one"));
-        assert_eq!(events[1], StreamEvent::Partial { start: 2.5, end: 6.0, text: " two three".into() });
+        let partial = StreamEvent::Partial { start: 2.5, end: 6.0, text: " two three".into(), stable: String::new() };
+        assert_eq!(events[1], partial);
         assert!((b.buffered_seconds() - 3.5).abs() < 1e-9);
         // Times of the next round are relative to the trimmed buffer.
         let events = b.settle(vec![seg(0.0, 2.0, " two"), seg(2.0, 3.5, " three")], true);
@@ -497,6 +568,21 @@ mod tests {
             .collect();
         assert_eq!(finals, vec![(2.5, 4.5), (4.5, 6.0)]);
         assert_eq!(b.buffered_seconds(), 0.0);
+    }
+
+    #[test]
+    fn sentence_settling_waits_for_a_sentence_end() {
+        let options = StreamOptions { sample_rate: 1000, settle_at_sentence_ends: true, ..Default::default() };
+        let mut b = StreamBuffer::new(options).unwrap();
+        b.push(&[0.0; 7000]); // horizon 5 s
+        let segments = vec![seg(0.0, 2.5, " one,"), seg(2.5, 4.5, " two"), seg(4.5, 6.5, " three.")];
+        assert!(!b.would_settle(&segments), "no sentence ends before the horizon");
+        let events = b.settle(segments, false);
+        assert!(matches!(&events[..], [StreamEvent::Partial { .. }]), "{events:?}");
+        let segments = vec![seg(0.0, 2.5, " One."), seg(2.5, 4.5, " two,"), seg(4.5, 6.5, " three")];
+        let events = b.settle(segments, false);
+        assert!(matches!(&events[0], StreamEvent::Final(s) if s.text == " One."), "{events:?}");
+        assert!((b.buffered_seconds() - 4.5).abs() < 1e-9);
     }
 
     #[test]
