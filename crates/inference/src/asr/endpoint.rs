@@ -97,6 +97,12 @@ impl Endpointer {
         self.speaking.as_ref().is_some_and(|s| s.silence_from.is_some())
     }
 
+    /// How long the current pause has lasted, in seconds (0 while speech goes on).
+    pub fn pause_seconds(&self) -> f64 {
+        let run = self.speaking.as_ref().and_then(|s| s.silence_from.map(|from| s.spoken - from));
+        seconds(run.unwrap_or(0))
+    }
+
     /// Ends the current utterance now (a client's commit, or the end of the audio): the audio
     /// not yet scored goes to it first.
     pub fn end_now(&mut self) -> Vec<Action> {

@@ -17,6 +17,9 @@ use smai_core::{Error, ErrorCode, LiveEvent, LiveInput, LiveSession, Segment, Tr
 use std::sync::Arc;
 use tokio::sync::mpsc;
 
+/// A pause this long (in seconds) may be the end of the utterance: its final is decoded ahead.
+const SPECULATE_AFTER_PAUSE_S: f64 = 0.1;
+
 /// Chunks of audio a caller may send ahead of the session, and events it may leave unread.
 const INPUT_BUFFER: usize = 64;
 const EVENT_BUFFER: usize = 64;
@@ -203,6 +206,8 @@ pub struct LiveTranscription {
     /// When utterances are ended by a VAD: segments that settled inside the current utterance,
     /// held back as the stable start of its partials until it ends.
     held: Option<Vec<Segment>>,
+    /// The final decoding of the buffer made when the speaker paused (see [`Self::speculate`]).
+    speculation: Option<Decoded>,
     language: String,
     cancelled: Cancelled,
 }
@@ -217,7 +222,8 @@ impl LiveTranscription {
         let buffer = StreamBuffer::new(stream)?;
         let cancelled: Cancelled = Arc::new(|| false);
         let language = String::new();
-        Ok(Self { buffer, worker, mel, options, partial_options: None, held: None, language, cancelled })
+        let (partial_options, held, speculation) = (None, None, None);
+        Ok(Self { buffer, worker, mel, options, partial_options, held, speculation, language, cancelled })
     }
 
     /// Feeds mono samples in [-1, 1] at the session's rate.
@@ -267,10 +273,38 @@ impl LiveTranscription {
 
     /// Makes all but the last `carry` samples final; those stay, to begin the next utterance.
     pub fn commit_keeping(&mut self, carry: usize) -> Result<Vec<StreamEvent>, Error> {
+        if let Some(decoded) = self.speculation.take().filter(|_| carry == 0) {
+            // Decoded at the start of the pause that ended the utterance: only silence came since.
+            self.language = decoded.language;
+            let events = self.buffer.settle(decoded.segments, true);
+            return Ok(self.hold_back(events, true));
+        }
         let tail = self.buffer.split_tail(carry);
         let events = self.decode(true)?;
         self.buffer.push(&tail);
         Ok(events)
+    }
+
+    /// Decodes the utterance as its final would be, ahead of time: called when the speaker
+    /// pauses, so that if the pause ends the utterance its finals are ready at once. A busy
+    /// model is not waited for.
+    pub fn speculate(&mut self) {
+        if self.speculation.is_some() || self.buffer.buffered_seconds() < 0.1 {
+            return;
+        }
+        let Ok(audio) = self.buffer.audio_16k() else { return };
+        let decoded = decode_pcm(&self.worker, &self.mel, &audio, &self.options, &self.cancelled);
+        self.speculation = decoded.ok();
+    }
+
+    /// Whether other work waits for the model.
+    pub fn model_is_busy(&self) -> bool {
+        self.worker.has_waiting_jobs()
+    }
+
+    /// Speech went on: the decoding ahead of time no longer holds.
+    pub fn discard_speculation(&mut self) {
+        self.speculation = None;
     }
 
     /// Silence that never reaches the model: the clock of later events moves on.
@@ -481,11 +515,16 @@ impl Session {
                 return false;
             }
         }
-        // One partial for everything fed, none during a pause (the model stays free for the
-        // final); a busy model skips it, the audio stays buffered.
-        if self.endpointer.as_ref().is_some_and(Endpointer::in_pause) {
+        // During a pause no partial is decoded: the final is, ahead of time. Otherwise one
+        // partial for everything fed; a busy model skips it, the audio stays buffered.
+        if let Some(pause) = self.endpointer.as_ref().filter(|e| e.in_pause()).map(Endpointer::pause_seconds) {
+            // Not on the short gaps between words, nor when others wait for the model.
+            if pause >= SPECULATE_AFTER_PAUSE_S && !self.transcription.model_is_busy() {
+                self.transcription.speculate();
+            }
             return true;
         }
+        self.transcription.discard_speculation();
         match self.transcription.decode_if_due() {
             Err(e) if e.code == ErrorCode::Overloaded => true,
             other => self.report(other),
