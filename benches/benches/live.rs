@@ -26,9 +26,17 @@ fn utterances() -> (Vec<i16>, Vec<f64>) {
     (audio, ends)
 }
 
-/// Latencies of the finals (one per utterance: the first final after its end) and the
-/// intervals between partials, for one session streaming at real time in 20 ms chunks.
-async fn session(t: &TestServer, key: &str, audio: &[i16], ends: &[f64]) -> (Vec<f64>, Vec<f64>) {
+/// What one session saw: the latencies of its finals (one per utterance: the first final
+/// after its end), the intervals between partials, and its real-time factor (wall time from
+/// the first frame to `done`, over the audio's length).
+struct Seen {
+    latencies: Vec<f64>,
+    cadence: Vec<f64>,
+    real_time_factor: f64,
+}
+
+/// One session streaming at real time in 20 ms chunks.
+async fn session(t: &TestServer, key: &str, audio: &[i16], ends: &[f64]) -> Seen {
     let mut ws = connect(t, "/v1/realtime/asr", Some(key)).await;
     send(&mut ws, json!({"type": "start", "vad": {"min_silence_ms": 600}})).await;
     let (mut tx, mut rx) = ws.split();
@@ -58,13 +66,14 @@ async fn session(t: &TestServer, key: &str, audio: &[i16], ends: &[f64]) -> (Vec
         (finals, partials)
     };
     let (_, (finals, partials)) = tokio::join!(sender, receiver);
+    let real_time_factor = started.elapsed().as_secs_f64() / (audio.len() as f64 / 16_000.0);
     // The stream time of an utterance's end is when its last frame was sent.
     let latencies = ends
         .iter()
         .filter_map(|&end| finals.iter().find(|(final_end, _)| *final_end >= end - 1.0).map(|(_, at)| at - end))
         .collect();
     let cadence = partials.windows(2).map(|w| w[1] - w[0]).collect();
-    (latencies, cadence)
+    Seen { latencies, cadence, real_time_factor }
 }
 
 fn percentile(values: &mut [f64], p: f64) -> f64 {
@@ -100,16 +109,18 @@ async fn main() {
     for sessions in [1, 4] {
         let runs = (0..sessions).map(|_| session(&t, &key, &audio, &ends));
         let results = futures_util::future::join_all(runs).await;
-        let mut latencies: Vec<f64> = results.iter().flat_map(|(l, _)| l.clone()).collect();
-        let mut cadence: Vec<f64> = results.iter().flat_map(|(_, c)| c.clone()).collect();
+        let mut latencies: Vec<f64> = results.iter().flat_map(|r| r.latencies.clone()).collect();
+        let mut cadence: Vec<f64> = results.iter().flat_map(|r| r.cadence.clone()).collect();
+        let factors: Vec<String> = results.iter().map(|r| format!("{:.3}", r.real_time_factor)).collect();
         let heard = latencies.len();
         println!(
             "{sessions} session(s): final after speech end p50 {:.0} ms, p95 {:.0} ms ({heard}/{} utterances); \
-             partials every {:.0} ms (p50)",
+             partials every {:.0} ms (p50); real-time factor per session {}",
             percentile(&mut latencies, 0.5) * 1000.0,
             percentile(&mut latencies, 0.95) * 1000.0,
             ends.len() * sessions,
             percentile(&mut cadence, 0.5) * 1000.0,
+            factors.join(", "),
         );
     }
     let mut speech = speech_latency(&t, &key).await;
