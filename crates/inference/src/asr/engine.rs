@@ -6,6 +6,7 @@
 
 use super::endpoint::Endpointer;
 use super::live::{self, Decoded, LiveTranscription, StreamOptions};
+use super::live_session;
 use super::vad::SileroVad;
 use super::vad_filter::{file_params, keep_speech, TimeMap};
 use crate::audio::mel::LogMel;
@@ -262,7 +263,7 @@ impl Transcriber for WhisperEngine {
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
         let Some(settings) = options.live_vad else {
             let transcription = self.open_stream(StreamOptions { transcribe: options, ..Default::default() })?;
-            return live::spawn_session(transcription, None);
+            return live_session::spawn_session(transcription, None);
         };
         let vad = self.vad.clone().ok_or_else(|| {
             Error::not_found(
@@ -274,7 +275,7 @@ impl Transcriber for WhisperEngine {
         // start of its partials and comes out with its finals.
         let stream = StreamOptions { settle_at_sentence_ends: true, transcribe: options, ..Default::default() };
         let transcription = self.open_stream(stream)?.with_greedy_partials().with_stable_partials();
-        live::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
+        live_session::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
     }
 
     fn supports_live_vad(&self) -> bool {

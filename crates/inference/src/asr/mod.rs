@@ -4,6 +4,7 @@
 pub mod endpoint;
 mod engine;
 pub mod live;
+mod live_session;
 pub mod vad;
 pub mod vad_filter;
 pub mod vad_regions;
