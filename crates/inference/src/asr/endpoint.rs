@@ -18,6 +18,9 @@ pub enum Action {
     Begin { at: f64 },
     /// Audio of the current utterance.
     Feed(Vec<f32>),
+    /// Speech went on after a pause (or audio no detector has scored joined the utterance):
+    /// anything decoded during the pause is out of date.
+    Resume,
     /// Speech ended at this session time: the utterance is complete, except its last `carry`
     /// samples, which begin the next utterance (a long utterance cut at a pause).
     End { at: f64, carry: usize },
@@ -111,6 +114,7 @@ impl Endpointer {
         self.clock += rest.len();
         if self.speaking.take().is_some() {
             if !rest.is_empty() {
+                actions.push(Action::Resume);
                 actions.push(Action::Feed(rest));
             }
             actions.push(Action::End { at: seconds(self.clock), carry: 0 });
@@ -148,8 +152,14 @@ impl Endpointer {
                 if frame_at - from > PAUSE_SAMPLES {
                     speaking.pauses.push((from, frame_at - from));
                 }
+                actions.push(Action::Resume);
             }
-        } else if p < quiet {
+        } else if p >= quiet {
+            // Neither speech nor silence: the pause goes on, but something was said in it.
+            if speaking.silence_from.is_some() {
+                actions.push(Action::Resume);
+            }
+        } else {
             let from = *speaking.silence_from.get_or_insert(frame_at);
             if speaking.spoken - from >= samples_of_ms(self.settings.min_silence_ms) {
                 // Speech ended where the silence began.

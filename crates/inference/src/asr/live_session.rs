@@ -138,6 +138,10 @@ impl Session {
                     self.transcription.buffer_only(&samples);
                     true
                 }
+                Action::Resume => {
+                    self.transcription.discard_speculation();
+                    true
+                }
                 Action::End { at, carry } => {
                     let ended = self.send(LiveEvent::SpeechStopped { utterance, at })
                         && {
