@@ -166,7 +166,6 @@ impl Session {
             }
             return true;
         }
-        self.transcription.discard_speculation();
         match self.transcription.decode_if_due() {
             Err(e) if e.code == ErrorCode::Overloaded => true,
             other => self.report(other),

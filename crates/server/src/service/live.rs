@@ -17,14 +17,19 @@ const ENGINE_RATE: u32 = 16_000;
 pub const MIN_SAMPLE_RATE: u32 = 8_000;
 pub const MAX_SAMPLE_RATE: u32 = 48_000;
 
-/// Encodings of raw live audio (mono).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Encodings of raw live audio (mono), named as the WebSocket `start` message names them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Deserialize)]
 pub enum PcmEncoding {
+    #[default]
+    #[serde(rename = "pcm_s16le")]
     S16le,
+    #[serde(rename = "pcm_f32le")]
     F32le,
     /// G.711 µ-law.
+    #[serde(rename = "mulaw")]
     Mulaw,
     /// G.711 A-law.
+    #[serde(rename = "alaw")]
     Alaw,
 }
 

@@ -35,7 +35,7 @@ struct Start {
     #[serde(default = "default_rate")]
     sample_rate: u32,
     #[serde(default)]
-    encoding: Encoding,
+    encoding: PcmEncoding,
     #[serde(default = "yes")]
     interim_results: bool,
     #[serde(default)]
@@ -43,16 +43,6 @@ struct Start {
     prompt: Option<String>,
     #[serde(default)]
     vad: VadRequest,
-}
-
-#[derive(Deserialize, Default, Clone, Copy)]
-#[serde(rename_all = "snake_case")]
-enum Encoding {
-    #[default]
-    PcmS16le,
-    PcmF32le,
-    Mulaw,
-    Alaw,
 }
 
 fn default_rate() -> u32 {
@@ -113,12 +103,6 @@ async fn open(
     start: Start,
     writer: &mut Writer,
 ) -> Result<(LiveRecognition, LiveEvents, Settings), Error> {
-    let encoding = match start.encoding {
-        Encoding::PcmS16le => PcmEncoding::S16le,
-        Encoding::PcmF32le => PcmEncoding::F32le,
-        Encoding::Mulaw => PcmEncoding::Mulaw,
-        Encoding::Alaw => PcmEncoding::Alaw,
-    };
     let non_empty = |s: Option<String>| s.filter(|s| !s.trim().is_empty());
     let options = TranscribeOptions {
         model: non_empty(start.model),
@@ -133,7 +117,7 @@ async fn open(
         Some(model) => model.clone(),
         None => call.with(|c| Ok(c.transcriber()?.models().first().map(|m| m.id.clone()).unwrap_or_default()))?,
     };
-    let audio = LiveAudio { encoding, sample_rate: start.sample_rate };
+    let audio = LiveAudio { encoding: start.encoding, sample_rate: start.sample_rate };
     let (live, events) = LiveRecognition::open(call, options, audio)?;
     let session_id = call.with(|c| Ok(c.request_id().to_owned()))?;
     let started = json!({"type": "started", "session_id": session_id, "model": model,
