@@ -5,6 +5,7 @@ pub mod prometheus;
 pub mod real;
 pub mod tls;
 pub mod ws;
+pub mod wyoming;
 
 use smai_auth::NewKey;
 use smai_core::{
@@ -290,7 +291,11 @@ impl TestServer {
     }
 
     pub async fn start_full(configure: impl FnOnce(&mut ServeConfig), engines: Engines) -> Self {
-        let dir = tempfile::tempdir().expect("temp dir");
+        Self::start_in(tempfile::tempdir().expect("temp dir"), configure, engines).await
+    }
+
+    /// A server whose database is `smai.db` in `dir` (which may hold it already).
+    pub async fn start_in(dir: tempfile::TempDir, configure: impl FnOnce(&mut ServeConfig), engines: Engines) -> Self {
         let db = dir.path().join("smai.db");
         let mut config = ServeConfig::for_tests(db.clone());
         configure(&mut config);

@@ -48,6 +48,22 @@ pub fn wav_samples(path: &Path) -> (Vec<i16>, u32) {
 /// syntheses of one text are identical) on port 0, `configure` applied; a key for both services.
 pub async fn real_server(configure: impl FnOnce(&mut ServeConfig)) -> (TestServer, String) {
     let models = models_dir();
+    let engines = real_engines().await;
+    let t = TestServer::start_full(
+        |c| {
+            c.models_dir = models;
+            configure(c);
+        },
+        engines,
+    )
+    .await;
+    let (_, key) = t.create_key(&[Service::Tts, Service::Asr], VoiceAccess::All, None).await;
+    (t, key)
+}
+
+/// The engines of [`real_server`].
+pub async fn real_engines() -> smai_server::serve::Engines {
+    let models = models_dir();
     for needed in ["tiny.en/model.bin", "en_US-joe-medium/en_US-joe-medium.onnx", "silero-vad/silero_vad_16k_op15.onnx"]
     {
         assert!(models.join(needed).is_file(), "model file {needed} missing under {}", models.display());
@@ -60,17 +76,7 @@ pub async fn real_server(configure: impl FnOnce(&mut ServeConfig)) -> (TestServe
     config.models_dir = models.clone();
     config.asr_models = vec!["tiny.en".into()];
     config.voices_config = Some(voices.clone());
-    let engines = smai_server::engines::load(&config).await.expect("real engines load");
-    let t = TestServer::start_full(
-        |c| {
-            c.models_dir = models;
-            configure(c);
-        },
-        engines,
-    )
-    .await;
-    let (_, key) = t.create_key(&[Service::Tts, Service::Asr], VoiceAccess::All, None).await;
-    (t, key)
+    smai_server::engines::load(&config).await.expect("real engines load")
 }
 
 /// REST's transcript (text format) of a file, for the streaming protocols to be compared with.

@@ -69,6 +69,17 @@ impl Authenticator {
         Ok(record.principal())
     }
 
+    /// The principal of the key with this id, for a listener configured to run as it (the
+    /// key's secret is not needed). Looked up each time, so revocation takes effect at once.
+    pub async fn principal_of(&self, key_id: &str) -> Result<Principal, Error> {
+        let record = self.store.get(key_id).await.map_err(Error::internal)?;
+        let record = record.ok_or_else(|| Error::unauthorized(format!("no API key has the id {key_id:?}")))?;
+        if !record.is_active(self.clock.now_ms()) {
+            return Err(Error::unauthorized(format!("API key {key_id:?} is revoked or expired")));
+        }
+        Ok(record.principal())
+    }
+
     fn cached(&self, digest: &KeyDigest, now: i64) -> Option<Option<Arc<KeyRecord>>> {
         let cache = self.cache.read().unwrap_or_else(|p| p.into_inner());
         let entry = cache.get(digest)?;

@@ -28,6 +28,22 @@ pub struct ServeConfig {
     #[arg(long, env = "SMAI_GRPC_LISTEN", default_value = "127.0.0.1:50051")]
     pub grpc_listen: GrpcListen,
 
+    /// Wyoming listener for Home Assistant, `tcp://HOST:PORT` (10300 by convention), or `off`.
+    /// Speech to text and text to speech on one port, as the key `--wyoming-key-id`; plain TCP
+    /// without keys or TLS (the protocol has neither), so keep it on a trusted network.
+    #[arg(long, env = "SMAI_WYOMING_LISTEN", default_value = "off")]
+    pub wyoming_listen: WyomingListen,
+
+    /// The id of the API key (`smai keys list`) whose services, voices and limits every Wyoming
+    /// request runs under; required when keys are, ignored with `--auth disabled`.
+    #[arg(long, env = "SMAI_WYOMING_KEY_ID")]
+    pub wyoming_key_id: Option<String>,
+
+    /// Announce the Wyoming listener over zeroconf (`_wyoming._tcp.local.`) so Home Assistant
+    /// discovers it, under this instance name (`smai` when the flag is given without one).
+    #[arg(long, env = "SMAI_WYOMING_ZEROCONF", num_args = 0..=1, default_missing_value = "smai")]
+    pub wyoming_zeroconf: Option<String>,
+
     /// SQLite database holding keys, usage and limit state.
     #[arg(long, env = "SMAI_DB", default_value = "./data/smai.db")]
     pub db: PathBuf,
@@ -193,6 +209,9 @@ impl ServeConfig {
         Self {
             listen: "127.0.0.1:0".parse().expect("valid address"),
             grpc_listen: GrpcListen::Off,
+            wyoming_listen: WyomingListen(None),
+            wyoming_key_id: None,
+            wyoming_zeroconf: None,
             db,
             auth: AuthMode::Enabled,
             key_cache_ttl: Duration::from_secs(5),
@@ -248,6 +267,25 @@ impl std::str::FromStr for GrpcListen {
         match text.trim() {
             "off" | "" => Ok(Self::Off),
             addr => addr.parse().map(Self::On).map_err(|e| format!("{addr:?} is neither HOST:PORT nor off: {e}")),
+        }
+    }
+}
+
+/// Where the Wyoming listener binds, if anywhere: `tcp://HOST:PORT`, `HOST:PORT` or `off`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WyomingListen(pub Option<SocketAddr>);
+
+impl std::str::FromStr for WyomingListen {
+    type Err = String;
+    fn from_str(text: &str) -> Result<Self, String> {
+        match text.trim() {
+            "off" | "" => Ok(Self(None)),
+            uri => {
+                let addr = uri.strip_prefix("tcp://").unwrap_or(uri);
+                addr.parse()
+                    .map(|a| Self(Some(a)))
+                    .map_err(|e| format!("{uri:?} is neither tcp://HOST:PORT nor off: {e}"))
+            }
         }
     }
 }

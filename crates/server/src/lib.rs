@@ -13,6 +13,7 @@ pub mod state;
 pub mod telemetry;
 pub mod tls;
 pub mod ws;
+pub mod wyoming;
 
 pub use config::{AuthMode, ServeConfig};
 pub use serve::{start, RunningServer};

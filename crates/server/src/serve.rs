@@ -28,6 +28,8 @@ pub struct RunningServer {
     pub addr: SocketAddr,
     /// Where gRPC listens, unless `--grpc-listen off`.
     pub grpc_addr: Option<SocketAddr>,
+    /// Where the Wyoming listener is, when `--wyoming-listen` is set.
+    pub wyoming_addr: Option<SocketAddr>,
     pub state: AppState,
     pool: SqlitePool,
     stop: watch::Sender<bool>,
@@ -35,6 +37,8 @@ pub struct RunningServer {
     grpc_task: Option<JoinHandle<anyhow::Result<()>>>,
     maintenance: JoinHandle<()>,
     tls_reload: Option<JoinHandle<()>>,
+    wyoming_task: Option<JoinHandle<()>>,
+    _announcement: Option<crate::wyoming::zeroconf::Announcement>,
 }
 
 pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
@@ -94,9 +98,54 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
         let (service, limit, acceptor) = (state.service.clone(), config.max_body_bytes, acceptor.clone());
         tokio::spawn(serve_grpc(listener, service, limit, acceptor, stop.subscribe(), config.shutdown_grace))
     });
+    let wyoming = start_wyoming(config, &state, &stop).await?;
     let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, stopped(stop.subscribe())));
     tracing::info!(%addr, ?grpc_addr, scheme, db = %config.db.display(), "smai listening");
-    Ok(RunningServer { addr, grpc_addr, state, pool, stop, task, grpc_task, maintenance, tls_reload })
+    let (wyoming_addr, wyoming_task, _announcement) = wyoming.unwrap_or_default();
+    Ok(RunningServer {
+        addr,
+        grpc_addr,
+        wyoming_addr,
+        state,
+        pool,
+        stop,
+        task,
+        grpc_task,
+        maintenance,
+        tls_reload,
+        wyoming_task,
+        _announcement,
+    })
+}
+
+type Wyoming = (Option<SocketAddr>, Option<JoinHandle<()>>, Option<crate::wyoming::zeroconf::Announcement>);
+
+/// The Wyoming listener, when configured: its principal is checked before it binds.
+async fn start_wyoming(
+    config: &ServeConfig,
+    state: &AppState,
+    stop: &watch::Sender<bool>,
+) -> anyhow::Result<Option<Wyoming>> {
+    let Some(bind) = config.wyoming_listen.0 else { return Ok(None) };
+    let settings = crate::wyoming::Settings {
+        service: state.service.clone(),
+        key_id: config.wyoming_key_id.clone(),
+        idle_timeout: config.ws_idle_timeout,
+        max_connections: config.max_connections,
+    };
+    crate::wyoming::check_principal(&settings).await?;
+    let listener = crate::listener::bind(bind)?;
+    let addr = listener.local_addr()?;
+    let announcement = match &config.wyoming_zeroconf {
+        Some(name) => {
+            let ip = Some(addr.ip()).filter(|ip| !ip.is_unspecified());
+            Some(crate::wyoming::zeroconf::announce(name, ip, addr.port())?)
+        }
+        None => None,
+    };
+    tracing::warn!(%addr, "Wyoming listening: plain TCP without keys or TLS; keep it on a trusted network");
+    let task = tokio::spawn(crate::wyoming::serve(listener, settings, stopped(stop.subscribe())));
+    Ok(Some((Some(addr), Some(task), announcement)))
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -134,6 +183,9 @@ impl RunningServer {
         self.task.await??;
         if let Some(grpc) = self.grpc_task {
             grpc.await??;
+        }
+        if let Some(wyoming) = self.wyoming_task {
+            wyoming.await?;
         }
         self.state.usage.shutdown().await;
         self.state.refusals.flush().await;

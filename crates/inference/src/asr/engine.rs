@@ -106,6 +106,24 @@ impl WhisperEngine {
     }
 }
 
+/// A model's id and languages read from its vocabulary alone, without its weights: what lists
+/// show while the weights load. Language tokens sit between `<|startoftranscript|>` and
+/// `<|translate|>`, as in every Whisper vocabulary.
+pub fn preview_model(models_dir: &Path, id: &str) -> Result<ModelInfo, Error> {
+    let path = models_dir.join(id).join("vocabulary.txt");
+    let vocabulary = std::fs::read_to_string(&path).map_err(|e| Error::internal(format!("{}: {e}", path.display())))?;
+    let tokenizer =
+        crate::whisper::tokenizer::WhisperTokenizer::from_vocabulary(&vocabulary).map_err(Error::internal)?;
+    let languages = if tokenizer.multilingual {
+        let first = tokenizer.token_id("<|startoftranscript|>").unwrap_or_default() + 1;
+        let end = tokenizer.token_id("<|translate|>").unwrap_or_default();
+        (first..end).filter_map(|i| tokenizer.language_code(i).map(str::to_owned)).collect()
+    } else {
+        vec!["en".to_owned()]
+    };
+    Ok(ModelInfo { id: id.to_owned(), languages, multilingual: tokenizer.multilingual })
+}
+
 fn model_languages(model: &WhisperModel) -> Vec<String> {
     if !model.tokenizer.multilingual {
         return vec!["en".into()];

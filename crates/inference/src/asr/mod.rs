@@ -9,7 +9,7 @@ pub mod vad;
 pub mod vad_filter;
 pub mod vad_regions;
 
-pub use engine::{whisper_options, WhisperEngine};
+pub use engine::{preview_model, whisper_options, WhisperEngine};
 pub use live::{LiveTranscription, StreamBuffer, StreamEvent, StreamOptions};
 pub use vad::{SileroVad, VadError, VadStream};
 pub use vad_regions::{speech_regions, VadParams};

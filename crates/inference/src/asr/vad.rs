@@ -93,6 +93,11 @@ impl SileroVad {
     }
 
     /// The installed model of a models folder, `None` when it is not installed.
+    /// Whether the weights are in `models_dir` (without loading them).
+    pub fn is_installed(models_dir: &Path) -> bool {
+        models_dir.join(INSTALLED_WEIGHTS).exists()
+    }
+
     pub fn installed(models_dir: &Path) -> Result<Option<Self>, VadError> {
         let path = models_dir.join(INSTALLED_WEIGHTS);
         if !path.exists() {

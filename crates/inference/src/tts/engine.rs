@@ -10,10 +10,10 @@ use candle_core::Device;
 use smai_core::{AudioChunk, AudioStream, EngineHealth, Error, SpeechOptions, Synthesizer, VoiceInfo};
 use tokio::sync::mpsc;
 
-use super::voices::{model_path, VoicesConfig};
+use super::voices::{model_path, VoiceSpec, VoicesConfig};
 use crate::phonemize::{phonemes_to_ids, phonemize};
 use crate::runtime::{device_name, Worker, WorkerConfig};
-use crate::vits::{InferenceScales, Voice};
+use crate::vits::{InferenceScales, PiperConfig, Voice};
 
 /// Sentences buffered per stream before the worker waits for the reader.
 const STREAM_BUFFER: usize = 4;
@@ -75,20 +75,10 @@ impl PiperSynthesizer {
                 .config
                 .speaker_id(spec.speaker.as_deref())
                 .map_err(|e| Error::invalid(format!("voice {}: {e}", spec.id)))?;
-            let language = spec
-                .language
-                .clone()
-                .or_else(|| voice.config.language.as_ref().map(|l| l.code.clone()))
-                .unwrap_or_else(|| voice.config.espeak_voice().to_string());
             voices.insert(
                 spec.id.clone(),
                 ServedVoice {
-                    info: VoiceInfo {
-                        id: spec.id.clone(),
-                        language,
-                        sample_rate: voice.config.audio.sample_rate,
-                        quality: voice.config.audio.quality.clone().unwrap_or_else(|| "unknown".into()),
-                    },
+                    info: voice_info(spec, &voice.config),
                     worker,
                     speaker,
                     scales: InferenceScales {
@@ -101,6 +91,21 @@ impl PiperSynthesizer {
             order.push(spec.id.clone());
         }
         Ok(Self { voices, order, workers, device: device.clone() })
+    }
+
+    /// The voices as their `.onnx.json` files describe them, without loading any weights:
+    /// what lists show while the weights load.
+    pub fn preview(config: &VoicesConfig, models_dir: &Path) -> Result<Vec<VoiceInfo>, Error> {
+        config.validate().map_err(|e| Error::invalid(e.to_string()))?;
+        let describe = |spec: &VoiceSpec| {
+            let mut path = model_path(models_dir, &spec.model).into_os_string();
+            path.push(".json");
+            let json = std::fs::read_to_string(&path)
+                .map_err(|e| Error::not_found(format!("voice {}: {}: {e}", spec.id, path.to_string_lossy())))?;
+            let piper = PiperConfig::parse(&json).map_err(|e| Error::internal(format!("voice {}: {e}", spec.id)))?;
+            Ok(voice_info(spec, &piper))
+        };
+        config.voices.iter().map(describe).collect()
     }
 
     /// Where the voices run: `cpu`, `cuda` or `metal`.
@@ -191,4 +196,19 @@ pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
         samples.iter_mut().for_each(|s| *s = (*s / peak).clamp(-1.0, 1.0));
     }
     samples
+}
+
+/// How a voice is listed: the configuration's language, else the model's own.
+fn voice_info(spec: &VoiceSpec, config: &PiperConfig) -> VoiceInfo {
+    let language = spec
+        .language
+        .clone()
+        .or_else(|| config.language.as_ref().map(|l| l.code.clone()))
+        .unwrap_or_else(|| config.espeak_voice().to_string());
+    VoiceInfo {
+        id: spec.id.clone(),
+        language,
+        sample_rate: config.audio.sample_rate,
+        quality: config.audio.quality.clone().unwrap_or_else(|| "unknown".into()),
+    }
 }

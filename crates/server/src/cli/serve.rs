@@ -11,9 +11,22 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     if let Some(files) = config.tls_files().map_err(anyhow::Error::msg)? {
         crate::tls::load(&files, std::time::SystemTime::now())?;
     }
-    let engines = crate::engines::load(&config).await?;
+    // The server listens while the weights load: readiness says so, calls get 503.
+    let (engines, mut loading) = crate::engines::start_loading(&config)?;
     let server = start(&config, Arc::new(SystemClock), engines).await?;
-    shutdown_signal().await;
+    let stop = shutdown_signal();
+    tokio::pin!(stop);
+    tokio::select! {
+        loaded = &mut loading => {
+            if let Err(e) = loaded.map_err(anyhow::Error::from).and_then(|r| r) {
+                tracing::error!(error = %e, "loading the models failed");
+                server.shutdown().await?;
+                return Err(e);
+            }
+            stop.await;
+        }
+        () = &mut stop => loading.abort(),
+    }
     tracing::info!("shutting down");
     server.shutdown().await
 }

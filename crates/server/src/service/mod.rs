@@ -95,6 +95,26 @@ impl Service {
         }
     }
 
+    /// Starts a call as a key the operator configured rather than one the caller presented:
+    /// for listeners whose protocol has no authentication (Wyoming). No-auth mode runs it as
+    /// the anonymous principal.
+    pub async fn authenticate_as(&self, key_id: Option<&str>, context: CallContext) -> Result<Call, Error> {
+        let started = Instant::now();
+        let principal = self.configured_principal(key_id).await?;
+        Ok(Call::new(self.clone(), principal, context, started))
+    }
+
+    /// The principal of a configured key: it must exist and be active.
+    pub async fn configured_principal(&self, key_id: Option<&str>) -> Result<Principal, Error> {
+        match (self.auth_mode, key_id) {
+            (AuthMode::Disabled, _) => Ok(Principal::anonymous(self.anonymous_tier)),
+            (AuthMode::Enabled, Some(id)) => self.authenticator.principal_of(id).await,
+            (AuthMode::Enabled, None) => {
+                Err(Error::unauthorized("keys are required: name the key this listener runs as (its key id)"))
+            }
+        }
+    }
+
     async fn principal(&self, credentials: &Credentials) -> Result<Principal, Error> {
         match self.auth_mode {
             AuthMode::Disabled => Ok(Principal::anonymous(self.anonymous_tier)),

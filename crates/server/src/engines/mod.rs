@@ -1,5 +1,9 @@
 //! Loading the real engines for `smai serve` from the models folder.
 
+mod loading;
+
+pub use loading::{LoadingSynthesizer, LoadingTranscriber};
+
 use crate::config::ServeConfig;
 use crate::serve::Engines;
 use smai_core::{Synthesizer, Transcriber};
@@ -7,6 +11,47 @@ use smai_inference::asr::SileroVad;
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 use smai_inference::WhisperEngine;
 use std::sync::Arc;
+use tokio::task::JoinHandle;
+
+/// Engines that list what is installed at once and load their weights on the returned task,
+/// so the server can listen while they load; the task fails when loading does.
+pub fn start_loading(config: &ServeConfig) -> anyhow::Result<(Engines, JoinHandle<anyhow::Result<()>>)> {
+    let dir = &config.models_dir;
+    let planned_models = installed_models(config)
+        .iter()
+        .map(|id| smai_inference::asr::preview_model(dir, id))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+    let transcriber = (!planned_models.is_empty())
+        .then(|| Arc::new(LoadingTranscriber::new(planned_models, SileroVad::is_installed(dir))));
+    let voices = VoicesConfig::load(config.voices_config.as_deref())?;
+    // Voices that are not installed are reported (and left off) by the load below.
+    let synthesizer = PiperSynthesizer::preview(&voices, dir).ok().map(|v| Arc::new(LoadingSynthesizer::new(v)));
+    let engines = Engines {
+        transcriber: transcriber.clone().map(|t| t as Arc<dyn Transcriber>),
+        synthesizer: synthesizer.clone().map(|s| s as Arc<dyn Synthesizer>),
+    };
+    let config = config.clone();
+    let task = tokio::spawn(async move {
+        let started = std::time::Instant::now();
+        let loaded = load(&config).await?;
+        if let (Some(slot), Some(engine)) = (transcriber, loaded.transcriber) {
+            slot.loaded(engine);
+        }
+        if let (Some(slot), Some(engine)) = (synthesizer, loaded.synthesizer) {
+            slot.loaded(engine);
+        }
+        tracing::info!(seconds = started.elapsed().as_secs_f64(), "models loaded");
+        Ok(())
+    });
+    Ok((engines, task))
+}
+
+/// The configured Whisper models whose files are in the models folder.
+fn installed_models(config: &ServeConfig) -> Vec<String> {
+    let dir = &config.models_dir;
+    config.asr_models.iter().filter(|id| dir.join(id).join("model.bin").exists()).cloned().collect()
+}
 
 /// Loads every installed Whisper model of the configuration and the voices, both on
 /// `--device` with `--queue-depth`. A service whose models are all missing is left off (its
@@ -15,12 +60,7 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
     let config = config.clone();
     tokio::task::spawn_blocking(move || {
         let device = smai_inference::device_from_name(&config.device)?;
-        let installed: Vec<String> = config
-            .asr_models
-            .iter()
-            .filter(|id| config.models_dir.join(id).join("model.bin").exists())
-            .cloned()
-            .collect();
+        let installed = installed_models(&config);
         let transcriber: Option<Arc<dyn Transcriber>> = if installed.is_empty() {
             tracing::warn!(dir = %config.models_dir.display(), "no Whisper model installed; run `smai models pull`");
             None
