@@ -26,7 +26,16 @@ fn config(compose: &[&str], files: &[&str], env: &[(&str, &str)]) -> Output {
         command.args(["-f", file]);
     }
     // The defaults must be what is tested, not the caller's environment.
-    for variable in ["SMAI_BIND", "SMAI_PORT", "SMAI_GRPC_PORT", "SMAI_AUTH", "SMAI_MODELS_EXPORT", "SMAI_TLS_DIR"] {
+    for variable in [
+        "SMAI_BIND",
+        "SMAI_PORT",
+        "SMAI_GRPC_PORT",
+        "SMAI_AUTH",
+        "SMAI_MODELS_EXPORT",
+        "SMAI_TLS_DIR",
+        "SMAI_WYOMING_KEY_ID",
+        "SMAI_WYOMING_PORT",
+    ] {
         command.env_remove(variable);
     }
     command.envs(env.iter().copied()).arg("config").output().expect("compose runs")
@@ -68,6 +77,14 @@ fn the_stack_and_its_variants_pass_compose_config() {
     assert!(String::from_utf8_lossy(&refused.stderr).contains("SMAI_MODELS_EXPORT"));
     let imported = rendered(&config(&compose, &air_gapped, &[("SMAI_MODELS_EXPORT", "/media/smai-models")]));
     assert!(imported.contains("/media/smai-models:/import:ro") && imported.contains("SMAI_MODELS_FROM: /import"));
+
+    let wyoming = ["docker-compose.yml", "deploy/compose/wyoming.yml"];
+    let refused = config(&compose, &wyoming, &[]);
+    assert!(!refused.status.success(), "the Wyoming variant needs the key it runs as");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("SMAI_WYOMING_KEY_ID"));
+    let wyoming = rendered(&config(&compose, &wyoming, &[("SMAI_WYOMING_KEY_ID", "key_home")]));
+    assert!(wyoming.contains("127.0.0.1:10300:10300"), "Wyoming published on loopback by default:\n{wyoming}");
+    assert!(wyoming.contains("SMAI_WYOMING_KEY_ID: key_home"), "{wyoming}");
 }
 
 /// Every `SMAI_*` variable the compose files and the unit's environment file set is one that
@@ -86,6 +103,7 @@ fn the_deployment_files_name_only_variables_smai_reads() {
         "deploy/compose/tls.yml",
         "deploy/compose/no-auth.yml",
         "deploy/compose/air-gapped.yml",
+        "deploy/compose/wyoming.yml",
         "deploy/smai.env",
         "Dockerfile",
     ];
@@ -99,6 +117,7 @@ fn the_deployment_files_name_only_variables_smai_reads() {
         "SMAI_GRPC_PORT",
         "SMAI_TLS_DIR",
         "SMAI_MODELS_EXPORT",
+        "SMAI_WYOMING_PORT",
     ];
     for file in files {
         let text = std::fs::read_to_string(root().join(file)).unwrap();

@@ -241,3 +241,25 @@ async fn a_client_that_vanishes_mid_utterance_frees_its_slot_and_leaves_a_usage_
     let rows = w.t.usage_rows().await;
     assert!(rows.iter().any(|(route, status, _)| route == "wyoming/transcribe" && *status == 499), "{rows:?}");
 }
+
+#[tokio::test]
+async fn zeroconf_announces_the_listener_for_home_assistant() {
+    use mdns_sd::{ServiceDaemon, ServiceEvent};
+    let name = format!("smai-test-{}", std::process::id());
+    let w = server(fakes(), None, |c| c.wyoming_zeroconf = Some(name.clone())).await;
+    let browser = ServiceDaemon::new().expect("an mDNS browser");
+    let found = browser.browse(smai_server::wyoming::zeroconf::SERVICE_TYPE).expect("browsing");
+    let resolved = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            match found.recv_async().await.expect("browsing goes on") {
+                ServiceEvent::ServiceResolved(info) if info.get_fullname().starts_with(&name) => return info,
+                _ => {}
+            }
+        }
+    })
+    .await
+    .expect("the listener is announced within 10 s");
+    assert_eq!(resolved.get_port(), w.addr.port());
+    assert!(resolved.get_addresses().iter().any(|a| a.to_string() == "127.0.0.1"), "{:?}", resolved.get_addresses());
+    let _ = browser.shutdown();
+}
