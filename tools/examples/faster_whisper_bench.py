@@ -1,9 +1,9 @@
 """faster-whisper side of `asr_bench` (src/cli/bench.rs): transcribes the first N dev files with
 the settings our engine is compared under and prints one JSON line of timings.
 
-    python faster_whisper_bench.py MODEL_DIR EVAL_DIR N
+    python faster_whisper_bench.py MODEL_DIR EVAL_DIR N [BEAM_SIZE]
 
-Settings: float32 on CPU with every core, greedy (beam 1), temperature 0, no conditioning on
+Settings: float32 on CPU with every core, greedy (beam 1) unless BEAM_SIZE says, temperature 0, no conditioning on
 previous text, English, no VAD. The model directory is the same CTranslate2 directory our
 engine loads, so both sides run the same weights.
 """
@@ -16,6 +16,7 @@ import time
 
 def main():
     model_dir, eval_dir, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
+    beam_size = int(sys.argv[4]) if len(sys.argv) > 4 else 1
     from faster_whisper import WhisperModel
 
     with open(os.path.join(eval_dir, "manifest.tsv"), encoding="utf-8") as f:
@@ -27,7 +28,7 @@ def main():
     texts = []
     started = time.perf_counter()
     for r in rows:
-        segments, _ = model.transcribe(os.path.join(eval_dir, r[0]), language="en", beam_size=1,
+        segments, _ = model.transcribe(os.path.join(eval_dir, r[0]), language="en", beam_size=beam_size,
                                        temperature=0.0, condition_on_previous_text=False, vad_filter=False)
         texts.append("".join(s.text for s in segments).strip())
     process_s = time.perf_counter() - started

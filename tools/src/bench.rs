@@ -8,7 +8,7 @@ use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
-use smai_inference::whisper::WhisperModel;
+use smai_inference::whisper::{WhisperModel, WhisperOptions};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -27,6 +27,9 @@ pub struct AsrBenchArgs {
     /// Rounds per model; each round runs both sides once, alternating which goes first.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Beams of the search on both sides (1: greedy; 5 is faster-whisper's and our default).
+    #[arg(long, default_value_t = 1)]
+    pub beam_size: usize,
     /// Only run our side (for profiling).
     #[arg(long)]
     pub ours_only: bool,
@@ -72,7 +75,7 @@ fn run_ours(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, Error> {
     let load_s = started.elapsed().as_secs_f64();
     let mut rows = read_manifest(&args.eval_dir)?;
     rows.truncate(args.files);
-    let opts = reference_options();
+    let opts = WhisperOptions { beam_size: args.beam_size, ..reference_options() };
     let started = Instant::now();
     let mut texts = Vec::new();
     for row in &rows {
@@ -113,6 +116,7 @@ fn faster_whisper_child(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, 
         cmd.env("OMP_WAIT_POLICY", "PASSIVE");
     }
     cmd.arg(&args.script).arg(args.models_dir.join(model_id)).arg(&args.eval_dir).arg(args.files.to_string());
+    cmd.arg(args.beam_size.to_string());
     run_child(cmd, "faster-whisper side")
 }
 
@@ -139,8 +143,8 @@ pub fn run_asr_bench(args: AsrBenchArgs) -> Result<(), Error> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let omp = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "asr bench: first {} dev files, {} rounds, {threads} cores, float32 CPU, greedy; faster-whisper OMP_WAIT_POLICY={omp}",
-        args.files, args.rounds
+        "asr bench: first {} dev files, {} rounds, {threads} cores, float32 CPU, beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
+        args.files, args.rounds, args.beam_size
     );
     for model_id in &args.models {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());

@@ -62,7 +62,7 @@ fn a_tenth_of_a_second_tone_costs_few_decoder_steps() {
     })
     .unwrap();
     let steps = model.decoder_steps() - before;
-    // Beam search: the prompt, then one call per beam per token; sampling: one call per token
+    // Beam search: the prompt, then one call per token for all beams; sampling: one call per token
     // of each of best_of runs at each higher temperature.
     let fallback = (opts.temperatures.len() - 1) * opts.best_of;
     let bound = 1 + cap * opts.beam_size as u64 + fallback as u64 * cap;

@@ -83,7 +83,8 @@ impl CustomOp3 for Attention {
         let (q, k, v) = (contiguous_f32(qs, ql)?, contiguous_f32(ks, kl)?, contiguous_f32(vs, vl)?);
         let (b, t, d) = ql.shape().dims3()?;
         let (kb, h, s, dh) = kl.shape().dims4()?;
-        if kb != b || h != self.heads || h * dh != d || vl.shape() != kl.shape() {
+        // Keys and values of batch 1 serve every query row (beams share one encoded window).
+        if (kb != b && kb != 1) || h != self.heads || h * dh != d || vl.shape() != kl.shape() {
             candle_core::bail!(
                 "attention shapes q {:?} k {:?} v {:?} with {} heads",
                 ql.shape(),
@@ -98,8 +99,8 @@ impl CustomOp3 for Attention {
         let mut out = vec![0.0f32; b * t * d];
         for (batch, out) in out.chunks_mut(t * d).enumerate() {
             let q = &q[batch * t * d..(batch + 1) * t * d];
-            let (k, v) =
-                (&k[batch * h * s * dh..(batch + 1) * h * s * dh], &v[batch * h * s * dh..(batch + 1) * h * s * dh]);
+            let kv = if kb == 1 { 0 } else { batch };
+            let (k, v) = (&k[kv * h * s * dh..(kv + 1) * h * s * dh], &v[kv * h * s * dh..(kv + 1) * h * s * dh]);
             out.par_chunks_mut(rows * d).enumerate().for_each(|(block, out)| {
                 let n_rows = out.len() / d;
                 let q = &q[block * rows * d..block * rows * d + n_rows * d];

@@ -57,6 +57,10 @@ fn fused(x: &Tensor, w: &Tensor, b: &Tensor, gelu: bool) -> Result<Option<Tensor
     x.contiguous()?.apply_op3_no_bwd(&w.contiguous()?, &b.contiguous()?, &Linear { gelu }).map(Some)
 }
 
+/// Up to this many input rows, weights are streamed once through dot products rather than
+/// packed for a matrix product.
+const FEW_ROWS: usize = 8;
+
 struct Linear {
     gelu: bool,
 }
@@ -86,11 +90,23 @@ impl CustomOp3 for Linear {
         for _ in 0..rows {
             y.extend_from_slice(b);
         }
-        if rows == 1 {
+        if rows <= FEW_ROWS {
+            // One token per sequence (beams decoded together): a matrix product would pack the
+            // whole weight matrix on every call. Instead each block of weight rows is read from
+            // memory once and applied to every input row while it is in cache, with the very
+            // dot products one row alone gets.
             let per_task = (CHUNK * 4 / in_dim.max(1)).max(16);
-            y.par_chunks_mut(per_task).enumerate().for_each(|(i, out)| {
+            let mut tasks: Vec<Vec<&mut [f32]>> = (0..out_dim.div_ceil(per_task)).map(|_| Vec::new()).collect();
+            for row in y.chunks_mut(out_dim) {
+                for (task, piece) in tasks.iter_mut().zip(row.chunks_mut(per_task)) {
+                    task.push(piece);
+                }
+            }
+            tasks.into_par_iter().enumerate().for_each(|(i, pieces)| {
                 let first = i * per_task;
-                add_dot_products(out, &w[first * in_dim..(first + out.len()) * in_dim], x);
+                for (out, x) in pieces.into_iter().zip(x.chunks_exact(in_dim)) {
+                    add_dot_products(out, &w[first * in_dim..(first + out.len()) * in_dim], x);
+                }
             });
         } else {
             let threads = rayon::current_num_threads();
@@ -163,7 +179,9 @@ mod tests {
 
     #[test]
     fn matches_candle_linear_for_many_rows_and_one() -> Result<()> {
-        for (rows, in_dim, out_dim) in [(1500, 384, 1536), (1, 384, 51_865), (1, 37, 5), (7, 37, 5)] {
+        for (rows, in_dim, out_dim) in
+            [(1500, 384, 1536), (1, 384, 51_865), (5, 384, 51_865), (1, 37, 5), (7, 37, 5), (9, 37, 5)]
+        {
             let w = test_tensor((out_dim, in_dim), 0.17, 1)?;
             let b = test_tensor(out_dim, 1.7, 2)?;
             let x = test_tensor((1, rows, in_dim), 1.7, 3)?;

@@ -96,6 +96,14 @@ impl WhisperModel {
         positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
     }
 
+    /// Feeds one token to each row of `state` in one decoder pass (beams together); the
+    /// logits of each row.
+    pub fn feed_rows(&self, state: &mut DecoderState, tokens: &[u32]) -> candle_core::Result<Vec<Vec<f32>>> {
+        self.steps.fetch_add(1, Ordering::Relaxed);
+        let hidden = self.decoder.step(tokens, state)?;
+        self.decoder.row_logits(&hidden)
+    }
+
     /// One pass of `tokens` from an empty context for the word alignment: returns the
     /// raw logits at every position (n, vocab) and the cross-attention scores of the
     /// model's alignment heads, each (n, audio frames).

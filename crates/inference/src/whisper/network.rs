@@ -56,8 +56,13 @@ impl Attention {
         // The 1/sqrt(d_head) scale is folded into the query projection at load time.
         let q = self.q.forward(x)?;
         if mask.is_none() {
-            if let Some(y) = cpu_attention::attention(&q, k, v, self.n_head)? {
-                return self.out.forward(&y);
+            // Rows (beams) attending over one window's keys are folded into one batch: one
+            // product per head for all of them (each row's result the same up to sum order).
+            let (b, t, d) = q.dims3()?;
+            let folded = b > 1 && k.dim(0)? == 1;
+            let q_rows = if folded { q.reshape((1, b * t, d))? } else { q.clone() };
+            if let Some(y) = cpu_attention::attention(&q_rows, k, v, self.n_head)? {
+                return self.out.forward(&y.reshape((b, t, d))?);
             }
         }
         Ok(self.attend_projected(&q, k, v, mask)?.0)
@@ -71,12 +76,13 @@ impl Attention {
     /// Attention for queries already projected, `q` (b, t, d), as tensor ops on any device.
     fn attend_projected(&self, q: &Tensor, k: &Tensor, v: &Tensor, mask: Option<&Tensor>) -> Result<(Tensor, Tensor)> {
         let (b, t, d) = q.dims3()?;
-        let mut scores = self.heads(q)?.matmul(&k.t()?)?;
+        // Broadcast: beams (b rows) attend over one window's keys (batch 1).
+        let mut scores = self.heads(q)?.broadcast_matmul(&k.t()?)?;
         if let Some(m) = mask {
             scores = scores.broadcast_add(m)?;
         }
         let w = cpu_ops::softmax_last_dim(&scores)?;
-        let y = w.matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
+        let y = w.broadcast_matmul(v)?.transpose(1, 2)?.reshape((b, t, d))?;
         Ok((self.out.forward(&y)?, scores))
     }
 
@@ -177,13 +183,32 @@ pub struct Decoder {
     ln: LayerNorm,
 }
 
-/// Per-sequence decoding state: cached self-attention keys/values and the cross-attention
-/// keys/values of one encoded window.
+/// Decoding state of one or more sequences over one encoded window: cached self-attention
+/// keys/values, one batch row per sequence, and the window's cross-attention keys/values
+/// (batch 1, shared by every row).
 #[derive(Clone)]
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,
     pub length: usize,
+}
+
+impl DecoderState {
+    /// Keeps the cached rows `rows`, in that order (a row may repeat): the sequences that go
+    /// on after a beam search step are continuations of these.
+    pub fn select(&mut self, rows: &[u32]) -> Result<()> {
+        let batch = self.self_kv.iter().flatten().next().map(|(k, _)| k.dim(0)).transpose()?.unwrap_or(1);
+        if rows.len() == batch && rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
+            return Ok(());
+        }
+        let Some(device) = self.cross_kv.first().map(|(k, _)| k.device().clone()) else { return Ok(()) };
+        let index = Tensor::new(rows, &device)?;
+        for (k, v) in self.self_kv.iter_mut().flatten() {
+            *k = k.index_select(&index, 0)?;
+            *v = v.index_select(&index, 0)?;
+        }
+        Ok(())
+    }
 }
 
 impl Decoder {
@@ -242,9 +267,33 @@ impl Decoder {
             candle_core::bail!("sequence of {} tokens exceeds the text context", offset + n);
         }
         let ids = Tensor::new(tokens, dev)?;
-        let mut x =
-            self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
+        let x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
         let mask = causal_mask(n, offset, dev)?;
+        self.run_blocks(x, state, mask.as_ref(), heads)
+    }
+
+    /// One token for each row of `state` (beams decoded together: every weight is read once
+    /// per step for all of them); the final hidden states, (rows, 1, d).
+    pub fn step(&self, tokens: &[u32], state: &mut DecoderState) -> Result<Tensor> {
+        let offset = state.length;
+        if offset + 1 > self.max_positions() {
+            candle_core::bail!("sequence of {} tokens exceeds the text context", offset + 1);
+        }
+        let ids = Tensor::new(tokens, self.embed.device())?;
+        let x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, 1)?)?;
+        let x = x.unsqueeze(1)?;
+        Ok(self.run_blocks(x, state, None, &[])?.0)
+    }
+
+    /// The decoder blocks over `x` (rows, n, d) after what `state` holds.
+    fn run_blocks(
+        &self,
+        mut x: Tensor,
+        state: &mut DecoderState,
+        mask: Option<&Tensor>,
+        heads: &[(usize, usize)],
+    ) -> Result<(Tensor, Vec<Tensor>)> {
+        let n = x.dim(1)?;
         let mut picked: Vec<Option<Tensor>> = vec![None; heads.len()];
         for (i, b) in self.blocks.iter().enumerate() {
             let h = b.ln.forward(&x)?;
@@ -253,7 +302,7 @@ impl Decoder {
                 Some((k, v)) => (Tensor::cat(&[k, &k_new], 2)?, Tensor::cat(&[v, &v_new], 2)?),
                 None => (k_new, v_new),
             };
-            x = (&x + b.attn.attend(&h, &k, &v, mask.as_ref())?)?;
+            x = (&x + b.attn.attend(&h, &k, &v, mask)?)?;
             state.self_kv[i] = Some((k, v));
             let (ck, cv) = &state.cross_kv[i];
             let hx = b.cross_ln.forward(&x)?;
@@ -281,6 +330,12 @@ impl Decoder {
     /// Logits of each hidden state of (1, n, d) over the vocabulary: (n, vocab).
     pub fn all_logits(&self, hidden: &Tensor) -> Result<Tensor> {
         self.vocab.forward(&hidden.squeeze(0)?)
+    }
+
+    /// Logits of each row's hidden state of (rows, 1, d): one vector per row.
+    pub fn row_logits(&self, hidden: &Tensor) -> Result<Vec<Vec<f32>>> {
+        let rows = hidden.dim(0)?;
+        self.vocab.forward(&hidden.reshape((rows, ()))?)?.to_vec2::<f32>()
     }
 
     /// Logits of one hidden state (d) over the vocabulary (tied output projection).
