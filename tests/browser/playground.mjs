@@ -256,9 +256,14 @@ step("speak with a wrong key shows the socket's refusal", async ({ page, watcher
   await page.getByRole("textbox", { name: "API key" }).fill(WRONG_KEY);
   await page.getByRole("button", { name: "Use key" }).click();
   await waitForText(page, "key-error", /\S/);
-  await page.getByRole("button", { name: "Speak" }).click();
-  const shown = await waitForText(page, "speak-error", /\S/);
-  check(shown.includes(expected), `the page shows ${JSON.stringify(shown)}, the server said ${JSON.stringify(expected)}`);
+  // Several times: the browser sends start and text right behind auth, and a server that drops
+  // the connection with those unread loses its refusal to the reset now and then.
+  for (let attempt = 1; attempt <= 10; attempt++) {
+    await page.getByRole("button", { name: "Speak" }).click();
+    await page.waitForFunction(() => !document.getElementById("speak").disabled);
+    const shown = await waitForText(page, "speak-error", /\S/);
+    check(shown.includes(expected), `try ${attempt}: the page shows ${JSON.stringify(shown)}, not ${JSON.stringify(expected)}`);
+  }
 });
 
 step("without auth the key field is hidden and speech works without a key", async ({ browser, noAuthBase }) => {
