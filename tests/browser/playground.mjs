@@ -186,13 +186,13 @@ step("speak plays the synthesis and offers a WAV that transcribes back", async (
   return `speech transcribed back: ${JSON.stringify(heard)}`;
 });
 
-step("record and stop: partials, then finals matching REST", async ({ page, clipBytes, clipText }) => {
+step("record and stop: partials, then finals matching REST", async ({ page, snap, clipBytes, clipText }) => {
   const started = Date.now();
   await page.getByRole("button", { name: "Record" }).click();
   await waitForText(page, "live-partial", /\S/, 30_000);
   const style = await page.locator("#live-partial").evaluate((e) => getComputedStyle(e).fontStyle);
   check(style === "italic", `partials look provisional (font-style ${style})`);
-  await page.screenshot({ path: path.join(shots, "05a-recording-partial.png"), fullPage: true });
+  await snap("recording-partial");
   const recordFor = (wavSeconds(clipBytes) + 1.5) * 1000 - (Date.now() - started);
   await page.waitForTimeout(Math.max(0, recordFor));
   await page.getByRole("button", { name: "Stop" }).click();
@@ -266,7 +266,7 @@ step("speak with a wrong key shows the socket's refusal", async ({ page, watcher
   }
 });
 
-step("without auth the key field is hidden and speech works without a key", async ({ browser, noAuthBase }) => {
+step("without auth the key field is hidden and speech works without a key", async ({ browser, snap, noAuthBase }) => {
   if (!noAuthBase) return "skipped: no no-auth server given";
   const page = await browser.newPage();
   const watcher = watch(page, noAuthBase);
@@ -277,7 +277,7 @@ step("without auth the key field is hidden and speech works without a key", asyn
     await page.getByRole("button", { name: "Speak" }).click();
     await waitForText(page, "speak-status", /^Done: /);
     check(watcher.problems.length === 0, watcher.problems.join("; "));
-    await page.screenshot({ path: path.join(shots, "12a-no-auth.png"), fullPage: true });
+    await snap("no-auth-page", page);
   } finally {
     await page.close();
   }
@@ -305,9 +305,12 @@ async function main() {
     page.setDefaultTimeout(60_000);
     const watcher = watch(page, base);
     for (const [index, { name, run }] of steps.entries()) {
-      const shot = path.join(shots, `${String(index + 1).padStart(2, "0")}-${name.split(/[^a-z]+/i).slice(0, 4).join("-")}.png`);
+      const prefix = path.join(shots, String(index + 1).padStart(2, "0"));
+      const shot = `${prefix}-${name.split(/[^a-z]+/i).slice(0, 4).join("-")}.png`;
+      // A state inside a step, or on another page of it.
+      const snap = (label, target = page) => target.screenshot({ path: `${prefix}a-${label}.png`, fullPage: true });
       try {
-        const note = await run({ browser, page, watcher, clipBytes, clipText, noAuthBase });
+        const note = await run({ browser, page, snap, watcher, clipBytes, clipText, noAuthBase });
         await page.screenshot({ path: shot, fullPage: true });
         console.log(`ok   ${name}${note ? ` (${note})` : ""}`);
       } catch (error) {
