@@ -1,6 +1,7 @@
 //! Server configuration: one struct, every field settable by flag or `SMAI_*` variable.
 
 pub use crate::http::metrics::MetricsMode;
+pub use crate::http::playground::PlaygroundMode;
 pub use crate::tls::ClientAuth;
 use crate::tls::TlsFiles;
 use clap::{Args, ValueEnum};
@@ -88,6 +89,11 @@ pub struct ServeConfig {
     /// Serve Prometheus metrics at `GET /metrics` without a key (`on`), or not at all (`off`).
     #[arg(long, env = "SMAI_METRICS", value_enum, default_value = "on")]
     pub metrics: MetricsMode,
+
+    /// Serve the playground page at `/` and `/playground` (`on`): try speech and recognition
+    /// in a browser, with a key typed into the page. `off` leaves both answering 404.
+    #[arg(long, env = "SMAI_PLAYGROUND", value_enum, default_value = "on")]
+    pub playground: PlaygroundMode,
 
     /// Time a client has to send a complete request head, from the connection's start (or,
     /// on a kept-alive connection, from its first byte); past it, 408 and the connection closes.
@@ -223,6 +229,7 @@ impl ServeConfig {
             device: "cpu".into(),
             queue_depth: 16,
             metrics: MetricsMode::On,
+            playground: PlaygroundMode::On,
             header_read_timeout: Duration::from_secs(10),
             keep_alive_timeout: Duration::from_secs(30),
             body_read_timeout: Duration::from_secs(60),

@@ -77,6 +77,7 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
         metrics_mode: config.metrics,
         cors_origins,
         ws_idle_timeout: config.ws_idle_timeout,
+        playground: config.playground,
     };
     if config.auth == AuthMode::Disabled {
         tracing::warn!(

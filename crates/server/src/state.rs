@@ -1,6 +1,7 @@
 //! Shared state handed to every handler: a cheap clone with `Arc`s inside.
 
 use crate::http::metrics::MetricsMode;
+use crate::http::playground::PlaygroundMode;
 use crate::service::Service;
 use axum::http::HeaderValue;
 use std::ops::Deref;
@@ -15,6 +16,8 @@ pub struct AppState {
     pub cors_origins: Vec<HeaderValue>,
     /// Live sockets silent for this long are closed.
     pub ws_idle_timeout: std::time::Duration,
+    /// Whether the playground page is served at `/` and `/playground`.
+    pub playground: PlaygroundMode,
 }
 
 /// The service's parts read through the state (`state.limiter`, `state.authenticator`).

@@ -27,6 +27,11 @@ pub const SECURITY_HEADERS: [(&str, &str); 6] = [
     ("permissions-policy", "microphone=(), camera=()"),
 ];
 
+/// A page of smai's own that needs more than the API's `Permissions-Policy` (the playground's
+/// microphone) leaves its value here; every other response gets the product document's.
+#[derive(Clone, Copy, Debug)]
+pub struct PermissionsPolicy(pub &'static str);
+
 pub async fn request_context(mut request: Request, next: Next) -> Response {
     let id = request
         .headers()
@@ -59,9 +64,13 @@ pub async fn request_context(mut request: Request, next: Next) -> Response {
         let _guard = span.enter();
         render_error(&mut response, error, &id);
     }
+    let permissions = response.extensions_mut().remove::<PermissionsPolicy>();
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {
         headers.insert(HeaderName::from_static(name), HeaderValue::from_static(value));
+    }
+    if let Some(PermissionsPolicy(value)) = permissions {
+        headers.insert(HeaderName::from_static("permissions-policy"), HeaderValue::from_static(value));
     }
     headers.remove(header::SERVER);
     if let Ok(value) = HeaderValue::from_str(&id) {

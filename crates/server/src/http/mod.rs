@@ -8,6 +8,7 @@ mod held_body;
 mod meta;
 pub mod metrics;
 pub mod openapi;
+pub mod playground;
 mod speech;
 mod speech_stream;
 mod transcript_output;
@@ -44,6 +45,7 @@ pub fn router(state: AppState) -> Router {
     let app = open
         .merge(v1)
         .merge(crate::ws::routes())
+        .merge(playground::routes(state.playground))
         .fallback(meta::not_found)
         .method_not_allowed_fallback(meta::method_not_allowed)
         .layer(DefaultBodyLimit::max(state.max_body_bytes))

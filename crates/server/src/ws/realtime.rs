@@ -40,6 +40,9 @@ pub async fn run(ws: WebSocket, upgrade: Upgrade, refusal: Option<Error>) {
             writer.close(close_code(error.code), error.code.as_str()).await;
         }
     }
+    // The call's slot and usage row end here, not after the wait for the client's close.
+    drop((session, call));
+    reader.await_close().await;
 }
 
 enum Step {

@@ -18,6 +18,9 @@ pub const AUTH_DEADLINE: Duration = Duration::from_secs(5);
 pub const MAX_BINARY_BYTES: usize = 1 << 20;
 /// Largest text message (JSON); larger ones close the socket with 1009.
 pub const MAX_TEXT_BYTES: usize = 64 << 10;
+/// How long a socket the server has closed waits for the client's close frame before dropping
+/// the connection.
+const CLOSE_GRACE: Duration = Duration::from_secs(2);
 
 /// Where a socket came from and how it may idle.
 #[derive(Clone)]
@@ -94,8 +97,9 @@ impl Socket {
     }
 
     async fn refuse<T>(self, error: &Error) -> Option<T> {
-        let (tx, _rx) = self.ws.split();
+        let (tx, mut rx) = self.ws.split();
         Writer { tx, request_id: self.request_id, gone: false }.close_with(error).await;
+        await_client_close(&mut rx).await;
         None
     }
 
@@ -118,6 +122,11 @@ impl Socket {
 }
 
 impl Reader {
+    /// After the server's close frame: waits for the client's (see [`await_client_close`]).
+    pub async fn await_close(&mut self) {
+        await_client_close(&mut self.rx).await;
+    }
+
     /// The next data message; pings are answered by the protocol layer. A client silent for
     /// the idle timeout ends the session with an error.
     pub async fn next(&mut self) -> Result<Incoming, Error> {
@@ -190,6 +199,21 @@ impl Writer {
         let _ = self.tx.send(Message::Close(Some(frame))).await;
         let _ = self.tx.close().await;
     }
+}
+
+/// Reads (and drops) what the client sent until its close frame, for at most
+/// [`CLOSE_GRACE`]. A browser sends its `start` and text right behind its `auth` message;
+/// closing the connection with those unread makes the kernel reset it, and a reset can discard
+/// the error JSON and close frame before the client has read them.
+async fn await_client_close(rx: &mut SplitStream<WebSocket>) {
+    let drained = async {
+        while let Some(Ok(message)) = rx.next().await {
+            if matches!(message, Message::Close(_)) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(CLOSE_GRACE, drained).await;
 }
 
 fn is_too_large(error: &axum::Error) -> bool {
