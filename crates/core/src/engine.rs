@@ -30,6 +30,10 @@ pub struct TranscribeOptions {
     /// Live sessions: the voice activity detector ends utterances (server-side endpointing);
     /// `None` ends them only at commits and the end of the audio.
     pub live_vad: Option<LiveVad>,
+    /// Live sessions whose VAD ends utterances: decode no partial results, only each
+    /// utterance's final (and ahead of it, during pauses), so the model is free for finals
+    /// when the client wants nothing else.
+    pub finals_only: bool,
 }
 
 /// Server-side endpointing of a live session: speech starts at a frame whose speech

@@ -281,7 +281,7 @@ impl Transcriber for WhisperEngine {
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
         let Some(settings) = options.live_vad else {
             let transcription = self.open_stream(StreamOptions { transcribe: options, ..Default::default() })?;
-            return live_session::spawn_session(transcription, None);
+            return live_session::spawn_session(transcription, None, false);
         };
         let vad = self.vad.clone().ok_or_else(|| {
             Error::not_found(
@@ -291,9 +291,10 @@ impl Transcriber for WhisperEngine {
         })?;
         // Utterances end at the VAD's decision; what settles inside one becomes the stable
         // start of its partials and comes out with its finals.
+        let finals_only = options.finals_only;
         let stream = StreamOptions { settle_at_sentence_ends: true, transcribe: options, ..Default::default() };
         let transcription = self.open_stream(stream)?.with_greedy_partials().with_stable_partials();
-        live_session::spawn_session(transcription, Some(Endpointer::new(vad, settings)))
+        live_session::spawn_session(transcription, Some(Endpointer::new(vad, settings)), finals_only)
     }
 
     fn supports_live_vad(&self) -> bool {

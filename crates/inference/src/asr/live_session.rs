@@ -18,15 +18,18 @@ const EVENT_BUFFER: usize = 64;
 /// as it comes, a commit makes the buffer final and starts the next utterance, the end of
 /// the input makes the rest final and closes the events, and a listener that goes away
 /// stops the session, decoding included.
+/// With `finals_only` (honoured with an endpointer only) no partials are decoded.
 pub(crate) fn spawn_session(
     mut transcription: LiveTranscription,
     endpointer: Option<Endpointer>,
+    finals_only: bool,
 ) -> Result<LiveSession, Error> {
     let (input, inputs) = mpsc::channel(INPUT_BUFFER);
     let (events_tx, events) = mpsc::channel(EVENT_BUFFER);
     let listener = events_tx.clone();
     transcription.cancelled = Arc::new(move || listener.is_closed());
-    let session = Session { transcription, endpointer, inputs, events: events_tx, utterance: 0 };
+    let finals_only = finals_only && endpointer.is_some();
+    let session = Session { transcription, endpointer, finals_only, inputs, events: events_tx, utterance: 0 };
     std::thread::Builder::new()
         .name("whisper-live".into())
         .spawn(move || session.start())
@@ -38,6 +41,8 @@ struct Session {
     transcription: LiveTranscription,
     /// With server-side endpointing, the VAD decides where utterances begin and end.
     endpointer: Option<Endpointer>,
+    /// No partial decoding (the VAD bounds each utterance, so its final covers it).
+    finals_only: bool,
     inputs: mpsc::Receiver<LiveInput>,
     events: mpsc::Sender<Result<LiveEvent, Error>>,
     utterance: u32,
@@ -164,6 +169,9 @@ impl Session {
             if pause >= SPECULATE_AFTER_PAUSE_S && !self.transcription.model_is_busy() {
                 self.transcription.speculate();
             }
+            return true;
+        }
+        if self.finals_only {
             return true;
         }
         match self.transcription.decode_if_due() {

@@ -87,6 +87,7 @@ pub fn run(args: TranscribeArgs) -> Result<(), Error> {
             beam_size: args.beam_size,
             vad_filter: args.vad_filter,
             live_vad: None,
+            finals_only: false,
         };
         let transcript = collect(engine.transcribe(audio, options)?, task)?;
         println!("{}", render(&transcript, args.format));

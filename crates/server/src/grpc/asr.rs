@@ -80,6 +80,8 @@ impl SpeechRecognition for SpeechRecognitionService {
             let mut options = live_options(recognition)?;
             let vad = vad_request(config.vad.unwrap_or_default());
             options.live_vad = handler.call.with(|c| vad.resolve(c.transcriber()?.as_ref()))?;
+            // No interim results asked: no partial decoding either.
+            options.finals_only = !config.interim_results;
             let (session, events) = LiveRecognition::open(&handler.call, options, audio)?;
             Ok((session, events, Settings { interim: config.interim_results, words }))
         };

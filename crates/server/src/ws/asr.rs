@@ -113,6 +113,8 @@ async fn open(
         prompt: non_empty(start.prompt),
         word_timestamps: start.word_timestamps,
         live_vad: call.with(|c| start.vad.resolve(c.transcriber()?.as_ref()))?,
+        // A client that wants no partials costs no partial decoding either.
+        finals_only: !start.interim_results,
         ..Default::default()
     };
     let vad = describe_vad(options.live_vad);

@@ -1,7 +1,8 @@
 //! Wyoming speech to text on the service core's live session (the one the WebSocket and gRPC
 //! streams run): `transcribe` sets the language, model and prompt; `audio-start` opens a live
 //! recognition charged chunk by chunk; the transcript streams out as `transcript-chunk`s of
-//! text that will not change, and `transcript` carries the whole of it. With the VAD installed
+//! text that will not change (each utterance's final with the VAD, which then decodes no
+//! partials; settled text as it comes without), and `transcript` carries the whole of it. With the VAD installed
 //! an utterance that ends before `audio-stop` is answered at once; audio the client bounded
 //! itself with `audio-stop` is transcribed in full.
 
@@ -78,6 +79,9 @@ impl AsrRequest {
             language: transcribe.language,
             prompt: transcribe.prompt,
             live_vad,
+            // Home Assistant waits for the transcript alone: no partial decoding competes with
+            // the final (the chunks come from each utterance's final).
+            finals_only: true,
             ..Default::default()
         };
         let audio = LiveAudio { encoding: PcmEncoding::F32le, sample_rate: format.rate };
