@@ -1,7 +1,7 @@
 //! The playground page in Debian's headless Chromium against the real models (tiny.en, voice
 //! joe): tests/browser/playground.mjs drives it through Playwright and checks each flow (speak
 //! and transcribe the download back, record a dev clip from the fake microphone, uploads,
-//! refusals, a second server without auth, no console errors). Screenshots of each state go to
+//! refusals, a second server without auth over HTTPS, no console errors). Screenshots of each state go to
 //! `<target>/tmp/playground-screenshots`. Without Chromium, Node or the pinned playwright-core
 //! the test says so and passes, unless `SMAI_REQUIRE_BROWSER=1` (as scripts/test sets).
 
@@ -41,8 +41,18 @@ async fn the_playground_works_in_chromium_against_the_real_models() {
     // One request a minute: the page's second catalogue call is refused with a retry time.
     let rpm_one = Tier { rpm: 1, ..Tier::default() };
     let limited = t.create_key_with(&[Service::Tts, Service::Asr], VoiceAccess::All, rpm_one).await;
-    // The same models without keys: the page hides its key field and speaks without one.
-    let (no_auth, _) = real_server(|c| c.auth = AuthMode::Disabled).await;
+    // The same models without keys, served over HTTPS: the page hides its key field and speaks
+    // without one, its socket over wss.
+    let ca = smai_e2e::tls::Ca::new("playground test CA");
+    let tls_dir = tempfile::tempdir().unwrap();
+    let files = smai_e2e::tls::TlsFiles::write(tls_dir.path(), &ca.server("localhost"));
+    let (no_auth, _) = real_server(|c| {
+        c.auth = AuthMode::Disabled;
+        c.tls_cert = Some(files.cert.clone());
+        c.tls_key = Some(files.key.clone());
+    })
+    .await;
+    assert!(no_auth.base.starts_with("https://"), "{}", no_auth.base);
     let (clip, _) = dev_clips("ljspeech_prernasocity/wavs/LJ001-0004", 1).remove(0);
     let shots = Path::new(env!("CARGO_TARGET_TMPDIR")).join("playground-screenshots");
     let _ = std::fs::remove_dir_all(&shots);
