@@ -3,7 +3,9 @@ same model files and the same client (the PyPI `wyoming` package), in one run:
 
   speech to text: smai vs wyoming-faster-whisper (tiny.en, beam 5, English), each dev clip
     streamed at real time in 1024-sample chunks as a satellite does; time from `audio-stop` to
-    `transcript`.
+    `transcript`. Then with each server ending the command itself (smai's VAD; the peer with
+    `--vad-endpointing 0.7`, the same 0.7 s of silence): the clip and 2 s of silence streamed at
+    real time without `audio-stop`; time from the end of the speech to `transcript`.
   text to speech: smai vs wyoming-piper (en_US-joe-medium); time from `synthesize` to the first
     `audio-chunk`.
 
@@ -72,6 +74,44 @@ def asr_round(uri, clips):
     return out
 
 
+async def endpointed(uri, clip):
+    """Streams the clip and 2 s of silence at real time, no audio-stop; seconds from the clip's
+    end to the transcript."""
+    import wave
+    from wyoming.client import AsyncClient
+
+    with wave.open(str(clip), "rb") as wav:
+        rate, width = wav.getframerate(), wav.getsampwidth()
+        audio = wav.readframes(wav.getnframes())
+    speech_bytes = len(audio)
+    audio += bytes(rate * width * 2)
+    step = client.CHUNK_SAMPLES * width
+    async with AsyncClient.from_uri(uri) as conn:
+        await conn.write_event(client.Transcribe(language="en").event())
+        await conn.write_event(client.AudioStart(rate=rate, width=width, channels=1).event())
+        speech_end = None
+
+        async def send():
+            nonlocal speech_end
+            for offset in range(0, len(audio), step):
+                chunk = client.AudioChunk(rate=rate, width=width, channels=1, audio=audio[offset : offset + step])
+                await conn.write_event(chunk.event())
+                if speech_end is None and offset + step >= speech_bytes:
+                    speech_end = time.monotonic()
+                await asyncio.sleep(client.CHUNK_SAMPLES / rate)
+
+        sender = asyncio.create_task(send())
+        while True:
+            event = await asyncio.wait_for(conn.read_event(), timeout=60)
+            if event is None:
+                raise SystemExit(f"{uri} closed without a transcript")
+            if event.type == "transcript":
+                seconds = time.monotonic() - speech_end if speech_end else float("nan")
+                sender.cancel()
+                await conn.write_event(client.AudioStop().event())
+                return seconds, event.data["text"]
+
+
 def tts_round(uri, voice):
     return [asyncio.run(client.synthesize(uri, text, voice, False, 0, None))["seconds_to_first_audio"] for text in TEXTS]
 
@@ -87,7 +127,7 @@ def main():
     args = parser.parse_args()
     models = Path(args.models).resolve()
     clips = [Path(args.eval_dir) / "ljspeech_prernasocity/wavs" / f"{c}.wav" for c in CLIPS]
-    ours_uri, whisper_uri, piper_uri = (f"tcp://127.0.0.1:{free_port()}" for _ in range(3))
+    ours_uri, whisper_uri, piper_uri, endpointing_uri = (f"tcp://127.0.0.1:{free_port()}" for _ in range(4))
     db = Path("/tmp") / f"wyoming-bench-{os.getpid()}.db"
     env = dict(os.environ, RAYON_NUM_THREADS=str(args.threads))
     servers = [
@@ -97,18 +137,26 @@ def main():
         start([args.peers_python, "-m", "wyoming_faster_whisper", "--uri", whisper_uri,
                "--model", str(models / "tiny.en"), "--beam-size", "5", "--language", "en",
                "--cpu-threads", str(args.threads), "--data-dir", str(models), "--local-files-only"], whisper_uri),
+        start([args.peers_python, "-m", "wyoming_faster_whisper", "--uri", endpointing_uri,
+               "--model", str(models / "tiny.en"), "--beam-size", "5", "--language", "en",
+               "--cpu-threads", str(args.threads), "--data-dir", str(models), "--local-files-only",
+               "--vad-endpointing", "0.7"], endpointing_uri),
         start([args.peers_python, "-m", "wyoming_piper", "--uri", piper_uri, "--voice", "en_US-joe-medium",
                "--data-dir", str(models / "en_US-joe-medium"), "--local-files-only"], piper_uri),
     ]
     try:
         asr = {"smai": [], "wyoming-faster-whisper": []}
         tts = {"smai": [], "wyoming-piper": []}
+        ended = {"smai": [], "wyoming-faster-whisper": []}
         texts = {}
         for _ in range(args.rounds):
             for name, uri in (("smai", ours_uri), ("wyoming-faster-whisper", whisper_uri)):
                 for clip, (seconds, text) in asr_round(uri, clips).items():
                     asr[name].append(seconds)
                     texts.setdefault(clip, {})[name] = text
+            for name, uri in (("smai", ours_uri), ("wyoming-faster-whisper", endpointing_uri)):
+                for clip in clips:
+                    ended[name].append(asyncio.run(endpointed(uri, clip))[0])
             for name, uri, voice in (("smai", ours_uri, "joe"), ("wyoming-piper", piper_uri, "en_US-joe-medium")):
                 tts[name].extend(tts_round(uri, voice))
     finally:
@@ -119,6 +167,10 @@ def main():
     for name, values in asr.items():
         print(f"  {name:24} p50 {p50(values):.3f}  mean {statistics.mean(values):.3f}  max {max(values):.3f}")
     print(f"  ratio smai/wyoming-faster-whisper p50: {p50(asr['smai']) / p50(asr['wyoming-faster-whisper']):.2f}")
+    print("end of speech -> transcript, each server ending the command with its VAD at 0.7 s (s):")
+    for name, values in ended.items():
+        print(f"  {name:24} p50 {p50(values):.3f}  mean {statistics.mean(values):.3f}  max {max(values):.3f}")
+    print(f"  ratio smai/wyoming-faster-whisper p50: {p50(ended['smai']) / p50(ended['wyoming-faster-whisper']):.2f}")
     print("synthesize -> first audio-chunk (s):")
     for name, values in tts.items():
         print(f"  {name:24} p50 {p50(values):.3f}  mean {statistics.mean(values):.3f}  max {max(values):.3f}")
