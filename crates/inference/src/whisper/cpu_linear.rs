@@ -8,7 +8,7 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
-use super::cpu_ops::{contiguous_f32, dispatch_avx2_fma, gelu_in_place, CHUNK};
+use super::cpu_ops::{contiguous_f32, dispatch_isa, gelu_in_place, CHUNK};
 
 /// A dense layer (weight (out, in), optional bias (out)), with the same weights as the
 /// candle_nn Linear it wraps for devices other than the CPU.
@@ -146,7 +146,7 @@ impl CustomOp3 for Linear {
     }
 }
 
-dispatch_avx2_fma! {
+dispatch_isa! {
     /// `out[j] += w_j . x` for each row w_j of `w` (out.len() rows of x.len()).
     fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) => add_dot_products_any
 }
@@ -195,6 +195,26 @@ mod tests {
             assert!(diff < 1e-4, "{rows}x{in_dim}->{out_dim} without bias: differs by {diff}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn dot_products_are_bit_identical_at_every_isa_level() {
+        use crate::cpu_isa::{with_level, Isa};
+        let (rows, len) = (37, 389);
+        let w: Vec<f32> = (0..rows * len).map(|i| ((i * 7919) % 1009) as f32 * 1e-3 - 0.5).collect();
+        let x: Vec<f32> = (0..len).map(|i| ((i * 104_729) % 997) as f32 * 1e-2 - 5.0).collect();
+        let run = |level| {
+            with_level(level, || {
+                let mut out = vec![0.25f32; rows];
+                add_dot_products(&mut out, &w, &x);
+                out
+            })
+        };
+        let scalar = run(Isa::Scalar);
+        for level in Isa::available() {
+            let out = run(level);
+            assert!(out.iter().zip(&scalar).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}: {out:?}");
+        }
     }
 
     #[test]

@@ -1,5 +1,5 @@
 //! Exact (erf) GELU and last-dimension softmax for f32 tensors on the CPU, written so the
-//! compiler vectorises them (AVX2 + FMA where the CPU has them) and spread over rayon's pool.
+//! compiler vectorises them (at the level `cpu_isa` chooses) and spread over rayon's pool.
 //! candle's CPU GELU runs a scalar libm erf on one thread and its softmax a scalar exp; in
 //! Whisper's encoder those two took about a third of the time. Other devices and dtypes use
 //! candle's own ops, so GPU results are unchanged.
@@ -102,41 +102,14 @@ fn softmax_in_place_any(row: &mut [f32]) {
     }
 }
 
-#[cfg(target_arch = "x86_64")]
-pub(super) fn has_avx2_fma() -> bool {
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
-}
+pub(super) use crate::cpu_isa::dispatch_isa;
 
-/// Defines `fn $name(args)` that runs the `#[inline(always)]` kernel `$kernel` compiled for
-/// AVX2 + FMA when the CPU has them, and as plain code otherwise. Both give the same results:
-/// the kernels write every fused multiply-add as `mul_add`.
-macro_rules! dispatch_avx2_fma {
-    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $kernel:ident) => {
-        $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn vectorised($($arg: $ty),*) {
-                    $kernel($($arg),*)
-                }
-                if $crate::whisper::cpu_ops::has_avx2_fma() {
-                    // SAFETY: the CPU was just checked for both features.
-                    return unsafe { vectorised($($arg),*) };
-                }
-            }
-            $kernel($($arg),*)
-        }
-    };
-}
-pub(super) use dispatch_avx2_fma;
-
-dispatch_avx2_fma! {
+dispatch_isa! {
     /// GELU of each element, in place.
     pub fn gelu_in_place(xs: &mut [f32]) => gelu_in_place_any
 }
 
-dispatch_avx2_fma! {
+dispatch_isa! {
     /// Softmax of one row, in place.
     pub fn softmax_in_place(row: &mut [f32]) => softmax_in_place_any
 }
@@ -226,6 +199,26 @@ mod tests {
 
     fn erf64(x: f64) -> f64 {
         candle_core::cpu::erf::erf_f64(x)
+    }
+
+    #[test]
+    fn every_isa_level_gives_bit_identical_results() {
+        use crate::cpu_isa::{with_level, Isa};
+        let input: Vec<f32> = (0..4099).map(|i| ((i * 7919) % 2003) as f32 * 0.01 - 10.0).collect();
+        let run = |level| {
+            with_level(level, || {
+                let (mut gelu, mut softmax) = (input.clone(), input.clone());
+                gelu_in_place(&mut gelu);
+                softmax_in_place(&mut softmax);
+                (gelu, softmax)
+            })
+        };
+        let scalar = run(Isa::Scalar);
+        for level in Isa::available() {
+            let (gelu, softmax) = run(level);
+            assert!(gelu.iter().zip(&scalar.0).all(|(a, b)| a.to_bits() == b.to_bits()), "GELU at {level:?}");
+            assert!(softmax.iter().zip(&scalar.1).all(|(a, b)| a.to_bits() == b.to_bits()), "softmax at {level:?}");
+        }
     }
 
     #[test]
