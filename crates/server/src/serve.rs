@@ -37,8 +37,7 @@ pub struct RunningServer {
     grpc_task: Option<JoinHandle<anyhow::Result<()>>>,
     maintenance: JoinHandle<()>,
     tls_reload: Option<JoinHandle<()>>,
-    wyoming_task: Option<JoinHandle<()>>,
-    _announcement: Option<crate::wyoming::zeroconf::Announcement>,
+    wyoming: Option<WyomingListener>,
 }
 
 pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -> anyhow::Result<RunningServer> {
@@ -102,7 +101,7 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
     let wyoming = start_wyoming(config, &state, &stop).await?;
     let task = tokio::spawn(crate::listener::serve(listener, app, settings, acceptor, stopped(stop.subscribe())));
     tracing::info!(%addr, ?grpc_addr, scheme, db = %config.db.display(), "smai listening");
-    let (wyoming_addr, wyoming_task, _announcement) = wyoming.unwrap_or_default();
+    let wyoming_addr = wyoming.as_ref().map(|w| w.addr);
     Ok(RunningServer {
         addr,
         grpc_addr,
@@ -114,19 +113,24 @@ pub async fn start(config: &ServeConfig, clock: SharedClock, engines: Engines) -
         grpc_task,
         maintenance,
         tls_reload,
-        wyoming_task,
-        _announcement,
+        wyoming,
     })
 }
 
-type Wyoming = (Option<SocketAddr>, Option<JoinHandle<()>>, Option<crate::wyoming::zeroconf::Announcement>);
+/// The Wyoming listener: where it is, its task, and its zeroconf announcement (withdrawn
+/// when dropped).
+struct WyomingListener {
+    addr: SocketAddr,
+    task: JoinHandle<()>,
+    _announcement: Option<crate::wyoming::zeroconf::Announcement>,
+}
 
 /// The Wyoming listener, when configured: its principal is checked before it binds.
 async fn start_wyoming(
     config: &ServeConfig,
     state: &AppState,
     stop: &watch::Sender<bool>,
-) -> anyhow::Result<Option<Wyoming>> {
+) -> anyhow::Result<Option<WyomingListener>> {
     let Some(bind) = config.wyoming_listen.0 else { return Ok(None) };
     let settings = crate::wyoming::Settings {
         service: state.service.clone(),
@@ -146,7 +150,7 @@ async fn start_wyoming(
     };
     tracing::warn!(%addr, "Wyoming listening: plain TCP without keys or TLS; keep it on a trusted network");
     let task = tokio::spawn(crate::wyoming::serve(listener, settings, stopped(stop.subscribe())));
-    Ok(Some((Some(addr), Some(task), announcement)))
+    Ok(Some(WyomingListener { addr, task, _announcement: announcement }))
 }
 
 async fn stopped(mut stop: watch::Receiver<bool>) {
@@ -185,8 +189,8 @@ impl RunningServer {
         if let Some(grpc) = self.grpc_task {
             grpc.await??;
         }
-        if let Some(wyoming) = self.wyoming_task {
-            wyoming.await?;
+        if let Some(wyoming) = self.wyoming {
+            wyoming.task.await?;
         }
         self.state.usage.shutdown().await;
         self.state.refusals.flush().await;

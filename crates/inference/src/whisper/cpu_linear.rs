@@ -86,29 +86,13 @@ impl CustomOp3 for Linear {
             candle_core::bail!("linear: x {:?}, weight {:?}, bias {:?}", xl.shape(), wl.shape(), bl.shape());
         }
         let rows = x.len() / in_dim.max(1);
-        let mut y: Vec<f32> = Vec::with_capacity(rows * out_dim);
-        for _ in 0..rows {
-            y.extend_from_slice(b);
-        }
-        if rows <= FEW_ROWS {
-            // One token per sequence (beams decoded together): a matrix product would pack the
-            // whole weight matrix on every call. Instead each block of weight rows is read from
-            // memory once and applied to every input row while it is in cache, with the very
-            // dot products one row alone gets.
-            let per_task = (CHUNK * 4 / in_dim.max(1)).max(16);
-            let mut tasks: Vec<Vec<&mut [f32]>> = (0..out_dim.div_ceil(per_task)).map(|_| Vec::new()).collect();
-            for row in y.chunks_mut(out_dim) {
-                for (task, piece) in tasks.iter_mut().zip(row.chunks_mut(per_task)) {
-                    task.push(piece);
-                }
-            }
-            tasks.into_par_iter().enumerate().for_each(|(i, pieces)| {
-                let first = i * per_task;
-                for (out, x) in pieces.into_iter().zip(x.chunks_exact(in_dim)) {
-                    add_dot_products(out, &w[first * in_dim..(first + out.len()) * in_dim], x);
-                }
-            });
+        let mut y = if rows <= FEW_ROWS {
+            few_rows(x, w, b, rows, in_dim)
         } else {
+            let mut y: Vec<f32> = Vec::with_capacity(rows * out_dim);
+            for _ in 0..rows {
+                y.extend_from_slice(b);
+            }
             let threads = rayon::current_num_threads();
             let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
             // SAFETY: y is rows x out_dim, x is rows x in_dim, w is out_dim x in_dim (read as
@@ -136,7 +120,8 @@ impl CustomOp3 for Linear {
                     parallelism,
                 );
             }
-        }
+            y
+        };
         if self.gelu {
             y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         }
@@ -144,6 +129,40 @@ impl CustomOp3 for Linear {
         *shape.last_mut().expect("checked above") = out_dim;
         Ok((CpuStorage::F32(y), Shape::from(shape)))
     }
+}
+
+/// `x W^T + b` for a few rows of `x` (one token per sequence, beams decoded together): a
+/// matrix product would pack the whole weight matrix on every call. Instead each block of
+/// weight rows is read from memory once and applied to every input row while it is in cache,
+/// with the very dot products one row alone gets.
+fn few_rows(x: &[f32], w: &[f32], b: &[f32], rows: usize, in_dim: usize) -> Vec<f32> {
+    let out_dim = b.len();
+    if rows == 0 {
+        return Vec::new();
+    }
+    let per_task = (CHUNK * 4 / in_dim.max(1)).max(16);
+    // Task-major: task i holds its outputs for every row (rows x n); for one row that is the
+    // result's own layout.
+    let mut blocks = vec![0.0f32; rows * out_dim];
+    blocks.par_chunks_mut(rows * per_task).enumerate().for_each(|(i, block)| {
+        let (first, n) = (i * per_task, block.len() / rows);
+        let w = &w[first * in_dim..(first + n) * in_dim];
+        for (out, x) in block.chunks_exact_mut(n).zip(x.chunks_exact(in_dim)) {
+            out.copy_from_slice(&b[first..first + n]);
+            add_dot_products(out, w, x);
+        }
+    });
+    if rows == 1 {
+        return blocks;
+    }
+    let mut y = vec![0.0f32; rows * out_dim];
+    for (i, block) in blocks.chunks(rows * per_task).enumerate() {
+        let (first, n) = (i * per_task, block.len() / rows);
+        for (r, out) in block.chunks_exact(n).enumerate() {
+            y[r * out_dim + first..][..n].copy_from_slice(out);
+        }
+    }
+    y
 }
 
 dispatch_isa! {

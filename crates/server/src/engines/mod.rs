@@ -24,9 +24,11 @@ pub fn start_loading(config: &ServeConfig) -> anyhow::Result<(Engines, JoinHandl
         .map_err(|e| anyhow::anyhow!("{}", e.message))?;
     let transcriber = (!planned_models.is_empty())
         .then(|| Arc::new(LoadingTranscriber::new(planned_models, SileroVad::is_installed(dir))));
-    let voices = VoicesConfig::load(config.voices_config.as_deref())?;
-    // Voices that are not installed are reported (and left off) by the load below.
-    let synthesizer = PiperSynthesizer::preview(&voices, dir).ok().map(|v| Arc::new(LoadingSynthesizer::new(v)));
+    // A voices configuration that cannot be read, or voices not installed, are reported (and
+    // the service left off) by the load below, as before the server listened early.
+    let voices = VoicesConfig::load(config.voices_config.as_deref()).ok();
+    let previewed = voices.and_then(|voices| PiperSynthesizer::preview(&voices, dir).ok());
+    let synthesizer = previewed.map(|v| Arc::new(LoadingSynthesizer::new(v)));
     let engines = Engines {
         transcriber: transcriber.clone().map(|t| t as Arc<dyn Transcriber>),
         synthesizer: synthesizer.clone().map(|s| s as Arc<dyn Synthesizer>),

@@ -22,7 +22,7 @@ use axum::response::Response;
 use axum::routing::get;
 use axum::{Extension, Router};
 use smai_core::Error;
-use socket::{Upgrade, Writer};
+use socket::{Reader, Upgrade, Writer};
 use std::net::SocketAddr;
 
 pub fn routes() -> Router<AppState> {
@@ -116,8 +116,14 @@ pub(crate) enum Ending {
 }
 
 /// Closes the session: 1000 after `done`, the error's code after its JSON, nothing to a
-/// client that has gone. The call (slot and usage row) ends when the last holder drops it.
-pub(crate) async fn end_session(writer: &mut Writer, call: &SharedCall, result: Result<Ending, Error>) {
+/// client that has gone. The call (slot and usage row) ends here, before the wait for the
+/// client's own close frame.
+pub(crate) async fn end_session(
+    mut reader: Reader,
+    mut writer: Writer,
+    call: SharedCall,
+    result: Result<Ending, Error>,
+) {
     match result {
         Ok(Ending::Done) => {
             call.finish(200);
@@ -131,4 +137,6 @@ pub(crate) async fn end_session(writer: &mut Writer, call: &SharedCall, result: 
             writer.close_with(&error).await;
         }
     }
+    drop(call);
+    reader.await_close().await;
 }

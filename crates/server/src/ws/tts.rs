@@ -50,10 +50,7 @@ pub async fn run(ws: WebSocket, upgrade: Upgrade) {
         return;
     };
     let result = session(&mut reader, &mut writer, &call).await;
-    end_session(&mut writer, &call, result).await;
-    // The call's slot and usage row end here, not after the wait for the client's close.
-    drop(call);
-    reader.await_close().await;
+    end_session(reader, writer, call, result).await;
 }
 
 async fn session(reader: &mut Reader, writer: &mut Writer, call: &SharedCall) -> Result<Ending, Error> {

@@ -8,6 +8,7 @@
 
 use super::audio::{Format, ToMono};
 use super::wire::Event;
+use super::Step;
 use crate::service::live::{LiveAudio, LiveEvents, LiveRecognition, PcmEncoding};
 use crate::service::{Operation, SharedCall};
 use serde_json::{json, Value};
@@ -182,13 +183,6 @@ impl AsrRequest {
     pub fn fail(&self, error: Error) -> Error {
         self.call.fail(error)
     }
-}
-
-/// What to do after an engine event.
-pub enum Step {
-    Send(Vec<Event>),
-    /// Send these, and the request is over.
-    Answer(Vec<Event>),
 }
 
 /// The transcript as streamed: finals so far plus the current utterance's stable prefix, of

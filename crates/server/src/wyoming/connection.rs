@@ -2,10 +2,10 @@
 //! half-way by the loop below), and the loop answers them, one request at a time, while the
 //! engines' output of a request under way goes out as it comes.
 
-use super::asr::{self, AsrRequest, Transcribe};
-use super::tts::{self, TtsRequest};
+use super::asr::{AsrRequest, Transcribe};
+use super::tts::TtsRequest;
 use super::wire::{self, Event, WireError};
-use super::{info, Settings};
+use super::{info, Settings, Step};
 use crate::service::SharedCall;
 use serde_json::json;
 use smai_core::{Error, ErrorCode};
@@ -97,10 +97,7 @@ impl Connection {
                     }
                     Some(Ok(event)) => self.on_client_event(event).await?,
                 },
-                output = next_output(&mut self.request) => match output {
-                    Output::Asr(step) => self.on_asr_step(step).await?,
-                    Output::Tts(step) => self.on_tts_step(step).await?,
-                },
+                step = next_step(&mut self.request) => self.on_step(step).await?,
                 () = timeout, if idle => return Err(Closed::Idle),
             }
         }
@@ -166,14 +163,15 @@ impl Connection {
         match (&mut self.request, event.kind.as_str()) {
             (Request::Idle, "synthesize") => {
                 let call = SharedCall::new(self.settings.call("synthesize", self.peer).await?);
-                let tts = TtsRequest::whole(call.clone(), &event).map_err(|e| call.fail(e))?;
+                let tts = TtsRequest::whole(&self.settings.service, call.clone(), &event).map_err(|e| call.fail(e))?;
                 self.request = Request::Tts(Box::new(tts));
                 Ok(())
             }
             (Request::Idle, "synthesize-start") => {
                 self.request = Request::Draining { until: "synthesize-stop" };
                 let call = SharedCall::new(self.settings.call("synthesize-stream", self.peer).await?);
-                let tts = TtsRequest::streamed(call.clone(), &event).map_err(|e| call.fail(e))?;
+                let tts =
+                    TtsRequest::streamed(&self.settings.service, call.clone(), &event).map_err(|e| call.fail(e))?;
                 self.request = Request::Tts(Box::new(tts));
                 Ok(())
             }
@@ -198,23 +196,13 @@ impl Connection {
         }
     }
 
-    async fn on_asr_step(&mut self, step: Result<asr::Step, Error>) -> Result<(), Closed> {
+    async fn on_step(&mut self, step: Result<Step, Error>) -> Result<(), Closed> {
         match step {
-            Ok(asr::Step::Send(events)) => self.send_all(&events).await,
-            Ok(asr::Step::Answer(events)) => {
-                let stopped = matches!(&self.request, Request::Asr(asr) if asr.stopped());
-                self.request = if stopped { Request::Idle } else { Request::Draining { until: "audio-stop" } };
-                self.send_all(&events).await
-            }
-            Err(error) => self.refuse(error).await,
-        }
-    }
-
-    async fn on_tts_step(&mut self, step: Result<tts::Step, Error>) -> Result<(), Closed> {
-        match step {
-            Ok(tts::Step::Send(events)) => self.send_all(&events).await,
-            Ok(tts::Step::Answer(events)) => {
-                self.request = Request::Idle;
+            Ok(Step::Send(events)) => self.send_all(&events).await,
+            Ok(Step::Answer(events)) => {
+                // Answered before its audio-stop (our VAD ended it): the rest of its audio is dropped.
+                let audio_left = matches!(&self.request, Request::Asr(asr) if !asr.stopped());
+                self.request = if audio_left { Request::Draining { until: "audio-stop" } } else { Request::Idle };
                 self.send_all(&events).await
             }
             Err(error) => self.refuse(error).await,
@@ -266,20 +254,14 @@ fn error_event(code: &str, text: &str) -> Event {
     Event::with_data("error", json!({"text": text, "code": code}))
 }
 
-/// The engine's next output for the request under way.
-enum Output {
-    Asr(Result<asr::Step, Error>),
-    Tts(Result<tts::Step, Error>),
-}
-
-/// Never completes when no request is under way.
-async fn next_output(request: &mut Request) -> Output {
+/// The next step of the request under way; never completes when none is.
+async fn next_step(request: &mut Request) -> Result<Step, Error> {
     match request {
         Request::Asr(asr) => {
             let event = asr.events.recv().await;
-            Output::Asr(asr.on_event(event))
+            asr.on_event(event)
         }
-        Request::Tts(tts) => Output::Tts(tts.next().await),
+        Request::Tts(tts) => tts.next().await,
         Request::Idle | Request::Draining { .. } => std::future::pending().await,
     }
 }

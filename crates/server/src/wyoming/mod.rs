@@ -21,6 +21,13 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 
+/// What a request under way does after its engine's next output.
+pub enum Step {
+    Send(Vec<wire::Event>),
+    /// Send these, and the request is answered.
+    Answer(Vec<wire::Event>),
+}
+
 /// What every connection of the listener shares.
 #[derive(Clone)]
 pub struct Settings {

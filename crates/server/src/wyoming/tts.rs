@@ -4,9 +4,10 @@
 //! `audio-start` ... `audio-stop` per sentence and `synthesize-stopped` at the end.
 
 use super::wire::Event;
+use super::Step;
 use crate::service::live::{LiveSpeech, SpeechEvents};
 use crate::service::speech::{self, DeliveredSentences, SpeechInput};
-use crate::service::{Operation, SharedCall};
+use crate::service::{Operation, Service, SharedCall};
 use serde_json::{json, Value};
 use smai_core::{AudioStream, Error, SpeechEvent, SpeechOptions};
 use smai_inference::audio::encode::{pcm_s16le, AudioFormat};
@@ -16,15 +17,14 @@ const SAMPLES_PER_CHUNK: usize = 2048;
 
 /// The voice a `synthesize` or `synthesize-start` names: by `name`, else the first the key
 /// may use in `language`, else the first the key may use.
-pub fn voice_of(call: &SharedCall, event: &Event) -> Result<String, Error> {
+fn voice_of(service: &Service, call: &SharedCall, event: &Event) -> Result<String, Error> {
     let requested = event.data.get("voice").and_then(Value::as_object);
     let field = |name: &str| requested.and_then(|v| v.get(name)).and_then(Value::as_str).filter(|s| !s.is_empty());
     if let Some(name) = field("name") {
         return Ok(name.to_owned());
     }
-    let service = call.with(|c| Ok(c.synthesizer()?.voices()))?;
     let principal = call.with(|c| Ok(c.principal().clone()))?;
-    let usable: Vec<_> = service.into_iter().filter(|v| principal.voices.allows(&v.id)).collect();
+    let usable = service.usable_voices(&principal);
     let normal = |tag: &str| tag.to_ascii_lowercase().replace('-', "_");
     let chosen = match field("language") {
         Some(language) => {
@@ -47,19 +47,12 @@ pub enum TtsRequest {
     Streamed { call: SharedCall, live: Option<LiveSpeech>, events: SpeechEvents, rate: u32 },
 }
 
-/// What to do after the engine's next output.
-pub enum Step {
-    Send(Vec<Event>),
-    /// Send these, and the request is over.
-    Answer(Vec<Event>),
-}
-
 impl TtsRequest {
     /// A `synthesize` outside a stream: the whole text, audio out sentence by sentence.
-    pub fn whole(call: SharedCall, event: &Event) -> Result<Self, Error> {
+    pub fn whole(service: &Service, call: SharedCall, event: &Event) -> Result<Self, Error> {
         call.with(|c| c.authorize(Operation::Speech))?;
         let text = event.str("text").unwrap_or_default();
-        let voice = voice_of(&call, event)?;
+        let voice = voice_of(service, &call, event)?;
         let input = SpeechInput {
             text,
             voice: &voice,
@@ -73,9 +66,9 @@ impl TtsRequest {
     }
 
     /// `synthesize-start`: a text stream whose sentences are spoken as they complete.
-    pub fn streamed(call: SharedCall, event: &Event) -> Result<Self, Error> {
+    pub fn streamed(service: &Service, call: SharedCall, event: &Event) -> Result<Self, Error> {
         call.with(|c| c.authorize(Operation::SpeechStream))?;
-        let voice = voice_of(&call, event)?;
+        let voice = voice_of(service, &call, event)?;
         let rate =
             call.with(|c| Ok(c.synthesizer()?.voices()))?.iter().find(|v| v.id == voice).map_or(0, |v| v.sample_rate);
         let (live, events) = LiveSpeech::open(&call, SpeechOptions { voice, speed: 1.0 })?;
