@@ -4,7 +4,9 @@
 //! tested on one machine. A level the CPU lacks falls back to the best it has, with a warning.
 //! Kernels are written once, as `#[inline(always)]` plain Rust whose multiply-adds are
 //! `mul_add` and whose sums run in a fixed order, and [`dispatch_isa!`] compiles one copy per
-//! level: every level gives bit-identical results. On aarch64 the plain code is NEON code
+//! level: every level gives bit-identical results. Kernels whose register blocking differs per
+//! level (the VITS convolutions, `vits/cpu_conv.rs`) are written with intrinsics per level and
+//! choose by [`level`] too, keeping the same summation order. On aarch64 the plain code is NEON code
 //! (NEON is part of the base architecture); gemm, which candle and our products call, picks
 //! its own kernels at run time.
 

@@ -4,6 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
+use super::cpu_conv::PackedConv;
 use super::layers::{conv1d, leaky_relu, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
 
@@ -43,13 +44,19 @@ impl ResBlock {
 }
 
 /// ConvTranspose1d (stride s, kernel K) split into s output phases: output sample u*s + p is
-/// a plain convolution of the input with kernel taps p, p + s, ... Each group of taps is one
-/// matrix product for all phases at once, which keeps the CPU on its fast matmul kernel (candle's
-/// own transposed convolution is slow when padding is not 0).
+/// a plain convolution of the input with kernel taps p, p + s, ... On the CPU all phases are
+/// one direct convolution (`[s * out, in, taps]`, the leaky ReLU before the upsampler applied
+/// as the input is copied in) whose rows are then interleaved; elsewhere each group of taps is
+/// one matrix product for all phases at once (candle's own transposed convolution is slow when
+/// padding is not 0).
 struct Upsample {
     /// Per tap group q: `[s * out, in]`, row `p * out + o` holding `W[:, o, p + q * s]`.
     groups: Vec<Tensor>,
+    /// The CPU: every phase as output rows `p * out + o` of one convolution over
+    /// `n_groups` taps, tap `j` reading input `u - (n_groups - 1) + j`.
+    phases: Option<PackedConv>,
     bias: Tensor, // [out, 1]
+    bias_values: Vec<f32>,
     stride: usize,
     kernel: usize,
     padding: usize,
@@ -60,13 +67,21 @@ impl Upsample {
     fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, stride: usize) -> Result<Self> {
         let weight = vb.get((cin, cout, kernel), "weight")?;
         let n_groups = kernel.div_ceil(stride);
+        let phases = weight.device().is_cpu().then(|| phase_conv(&weight, stride)).transpose()?;
         let weight = weight.pad_with_zeros(2, 0, n_groups * stride - kernel)?;
-        let groups = (0..n_groups)
-            .map(|q| weight.narrow(2, q * stride, stride)?.permute((2, 1, 0))?.reshape((stride * cout, cin)))
-            .collect::<Result<_>>()?;
+        let groups = if phases.is_some() {
+            Vec::new()
+        } else {
+            (0..n_groups)
+                .map(|q| weight.narrow(2, q * stride, stride)?.permute((2, 1, 0))?.reshape((stride * cout, cin)))
+                .collect::<Result<_>>()?
+        };
+        let bias = vb.get(cout, "bias")?;
         Ok(Self {
             groups,
-            bias: vb.get(cout, "bias")?.reshape((cout, 1))?,
+            phases,
+            bias_values: bias.to_vec1()?,
+            bias: bias.reshape((cout, 1))?,
             stride,
             kernel,
             padding: (kernel - stride) / 2,
@@ -74,9 +89,36 @@ impl Upsample {
         })
     }
 
-    /// `[1, in, t]` -> `[1, out, (t - 1) * stride + kernel - 2 * padding]`
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `[1, in, t]` -> `[1, out, (t - 1) * stride + kernel - 2 * padding]`, of `leaky_relu(x)`.
+    fn forward(&self, x: &Tensor, slope: f32) -> Result<Tensor> {
         let len = x.dim(2)?;
+        let full = (len - 1) * self.stride + self.kernel;
+        let out_len = full - 2 * self.padding;
+        let Some(phases) = &self.phases else {
+            return self.forward_products(&leaky_relu(x, slope)?, len, out_len);
+        };
+        let (s, cout) = (self.stride, self.out_channels);
+        let n_groups = self.kernel.div_ceil(s);
+        let frames = len + n_groups - 1;
+        let mut by_phase = vec![0.0f32; s * cout * frames];
+        let x = x.contiguous()?;
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        phases.apply_padded(&values, len, n_groups - 1, Some(slope), &mut by_phase);
+        // Output sample j is sample f = j + padding of the full transposed convolution:
+        // phase f % s at frame f / s.
+        let mut out = vec![0.0f32; cout * out_len];
+        for (o, row) in out.chunks_exact_mut(out_len).enumerate() {
+            let b = self.bias_values[o];
+            for (j, v) in row.iter_mut().enumerate() {
+                let f = j + self.padding;
+                *v = by_phase[((f % s) * cout + o) * frames + f / s] + b;
+            }
+        }
+        Tensor::from_vec(out, (1, cout, out_len), x.device())
+    }
+
+    /// Devices other than the CPU: one product per tap group, phases interleaved by reshaping.
+    fn forward_products(&self, x: &Tensor, len: usize, out_len: usize) -> Result<Tensor> {
         let q_len = self.groups.len();
         let frames = len + q_len - 1;
         let padded = x.squeeze(0)?.pad_with_zeros(1, q_len - 1, q_len - 1)?;
@@ -96,10 +138,31 @@ impl Upsample {
             .permute((1, 2, 0))?
             .contiguous()?
             .reshape((self.out_channels, frames * self.stride))?;
-        let full = (len - 1) * self.stride + self.kernel;
-        let y = y.narrow(1, self.padding, full - 2 * self.padding)?.broadcast_add(&self.bias)?;
+        let y = y.narrow(1, self.padding, out_len)?.broadcast_add(&self.bias)?;
         y.unsqueeze(0)
     }
+}
+
+/// ConvTranspose1d weights `[in, out, K]` as the phase convolution's `[s * out, in, taps]`:
+/// row `p * out + o`, tap `j` holds `W[:, o, p + (taps - 1 - j) * s]` (zero past K).
+fn phase_conv(weight: &Tensor, stride: usize) -> Result<PackedConv> {
+    let (cin, cout, kernel) = weight.dims3()?;
+    let taps = kernel.div_ceil(stride);
+    let w = weight.flatten_all()?.to_vec1::<f32>()?;
+    let mut conv = vec![0.0f32; stride * cout * cin * taps];
+    for p in 0..stride {
+        for o in 0..cout {
+            for c in 0..cin {
+                for j in 0..taps {
+                    let k = p + (taps - 1 - j) * stride;
+                    if k < kernel {
+                        conv[(((p * cout + o) * cin + c) * taps) + j] = w[(c * cout + o) * kernel + k];
+                    }
+                }
+            }
+        }
+    }
+    Ok(PackedConv::new(&conv, stride * cout, cin, taps, 1))
 }
 
 pub struct Generator {
@@ -145,7 +208,7 @@ impl Generator {
             x = x.broadcast_add(&cond.forward(g)?)?;
         }
         for (i, up) in self.ups.iter().enumerate() {
-            x = up.forward(&leaky_relu(&x, LRELU_SLOPE as f32)?)?;
+            x = up.forward(&x, LRELU_SLOPE as f32)?;
             let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let mut sum: Option<Tensor> = None;
             for block in blocks {

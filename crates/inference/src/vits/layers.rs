@@ -5,27 +5,28 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
+use super::cpu_conv::PackedConv;
+
 /// Conv1d whose output length equals its input length (odd kernels), with bias.
 pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<TapConv1d> {
     TapConv1d::load(vb, cin, cout, kernel, dilation, true)
 }
 
-/// Conv1d with "same" padding computed as matrix products: the kernel taps' shifted copies of
-/// the input are stacked (`[taps * in, tile]`) against the weight flattened tap-major
-/// (`[out, taps * in]`). Long inputs (the generator's last stages run at the audio rate) are
-/// cut into time tiles so the stacked copy stays cache-sized instead of growing with the
-/// sentence; the leaky ReLU before a convolution, the bias and a residual sum are applied
-/// while stacking and writing out, saving whole passes over the signal.
+/// Conv1d with "same" padding. On the CPU it runs our direct kernel (`cpu_conv`), with the
+/// leaky ReLU before a convolution, the bias and a residual sum applied while copying in and
+/// writing out, saving whole passes over the signal. Elsewhere it is a matrix product: the
+/// kernel taps' shifted copies of the input stacked (`[taps * in, t]`) against the weight
+/// flattened tap-major (`[out, taps * in]`).
 pub struct TapConv1d {
-    weight: Tensor, // [out, taps * in]
+    /// Devices other than the CPU: `[out, taps * in]`.
+    weight: Option<Tensor>,
+    /// The CPU: the weights as the direct kernel reads them.
+    packed: Option<PackedConv>,
     bias: Option<Tensor>,
     bias_values: Vec<f32>,
     taps: usize,
     dilation: usize,
 }
-
-/// Floats in one tile's stacked taps (2 MiB): long enough to keep the matrix product efficient.
-const TILE_FLOATS: usize = 1 << 19;
 
 /// Runs `f` on the f32 values of a CPU tensor, in row-major order, without copying them when
 /// the tensor is already contiguous.
@@ -53,18 +54,23 @@ pub fn leaky_relu(x: &Tensor, slope: f32) -> Result<Tensor> {
 impl TapConv1d {
     pub fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize, bias: bool) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel), "weight")?;
-        let weight = weight.permute((0, 2, 1))?.reshape((cout, kernel * cin))?.contiguous()?;
+        let (weight, packed) = if weight.device().is_cpu() {
+            let values = weight.flatten_all()?.to_vec1::<f32>()?;
+            (None, Some(PackedConv::new(&values, cout, cin, kernel, dilation)))
+        } else {
+            (Some(weight.permute((0, 2, 1))?.reshape((cout, kernel * cin))?.contiguous()?), None)
+        };
         let bias = if bias { Some(vb.get(cout, "bias")?.reshape((cout, 1))?) } else { None };
         let bias_values = match &bias {
             Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
             None => vec![0.0; cout],
         };
-        Ok(Self { weight, bias, bias_values, taps: kernel, dilation })
+        Ok(Self { weight, packed, bias, bias_values, taps: kernel, dilation })
     }
 
     /// `[1, in, t]` -> `[1, out, t]`: `conv(leaky_relu(x, slope)) + residual`, either optional.
     pub fn forward_fused(&self, x: &Tensor, slope: Option<f32>, residual: Option<&Tensor>) -> Result<Tensor> {
-        if !x.device().is_cpu() {
+        let Some(packed) = &self.packed else {
             let x = match slope {
                 Some(s) => candle_nn::ops::leaky_relu(x, s as f64)?,
                 None => x.clone(),
@@ -74,61 +80,18 @@ impl TapConv1d {
                 Some(r) => y + r,
                 None => Ok(y),
             };
-        }
-        let (_, cin, len) = x.dims3()?;
-        let cout = self.weight.dim(0)?;
+        };
+        let (_, _, len) = x.dims3()?;
+        let cout = self.bias_values.len();
         let mut out = match residual {
             Some(r) => with_values(r, <[f32]>::to_vec)?,
             None => vec![0.0f32; cout * len],
         };
-        with_values(x, |input| self.tiles(input, cin, len, slope, &mut out))??;
-        Tensor::from_vec(out, (1, cout, len), x.device())
-    }
-
-    /// Adds the convolution of `input` (`[cin, len]`) to `out` (`[out, len]`), tile by tile.
-    fn tiles(&self, input: &[f32], cin: usize, len: usize, slope: Option<f32>, out: &mut [f32]) -> Result<()> {
-        let cout = self.bias_values.len();
-        let rows = self.taps * cin;
-        let tile = (TILE_FLOATS / rows).max(256).min(len.max(1));
-        let pad = (self.taps - 1) * self.dilation / 2;
-        let act = |v: f32| match slope {
-            Some(s) if v < 0.0 => v * s,
-            _ => v,
-        };
-        let mut t0 = 0;
-        while t0 < len {
-            let width = tile.min(len - t0);
-            let mut stacked = vec![0.0f32; rows * width];
-            for k in 0..self.taps {
-                // Output column t reads input column t + k * dilation - pad.
-                let shift = (k * self.dilation) as isize - pad as isize;
-                let first = (-(t0 as isize + shift)).clamp(0, width as isize) as usize;
-                let last = (len as isize - t0 as isize - shift).clamp(0, width as isize) as usize;
-                for c in 0..cin {
-                    let dst = &mut stacked[(k * cin + c) * width..][..width];
-                    if first < last {
-                        let src0 = (t0 as isize + first as isize + shift) as usize;
-                        let src = &input[c * len + src0..c * len + src0 + (last - first)];
-                        for (d, &v) in dst[first..last].iter_mut().zip(src) {
-                            *d = act(v);
-                        }
-                    }
-                }
-            }
-            let stacked = Tensor::from_vec(stacked, (rows, width), self.weight.device())?;
-            let y = self.weight.matmul(&stacked)?;
-            with_values(&y, |y| {
-                for o in 0..cout {
-                    let b = self.bias_values[o];
-                    let dst = &mut out[o * len + t0..o * len + t0 + width];
-                    for (d, &v) in dst.iter_mut().zip(&y[o * width..(o + 1) * width]) {
-                        *d += v + b;
-                    }
-                }
-            })?;
-            t0 += width;
+        for (row, &b) in out.chunks_exact_mut(len.max(1)).zip(&self.bias_values) {
+            row.iter_mut().for_each(|v| *v += b);
         }
-        Ok(())
+        with_values(x, |input| packed.apply(input, len, slope, &mut out))?;
+        Tensor::from_vec(out, (1, cout, len), x.device())
     }
 
     /// The whole sequence as one product (devices other than the CPU).
@@ -144,7 +107,9 @@ impl TapConv1d {
                 (0..self.taps).map(|k| padded.narrow(1, k * self.dilation, len)).collect::<Result<Vec<_>>>()?;
             Tensor::cat(&shifted, 0)?
         };
-        let mut out = self.weight.matmul(&stacked)?;
+        let weight =
+            self.weight.as_ref().ok_or_else(|| candle_core::Error::Msg("conv weights packed for the CPU".into()))?;
+        let mut out = weight.matmul(&stacked)?;
         if let Some(bias) = &self.bias {
             out = out.broadcast_add(bias)?;
         }

@@ -2,6 +2,7 @@
 //! of the piper repository), inference path only; weights come from the voice's ONNX export.
 
 pub mod config;
+mod cpu_conv;
 mod duration;
 mod flow;
 mod generator;
