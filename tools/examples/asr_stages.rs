@@ -2,10 +2,10 @@
 //! each for short files): audio decoding, log-mel, encoder, cross-attention keys/values, and
 //! the rest of greedy decoding (full transcription minus the stages measured alone).
 //!
-//!     cargo run --release -p smai-tools --example asr_stages -- tiny.en 10
+//!     cargo run --release -p smai-tools --example asr_stages -- tiny.en 10 [float32|int8]
 
 use smai_inference::audio::{decode_to_mono_16k, mel::N_FRAMES};
-use smai_inference::whisper::{transcribe, WhisperModel};
+use smai_inference::whisper::{transcribe, ComputeType, WhisperModel};
 use smai_tools::eval::{read_manifest, reference_options};
 use smai_tools::{default_eval_dir, default_models_dir};
 use std::time::Instant;
@@ -15,7 +15,9 @@ fn main() -> anyhow::Result<()> {
     let model_id = args.get(1).map_or("tiny.en", String::as_str);
     let limit: usize = args.get(2).and_then(|n| n.parse().ok()).unwrap_or(10);
     let (models, eval) = (default_models_dir(), default_eval_dir());
-    let mut model = WhisperModel::load(model_id, &models.join(model_id), &candle_core::Device::Cpu)?;
+    let compute =
+        args.get(3).map_or(Ok(ComputeType::Float32), |c| ComputeType::parse_arg(c)).map_err(anyhow::Error::msg)?;
+    let mut model = WhisperModel::load_as(model_id, &models.join(model_id), &candle_core::Device::Cpu, compute)?;
     let mut rows = read_manifest(&eval)?;
     rows.truncate(limit);
     let opts = reference_options();

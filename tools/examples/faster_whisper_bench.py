@@ -1,9 +1,9 @@
 """faster-whisper side of `asr_bench` (src/cli/bench.rs): transcribes the first N dev files with
 the settings our engine is compared under and prints one JSON line of timings.
 
-    python faster_whisper_bench.py MODEL_DIR EVAL_DIR N [BEAM_SIZE]
+    python faster_whisper_bench.py MODEL_DIR EVAL_DIR N [BEAM_SIZE [COMPUTE_TYPE]]
 
-Settings: float32 on CPU with every core, greedy (beam 1) unless BEAM_SIZE says, temperature 0, no conditioning on
+Settings: float32 (or COMPUTE_TYPE) on CPU with every core, greedy (beam 1) unless BEAM_SIZE says, temperature 0, no conditioning on
 previous text, English, no VAD. The model directory is the same CTranslate2 directory our
 engine loads, so both sides run the same weights.
 """
@@ -17,13 +17,14 @@ import time
 def main():
     model_dir, eval_dir, limit = sys.argv[1], sys.argv[2], int(sys.argv[3])
     beam_size = int(sys.argv[4]) if len(sys.argv) > 4 else 1
+    compute_type = sys.argv[5] if len(sys.argv) > 5 else "float32"
     from faster_whisper import WhisperModel
 
     with open(os.path.join(eval_dir, "manifest.tsv"), encoding="utf-8") as f:
         rows = [line.rstrip("\n").split("\t") for line in f][1:]
     rows = [r for r in rows if len(r) >= 4][:limit]
     started = time.perf_counter()
-    model = WhisperModel(model_dir, device="cpu", compute_type="float32", cpu_threads=os.cpu_count() or 1)
+    model = WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=os.cpu_count() or 1)
     load_s = time.perf_counter() - started
     texts = []
     started = time.perf_counter()

@@ -1,5 +1,5 @@
 //! `smai-tools asr-bench`: our engine and faster-whisper on the same dev files, same weights (the
-//! CTranslate2 directory both load) and the same decoding settings (float32, greedy,
+//! CTranslate2 directory both load) and the same decoding settings (float32 or int8, greedy,
 //! temperature 0, no conditioning on previous text, English). Each side runs in its own child
 //! process so that load time, processing time and peak memory are measured the same way; the
 //! rounds alternate which side goes first, since the machine may be shared and noisy.
@@ -8,7 +8,7 @@ use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
-use smai_inference::whisper::{WhisperModel, WhisperOptions};
+use smai_inference::whisper::{ComputeType, WhisperModel, WhisperOptions};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
@@ -30,6 +30,9 @@ pub struct AsrBenchArgs {
     /// Beams of the search on both sides (1: greedy; 5 is faster-whisper's and our default).
     #[arg(long, default_value_t = 1)]
     pub beam_size: usize,
+    /// Number type on both sides: float32 or int8 (faster-whisper's `compute_type`).
+    #[arg(long, default_value = "float32", value_parser = ComputeType::parse_arg)]
+    pub compute_type: ComputeType,
     /// Only run our side (for profiling).
     #[arg(long)]
     pub ours_only: bool,
@@ -71,7 +74,8 @@ pub fn peak_rss_mib() -> f64 {
 fn run_ours(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, Error> {
     let started = Instant::now();
     let dir = args.models_dir.join(model_id);
-    let mut model = WhisperModel::load(model_id, &dir, &candle_core::Device::Cpu).map_err(Error::internal)?;
+    let mut model =
+        WhisperModel::load_as(model_id, &dir, &candle_core::Device::Cpu, args.compute_type).map_err(Error::internal)?;
     let load_s = started.elapsed().as_secs_f64();
     let mut rows = read_manifest(&args.eval_dir)?;
     rows.truncate(args.files);
@@ -116,7 +120,7 @@ fn faster_whisper_child(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, 
         cmd.env("OMP_WAIT_POLICY", "PASSIVE");
     }
     cmd.arg(&args.script).arg(args.models_dir.join(model_id)).arg(&args.eval_dir).arg(args.files.to_string());
-    cmd.arg(args.beam_size.to_string());
+    cmd.arg(args.beam_size.to_string()).arg(args.compute_type.resolve(&candle_core::Device::Cpu).name());
     run_child(cmd, "faster-whisper side")
 }
 
@@ -143,8 +147,11 @@ pub fn run_asr_bench(args: AsrBenchArgs) -> Result<(), Error> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let omp = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "asr bench: first {} dev files, {} rounds, {threads} cores, float32 CPU, beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
-        args.files, args.rounds, args.beam_size
+        "asr bench: first {} dev files, {} rounds, {threads} cores, {} CPU, beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
+        args.files,
+        args.rounds,
+        args.compute_type.resolve(&candle_core::Device::Cpu),
+        args.beam_size
     );
     for model_id in &args.models {
         let (mut ours, mut theirs) = (Vec::new(), Vec::new());

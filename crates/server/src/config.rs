@@ -6,6 +6,7 @@ pub use crate::tls::ClientAuth;
 use crate::tls::TlsFiles;
 use clap::{Args, ValueEnum};
 use smai_core::Tier;
+use smai_inference::whisper::ComputeTypes;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -81,6 +82,12 @@ pub struct ServeConfig {
     /// Device for the models: cpu, cuda or metal (the last two need the build feature).
     #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
+
+    /// Number type of the Whisper products: float32, int8 (CPU; weights quantised per channel
+    /// at load, as faster-whisper's `compute_type="int8"`) or auto (int8 on CPUs with AVX-512
+    /// VNNI, float32 elsewhere); one for all models or per model: `base=int8,tiny.en=float32`.
+    #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeTypes::parse)]
+    pub compute_type: ComputeTypes,
 
     /// Requests that may wait per model beyond the one running; past it, 503 `overloaded`.
     #[arg(long, env = "SMAI_QUEUE_DEPTH", default_value_t = 16)]
@@ -227,6 +234,7 @@ impl ServeConfig {
             asr_models: vec![],
             voices_config: None,
             device: "cpu".into(),
+            compute_type: ComputeTypes::default(),
             queue_depth: 16,
             metrics: MetricsMode::On,
             playground: PlaygroundMode::On,

@@ -12,7 +12,7 @@ use super::vad_filter::{file_params, keep_speech, TimeMap};
 use crate::audio::mel::LogMel;
 use crate::audio::{decode_with_limits, probe_duration, DecodeLimits};
 use crate::runtime::{device_name, Worker, WorkerConfig};
-use crate::whisper::{transcribe_until, Features, WhisperModel, WhisperOptions};
+use crate::whisper::{transcribe_until, ComputeTypes, Features, WhisperModel, WhisperOptions};
 use candle_core::Device;
 use smai_core::{
     AudioLength, EngineHealth, Error, LiveSession, ModelInfo, TranscribeOptions, Transcriber, TranscriptEvent,
@@ -46,14 +46,27 @@ impl WhisperEngine {
     /// Loads each model id from `<models_dir>/<id>` on its own worker; the first is the
     /// default. `queue_depth` requests may wait per model beyond the one being decoded.
     pub fn load(models_dir: &Path, ids: &[String], device: &Device, queue_depth: usize) -> Result<Self, Error> {
+        Self::load_as(models_dir, ids, device, queue_depth, &ComputeTypes::default())
+    }
+
+    /// As [`Self::load`], each model's products in the number type `compute` gives it.
+    pub fn load_as(
+        models_dir: &Path,
+        ids: &[String],
+        device: &Device,
+        queue_depth: usize,
+        compute: &ComputeTypes,
+    ) -> Result<Self, Error> {
         let default_model = ids.first().cloned().ok_or_else(|| Error::invalid("no Whisper model to load"))?;
         let mut models = Vec::new();
         for id in ids {
             let (dir, id_owned, device) = (models_dir.join(id), id.clone(), device.clone());
+            let compute = compute.for_model(id);
             let config = WorkerConfig::new(format!("whisper {id}"), queue_depth);
             let (worker, (info, mel)) = Worker::start(config, move || {
-                let model = WhisperModel::load(&id_owned, &dir, &device)
+                let model = WhisperModel::load_as(&id_owned, &dir, &device, compute)
                     .map_err(|e| Error::internal(format!("loading Whisper model {id_owned}: {e}")))?;
+                tracing::info!(model = %id_owned, compute_type = %model.compute_type, asked = %compute, "Whisper model loaded");
                 let info = ModelInfo {
                     id: id_owned,
                     languages: model_languages(&model),

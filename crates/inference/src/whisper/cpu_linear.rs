@@ -8,23 +8,32 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::cpu_int8::QuantizedWeights;
 use super::cpu_ops::{contiguous_f32, dispatch_isa, gelu_in_place, CHUNK};
 
 /// A dense layer (weight (out, in), optional bias (out)), with the same weights as the
-/// candle_nn Linear it wraps for devices other than the CPU.
+/// candle_nn Linear it wraps for devices other than the CPU; on the CPU it may be quantised
+/// to int8 (`quantize_int8`).
 pub struct Dense {
     inner: candle_nn::Linear,
     /// The bias, or zeros, as the fused CPU op takes one.
     bias: Tensor,
+    int8: Option<Int8Dense>,
+}
+
+struct Int8Dense {
+    weights: QuantizedWeights,
+    bias: Vec<f32>,
 }
 
 impl Dense {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let zeros = || Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device());
         let full_bias = bias.clone().map_or_else(zeros, Ok)?;
-        Ok(Self { inner: candle_nn::Linear::new(weight, bias), bias: full_bias })
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias), bias: full_bias, int8: None })
     }
 
+    /// The float weights (empty once the layer is quantised).
     pub fn weight(&self) -> &Tensor {
         self.inner.weight()
     }
@@ -33,19 +42,57 @@ impl Dense {
         self.inner.bias()
     }
 
-    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        match fused(x, self.weight(), &self.bias, false)? {
-            Some(y) => Ok(y),
-            None => self.inner.forward(x),
+    /// Quantises the weights to int8 per output channel and drops the float copy; only for
+    /// float32 layers on the CPU (others are left as they are).
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        let w = self.inner.weight();
+        if !w.device().is_cpu() || w.dtype() != DType::F32 || self.int8.is_some() {
+            return Ok(());
         }
+        let (out_dim, in_dim) = w.dims2()?;
+        let weights = QuantizedWeights::new(&w.flatten_all()?.to_vec1::<f32>()?, out_dim, in_dim);
+        self.int8 = Some(Int8Dense { weights, bias: self.bias.to_vec1()? });
+        let empty = Tensor::zeros((0, in_dim), DType::F32, w.device())?;
+        self.inner = candle_nn::Linear::new(empty, self.inner.bias().cloned());
+        Ok(())
+    }
+
+    pub fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        self.forward_with(x, false)
     }
 
     /// GELU(x W^T + b).
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
-        match fused(x, self.weight(), &self.bias, true)? {
-            Some(y) => Ok(y),
-            None => self.inner.forward(x)?.gelu_erf(),
+        self.forward_with(x, true)
+    }
+
+    fn forward_with(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+        if let Some(q) = &self.int8 {
+            return q.forward(x, gelu);
         }
+        if let Some(y) = fused(x, self.weight(), &self.bias, gelu)? {
+            return Ok(y);
+        }
+        let y = self.inner.forward(x)?;
+        if gelu {
+            y.gelu_erf()
+        } else {
+            Ok(y)
+        }
+    }
+}
+
+impl Int8Dense {
+    fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
+        let values = x.flatten_all()?.to_vec1::<f32>()?;
+        let mut y = self.weights.forward(&values, &self.bias);
+        if gelu {
+            y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
+        }
+        let mut shape = x.dims().to_vec();
+        *shape.last_mut().ok_or_else(|| candle_core::Error::Msg("dense input without dimensions".into()))? =
+            self.weights.out_dim();
+        Tensor::from_vec(y, shape, x.device())
     }
 }
 

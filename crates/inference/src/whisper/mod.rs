@@ -4,7 +4,9 @@
 pub mod alignment;
 pub mod beam;
 pub mod bpe;
+pub mod compute_type;
 pub mod cpu_attention;
+mod cpu_int8;
 pub mod cpu_linear;
 pub mod cpu_ops;
 pub mod ct2;
@@ -17,6 +19,7 @@ pub mod tokenizer;
 pub mod transcribe;
 pub mod words;
 
+pub use compute_type::{ComputeType, ComputeTypes};
 pub use load::LoadError;
 pub use model::WhisperModel;
 pub use transcribe::{transcribe, transcribe_features, transcribe_until, window_token_cap, Features, WhisperOptions};

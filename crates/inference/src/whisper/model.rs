@@ -2,6 +2,7 @@
 //! end, with the calls decoding needs (encode a 30 s window; run tokens against it).
 
 use super::bpe::BpeEncoder;
+use super::compute_type::ComputeType;
 use super::load::{load_dir, GenerationConfig, LoadError};
 use super::network::{Decoder, DecoderState, Encoder};
 use super::tokenizer::WhisperTokenizer;
@@ -24,6 +25,8 @@ pub struct WhisperModel {
     /// The log-mel front end, shared with the work done before the model's queue.
     pub mel: Arc<LogMel>,
     pub device: Device,
+    /// What the products run in (resolved: never `auto`).
+    pub compute_type: ComputeType,
     /// Decoder calls so far: the work decoding did, for tests and accounting.
     steps: AtomicU64,
 }
@@ -60,8 +63,20 @@ impl WhisperModel {
             bpe,
             generation: w.generation,
             device: device.clone(),
+            compute_type: ComputeType::Float32,
             steps: AtomicU64::new(0),
         })
+    }
+
+    /// Loads as [`Self::load`], then sets the products' number type (`auto` resolved here).
+    pub fn load_as(id: &str, dir: &Path, device: &Device, compute: ComputeType) -> Result<Self, LoadError> {
+        let mut model = Self::load(id, dir, device)?;
+        if compute.resolve(device) == ComputeType::Int8 {
+            model.encoder.quantize_int8().map_err(LoadError::Tensor)?;
+            model.decoder.quantize_int8().map_err(LoadError::Tensor)?;
+            model.compute_type = ComputeType::Int8;
+        }
+        Ok(model)
     }
 
     pub fn max_target_positions(&self) -> usize {

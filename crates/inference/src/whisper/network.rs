@@ -45,6 +45,13 @@ impl Attention {
         })
     }
 
+    fn quantize_int8(&mut self) -> Result<()> {
+        for dense in [&mut self.q, &mut self.k, &mut self.v, &mut self.out] {
+            dense.quantize_int8()?;
+        }
+        Ok(())
+    }
+
     /// (b, t, d) -> (b, heads, t, d_head)
     fn heads(&self, x: &Tensor) -> Result<Tensor> {
         let (b, t, d) = x.dims3()?;
@@ -108,6 +115,11 @@ impl Mlp {
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
         x + self.fc2.forward(&self.fc1.forward_gelu(&self.ln.forward(x)?)?)?
     }
+
+    fn quantize_int8(&mut self) -> Result<()> {
+        self.fc1.quantize_int8()?;
+        self.fc2.quantize_int8()
+    }
 }
 
 struct EncoderBlock {
@@ -149,6 +161,15 @@ impl Encoder {
             blocks,
             ln_post: layer_norm(&vb.pp("layer_norm"), d)?,
         })
+    }
+
+    /// int8 attention and MLP products (`cpu_int8`); the convolutions stay float.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        for b in &mut self.blocks {
+            b.attn.quantize_int8()?;
+            b.mlp.quantize_int8()?;
+        }
+        Ok(())
     }
 
     /// (1, n_mels, 3000) features -> (1, 1500, d) audio states.
@@ -235,6 +256,17 @@ impl Decoder {
             blocks,
             ln: layer_norm(&vb.pp("layer_norm"), d)?,
         })
+    }
+
+    /// int8 attention, MLP and vocabulary products (`cpu_int8`), as CTranslate2 quantises
+    /// them; the token embedding itself stays float.
+    pub fn quantize_int8(&mut self) -> Result<()> {
+        for b in &mut self.blocks {
+            b.attn.quantize_int8()?;
+            b.cross.quantize_int8()?;
+            b.mlp.quantize_int8()?;
+        }
+        self.vocab.quantize_int8()
     }
 
     pub fn max_positions(&self) -> usize {

@@ -4,6 +4,7 @@ use clap::Args;
 use smai_core::transcript::{render, OutputFormat, Transcript};
 use smai_core::{Error, Task, TranscribeOptions, Transcriber, TranscriptEvent, TranscriptStream};
 use smai_inference::asr::SileroVad;
+use smai_inference::whisper::{ComputeType, ComputeTypes};
 use smai_inference::{device_from_name, WhisperEngine};
 use std::path::PathBuf;
 
@@ -41,6 +42,9 @@ pub struct TranscribeArgs {
     /// cpu, cuda or metal (the last two need the build feature).
     #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Number type of the products: float32, int8 (CPU) or auto (int8 on CPUs with AVX-512 VNNI).
+    #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeType::parse_arg)]
+    pub compute_type: ComputeType,
     #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]
     pub models_dir: PathBuf,
 }
@@ -63,7 +67,8 @@ pub fn collect(mut stream: TranscriptStream, task: Task) -> Result<Transcript, E
 /// Transcribes each file and prints it in the chosen format (text: one line per file).
 pub fn run(args: TranscribeArgs) -> Result<(), Error> {
     let device = device_from_name(&args.device)?;
-    let mut engine = WhisperEngine::load(&args.models_dir, std::slice::from_ref(&args.model), &device, 1)?;
+    let compute = ComputeTypes::all(args.compute_type);
+    let mut engine = WhisperEngine::load_as(&args.models_dir, std::slice::from_ref(&args.model), &device, 1, &compute)?;
     if args.vad_filter {
         let vad =
             SileroVad::installed(&args.models_dir).map_err(|e| Error::internal(e.to_string()))?.ok_or_else(|| {

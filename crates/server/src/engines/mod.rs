@@ -68,8 +68,14 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
             None
         } else {
             tracing::info!(models = ?installed, device = %config.device, "loading Whisper models");
-            let engine = WhisperEngine::load(&config.models_dir, &installed, &device, config.queue_depth)?
-                .with_decode_limits(smai_inference::audio::DecodeLimits { max_seconds: config.max_audio_seconds });
+            let engine = WhisperEngine::load_as(
+                &config.models_dir,
+                &installed,
+                &device,
+                config.queue_depth,
+                &config.compute_type,
+            )?
+            .with_decode_limits(smai_inference::audio::DecodeLimits { max_seconds: config.max_audio_seconds });
             Some(Arc::new(with_vad(engine, &config)?))
         };
         let synthesizer: Option<Arc<dyn Synthesizer>> = match load_voices(&config, &device) {

@@ -1,0 +1,316 @@
+//! int8 dense layers on the CPU, with CTranslate2's semantics for `compute_type="int8"`: the
+//! weights quantised once per output channel (scale 127 / max |w|, rounded to nearest), the
+//! input quantised per row as it arrives, products summed exactly in int32, then scaled back
+//! to float with the bias added. With AVX-512 VNNI the products run on `vpdpbusd` (unsigned
+//! by signed bytes, four per lane), as oneDNN's kernels do: the input is shifted to unsigned
+//! (+128) and each output subtracts `128 * sum(w)`, computed at load. Elsewhere the same
+//! integer sums come from plain code the compiler vectorises, so every level gives the same
+//! result bit for bit.
+
+use rayon::prelude::*;
+
+use crate::cpu_isa::{level, Isa};
+
+use super::cpu_ops::dispatch_isa;
+
+/// Output columns per block of the packed weights (one 512-bit register of int32 sums).
+const COLS: usize = 16;
+/// Input rows per register block of the VNNI kernel (x 2 column blocks = 12 accumulators).
+const ROWS: usize = 6;
+/// Panels (2 * COLS outputs) per parallel task when there are few rows.
+const PANELS_PER_TASK: usize = 32;
+/// Input rows per parallel task when there are many (the encoder's 1500 frames).
+const ROWS_PER_TASK: usize = 48;
+
+/// A weight matrix `[out, in]` quantised per output row, packed as
+/// `[out / COLS][in / 4][COLS][4]` (columns padded with zeros to a multiple of `2 * COLS`, the
+/// input to a multiple of 4) so one 64-byte load holds four inputs of sixteen outputs.
+pub struct QuantizedWeights {
+    packed: Vec<i8>,
+    /// Per output: max |w| / 127, what an int8 weight is worth.
+    scales: Vec<f32>,
+    /// Per output: 128 * the sum of its int8 weights (the unsigned shift's correction).
+    shift_sums: Vec<i32>,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+/// Adding and subtracting 1.5 * 2^23 rounds an f32 of magnitude below 2^22 to the nearest
+/// integer, ties to even, in the default rounding mode: `round_ties_even` without SSE4.1 in
+/// the baseline target is a library call per value.
+const ROUNDER: f32 = 12_582_912.0;
+
+/// Rounds to nearest, ties to even (`std::nearbyint` in the default mode, as CTranslate2 does).
+#[inline(always)]
+fn quantize(v: f32, scale: f32) -> i8 {
+    (((v * scale).clamp(-127.0, 127.0) + ROUNDER) - ROUNDER) as i8
+}
+
+/// The scale that maps `max |row|` to 127 (1 for an all-zero row, as CTranslate2 does).
+#[inline(always)]
+fn row_scale(row: &[f32]) -> f32 {
+    // Sixteen running maxima so the reduction vectorises.
+    let mut lanes = [0f32; 16];
+    let mut blocks = row.chunks_exact(16);
+    for b in &mut blocks {
+        for (m, v) in lanes.iter_mut().zip(b) {
+            *m = m.max(v.abs());
+        }
+    }
+    let amax = blocks.remainder().iter().chain(&lanes).fold(0f32, |m, v| m.max(v.abs()));
+    if amax > 0.0 {
+        127.0 / amax
+    } else {
+        1.0
+    }
+}
+
+/// One input row as unsigned bytes (+128) into `dst`; returns what a unit of it is worth.
+#[inline(always)]
+fn quantize_row_any(row: &[f32], dst: &mut [u8]) -> f32 {
+    let scale = row_scale(row);
+    for (d, &v) in dst.iter_mut().zip(row) {
+        *d = (i32::from(quantize(v, scale)) + 128) as u8;
+    }
+    1.0 / scale
+}
+
+dispatch_isa! {
+    /// [`quantize_row_any`] at the process's vector level, its result in `worth[0]`.
+    fn quantize_row(row: &[f32], dst: &mut [u8], worth: &mut [f32]) => quantize_row_into
+}
+
+#[inline(always)]
+fn quantize_row_into(row: &[f32], dst: &mut [u8], worth: &mut [f32]) {
+    worth[0] = quantize_row_any(row, dst);
+}
+
+impl QuantizedWeights {
+    pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Self {
+        assert_eq!(w.len(), out_dim * in_dim, "weight size");
+        let k4 = in_dim.div_ceil(4);
+        let out_pad = out_dim.div_ceil(2 * COLS) * 2 * COLS;
+        let mut packed = vec![0i8; out_pad * k4 * 4];
+        let (mut scales, mut shift_sums) = (Vec::with_capacity(out_dim), Vec::with_capacity(out_dim));
+        for (j, row) in w.chunks_exact(in_dim.max(1)).enumerate() {
+            let scale = row_scale(row);
+            let mut sum = 0i32;
+            for (k, &v) in row.iter().enumerate() {
+                let q = quantize(v, scale);
+                sum += i32::from(q);
+                packed[((j / COLS * k4 + k / 4) * COLS + j % COLS) * 4 + k % 4] = q;
+            }
+            scales.push(1.0 / scale);
+            shift_sums.push(128 * sum);
+        }
+        Self { packed, scales, shift_sums, in_dim, out_dim }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// `x W^T + b` for `x` of `rows x in` (row-major), as `rows x out`.
+    pub fn forward(&self, x: &[f32], b: &[f32]) -> Vec<f32> {
+        let rows = x.len() / self.in_dim.max(1);
+        let k4 = self.in_dim.div_ceil(4);
+        // Unsigned inputs (+128), rows padded to whole groups of four with 128 (zero after
+        // the shift; the padded weights are zero anyway).
+        let mut xq = vec![128u8; rows * k4 * 4];
+        let mut x_scales = vec![0f32; rows];
+        xq.par_chunks_mut(k4 * 4)
+            .zip(x.par_chunks(self.in_dim.max(1)))
+            .zip(x_scales.par_iter_mut())
+            .for_each(|((dst, row), worth)| quantize_row(row, dst, std::slice::from_mut(worth)));
+        let mut y = vec![0.0f32; rows * self.out_dim];
+        let panels = self.packed.len() / (k4 * 4 * 2 * COLS);
+        let vnni = level() == Isa::Avx512 && has_vnni();
+        if rows <= ROWS {
+            // Decoding steps: few rows, so the outputs are split over the threads.
+            let mut sums = vec![0i32; panels * rows * 2 * COLS];
+            sums.par_chunks_mut(PANELS_PER_TASK * rows * 2 * COLS).enumerate().for_each(|(t, out)| {
+                for (i, out) in out.chunks_exact_mut(rows * 2 * COLS).enumerate() {
+                    self.panel_sums(&xq, rows, t * PANELS_PER_TASK + i, vnni, out);
+                }
+            });
+            for p in 0..panels {
+                self.finish(&sums[p * rows * 2 * COLS..][..rows * 2 * COLS], 0..rows, p, &x_scales, b, &mut y);
+            }
+        } else {
+            y.par_chunks_mut(ROWS_PER_TASK * self.out_dim).enumerate().for_each(|(t, y)| {
+                let first = t * ROWS_PER_TASK;
+                let n = y.len() / self.out_dim;
+                let xq = &xq[first * k4 * 4..(first + n) * k4 * 4];
+                let mut sums = vec![0i32; ROWS * 2 * COLS];
+                for r0 in (0..n).step_by(ROWS) {
+                    let m = ROWS.min(n - r0);
+                    for p in 0..panels {
+                        self.panel_sums(&xq[r0 * k4 * 4..(r0 + m) * k4 * 4], m, p, vnni, &mut sums[..m * 2 * COLS]);
+                        self.finish(&sums[..m * 2 * COLS], r0..r0 + m, p, &x_scales[first..], b, y);
+                    }
+                }
+            });
+        }
+        y
+    }
+
+    /// Exact sums `xq . w` of `rows` (<= ROWS) unsigned input rows against panel `p` (2 * COLS
+    /// outputs), as `out[r * 2 * COLS + c]`.
+    fn panel_sums(&self, xq: &[u8], rows: usize, p: usize, vnni: bool, out: &mut [i32]) {
+        let k4 = self.in_dim.div_ceil(4);
+        let w = &self.packed[p * 2 * k4 * COLS * 4..][..2 * k4 * COLS * 4];
+        assert!(rows <= ROWS && xq.len() == rows * k4 * 4 && out.len() == rows * 2 * COLS, "int8 block bounds");
+        #[cfg(target_arch = "x86_64")]
+        if vnni {
+            // SAFETY: `vnni` is only true where the CPU has AVX-512 F, BW and VNNI; the
+            // assert above keeps every read inside `xq` and `w` and every write inside `out`.
+            return unsafe { x86::panel_vnni(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
+        }
+        let _ = vnni;
+        panel_sums_plain(xq, w, k4, out);
+    }
+
+    /// Float outputs of panel `p` for rows `rows` of `y` (`rows.start` is row 0 of `sums`).
+    fn finish(&self, sums: &[i32], rows: std::ops::Range<usize>, p: usize, x_scales: &[f32], b: &[f32], y: &mut [f32]) {
+        let first_col = p * 2 * COLS;
+        let n = (2 * COLS).min(self.out_dim.saturating_sub(first_col));
+        for (i, r) in rows.enumerate() {
+            let dst = &mut y[r * self.out_dim + first_col..][..n];
+            for (c, d) in dst.iter_mut().enumerate() {
+                let j = first_col + c;
+                let exact = sums[i * 2 * COLS + c] - self.shift_sums[j];
+                *d = exact as f32 * (x_scales[r] * self.scales[j]) + b[j];
+            }
+        }
+    }
+}
+
+fn has_vnni() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+dispatch_isa! {
+    /// Exact sums of unsigned input rows against one panel of packed weights (plain code).
+    fn panel_sums_plain(xq: &[u8], w: &[i8], k4: usize, out: &mut [i32]) => panel_sums_any
+}
+
+#[inline(always)]
+fn panel_sums_any(xq: &[u8], w: &[i8], k4: usize, out: &mut [i32]) {
+    for (x, out) in xq.chunks_exact(k4 * 4).zip(out.chunks_exact_mut(2 * COLS)) {
+        for (half, out) in out.chunks_exact_mut(COLS).enumerate() {
+            let w = &w[half * k4 * COLS * 4..][..k4 * COLS * 4];
+            let mut acc = [0i32; COLS];
+            for (xs, ws) in x.chunks_exact(4).zip(w.chunks_exact(COLS * 4)) {
+                for (a, w4) in acc.iter_mut().zip(ws.chunks_exact(4)) {
+                    for (&xv, &wv) in xs.iter().zip(w4) {
+                        *a += i32::from(xv) * i32::from(wv);
+                    }
+                }
+            }
+            out.copy_from_slice(&acc);
+        }
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{COLS, ROWS};
+
+    /// # Safety
+    /// AVX-512 F, BW and VNNI present; `xq` holds `rows * k4 * 4` bytes, `w` two column blocks
+    /// of `k4 * COLS * 4`, `out` `rows * 2 * COLS` sums; `rows <= ROWS`.
+    #[target_feature(enable = "avx512f,avx512bw,avx512vnni")]
+    pub unsafe fn panel_vnni(xq: *const u8, w: *const i8, k4: usize, rows: usize, out: &mut [i32]) {
+        let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
+        let w1 = w.add(k4 * COLS * 4);
+        for k in 0..k4 {
+            let b0 = _mm512_loadu_si512(w.add(k * COLS * 4).cast());
+            let b1 = _mm512_loadu_si512(w1.add(k * COLS * 4).cast());
+            for (r, row) in acc.iter_mut().enumerate().take(rows) {
+                let a = _mm512_set1_epi32(xq.add((r * k4 + k) * 4).cast::<i32>().read_unaligned());
+                row[0] = _mm512_dpbusd_epi32(row[0], a, b0);
+                row[1] = _mm512_dpbusd_epi32(row[1], a, b1);
+            }
+        }
+        for (r, row) in acc.iter().enumerate().take(rows) {
+            _mm512_storeu_si512(out.as_mut_ptr().add(r * 2 * COLS).cast(), row[0]);
+            _mm512_storeu_si512(out.as_mut_ptr().add(r * 2 * COLS + COLS).cast(), row[1]);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cpu_isa::with_level;
+
+    fn values(n: usize, seed: u64, amp: f32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 7;
+                s ^= s << 17;
+                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
+            })
+            .collect()
+    }
+
+    /// The same arithmetic written out: quantise both sides, sum in i64, scale back.
+    fn reference(x: &[f32], w: &[f32], b: &[f32], in_dim: usize) -> Vec<f32> {
+        let mut y = Vec::new();
+        for row in x.chunks_exact(in_dim) {
+            let sx = row_scale(row);
+            for (j, wr) in w.chunks_exact(in_dim).enumerate() {
+                let sw = row_scale(wr);
+                let sum: i64 =
+                    row.iter().zip(wr).map(|(&a, &c)| i64::from(quantize(a, sx)) * i64::from(quantize(c, sw))).sum();
+                y.push(sum as f32 * ((1.0 / sx) * (1.0 / sw)) + b[j]);
+            }
+        }
+        y
+    }
+
+    #[test]
+    fn every_level_gives_the_exact_quantised_products_and_stays_near_float() {
+        for (rows, in_dim, out_dim) in [(1, 384, 1536), (5, 37, 70), (6, 384, 384), (61, 1536, 384), (13, 3, 1)] {
+            let x = values(rows * in_dim, 1, 3.0);
+            let w = values(out_dim * in_dim, 2, 0.2);
+            let b = values(out_dim, 3, 1.0);
+            let q = QuantizedWeights::new(&w, out_dim, in_dim);
+            let want = reference(&x, &w, &b, in_dim);
+            for isa in Isa::available() {
+                let got = with_level(isa, || q.forward(&x, &b));
+                assert!(got == want, "{isa:?} {rows}x{in_dim}->{out_dim} differs from the exact quantised sums");
+            }
+            // Against float: per-row int8 keeps the error to a small part of the output's scale.
+            let float: Vec<f32> = x
+                .chunks_exact(in_dim)
+                .flat_map(|r| {
+                    w.chunks_exact(in_dim)
+                        .zip(&b)
+                        .map(move |(c, bj)| r.iter().zip(c).map(|(a, c)| a * c).sum::<f32>() + bj)
+                })
+                .collect();
+            let scale = float.iter().fold(0f32, |m, v| m.max(v.abs()));
+            let err = want.iter().zip(&float).fold(0f32, |m, (a, f)| m.max((a - f).abs()));
+            assert!(
+                err <= 0.02 * scale + 1e-3,
+                "{rows}x{in_dim}->{out_dim}: int8 error {err} for outputs up to {scale}"
+            );
+        }
+    }
+
+    #[test]
+    fn an_all_zero_row_stays_zero() {
+        let q = QuantizedWeights::new(&[0.0; 8], 2, 4);
+        assert_eq!(q.forward(&[0.0; 4], &[0.5, -0.5]), vec![0.5, -0.5]);
+    }
+}
