@@ -1,6 +1,7 @@
 //! Unmasked multi-head attention for f32 tensors on the CPU in one pass: for each block of
 //! query rows and each head, scores = q k^T into a small scratch buffer, softmax in place,
-//! then scores v written straight into the head's columns of the output. Compared with the
+//! then scores v written into the head's columns of the output (with our kernels,
+//! `attention_kernels`, for many rows; with gemm for a decoding step's few). Compared with the
 //! same steps as candle tensor ops, it skips splitting the queries into heads and joining the
 //! heads back (two copies each), never holds all the scores at once, and runs blocks in
 //! parallel with single-threaded products instead of synchronising threads inside each
@@ -10,6 +11,7 @@ use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
+use super::attention_kernels::{self as kernels, KEY_BLOCK, ROW_BLOCK};
 use super::cpu_ops::{contiguous_f32, softmax_in_place};
 
 /// Scores of one block of rows for one head stay under this size, so they stay in cache.
@@ -94,62 +96,104 @@ impl CustomOp3 for Attention {
             );
         }
         let threads = rayon::current_num_threads().max(1);
-        // Enough blocks to keep every thread busy, each block's scores small.
+        // Enough blocks to keep every thread busy, each block's scores small; whole register
+        // blocks of rows for the kernels.
         let rows = (BLOCK_BYTES / (4 * s.max(1))).min(t.div_ceil(4 * threads)).clamp(8, 256);
+        let rows = if t >= ROW_BLOCK { rows.div_ceil(ROW_BLOCK) * ROW_BLOCK } else { rows };
+        let shape = HeadShape { d, h, s, dh };
         let mut out = vec![0.0f32; b * t * d];
         for (batch, out) in out.chunks_mut(t * d).enumerate() {
             let q = &q[batch * t * d..(batch + 1) * t * d];
             let kv = if kb == 1 { 0 } else { batch };
             let (k, v) = (&k[kv * h * s * dh..(kv + 1) * h * s * dh], &v[kv * h * s * dh..(kv + 1) * h * s * dh]);
+            // Many query rows: our kernels over keys transposed once; a few (decoding steps):
+            // gemm, which pads nothing.
+            let keys = (t >= ROW_BLOCK).then(|| transposed_keys(k, shape));
             out.par_chunks_mut(rows * d).enumerate().for_each(|(block, out)| {
                 let n_rows = out.len() / d;
                 let q = &q[block * rows * d..block * rows * d + n_rows * d];
-                SCORES.with_borrow_mut(|scores| {
-                    scores.resize(n_rows * s, 0.0);
-                    for head in 0..h {
-                        let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
-                        // SAFETY: q's block is n_rows x d read at columns head*dh..+dh; kh and
-                        // vh are s x dh; scores holds n_rows x s; out's block is n_rows x d
-                        // written at columns head*dh..+dh. All are separate allocations.
-                        unsafe {
-                            matmul(
-                                n_rows,
-                                s,
-                                dh,
-                                scores.as_mut_ptr(),
-                                s,
-                                q.as_ptr().add(head * dh),
-                                d,
-                                1,
-                                kh.as_ptr(),
-                                1,
-                                dh,
-                            );
-                        }
-                        for row in scores.chunks_mut(s) {
-                            softmax_in_place(row);
-                        }
-                        unsafe {
-                            matmul(
-                                n_rows,
-                                dh,
-                                s,
-                                out.as_mut_ptr().add(head * dh),
-                                d,
-                                scores.as_ptr(),
-                                s,
-                                1,
-                                vh.as_ptr(),
-                                dh,
-                                1,
-                            );
-                        }
-                    }
-                });
+                match &keys {
+                    Some((kt, s_pad)) => attend_with_kernels(q, kt, *s_pad, v, shape, out),
+                    None => attend_with_gemm(q, k, v, shape, out),
+                }
             });
         }
         Ok((CpuStorage::F32(out), ql.shape().clone()))
     }
+}
+
+/// One call's attention dimensions: model width, heads, keys, head width.
+#[derive(Clone, Copy)]
+struct HeadShape {
+    d: usize,
+    h: usize,
+    s: usize,
+    dh: usize,
+}
+
+/// Each head's keys as `[dh][s_pad]` (zeros past `s`), and `s_pad`.
+fn transposed_keys(k: &[f32], shape: HeadShape) -> (Vec<f32>, usize) {
+    let HeadShape { h, s, dh, .. } = shape;
+    let s_pad = s.div_ceil(KEY_BLOCK) * KEY_BLOCK;
+    let mut kt = vec![0.0f32; h * dh * s_pad];
+    for (head, kt) in kt.chunks_exact_mut(dh * s_pad).enumerate() {
+        for (j, key) in k[head * s * dh..(head + 1) * s * dh].chunks_exact(dh).enumerate() {
+            for (e, &x) in key.iter().enumerate() {
+                kt[e * s_pad + j] = x;
+            }
+        }
+    }
+    (kt, s_pad)
+}
+
+/// A block of query rows (`n x d`) against every head, with `attention_kernels`.
+fn attend_with_kernels(q: &[f32], kt: &[f32], s_pad: usize, v: &[f32], shape: HeadShape, out: &mut [f32]) {
+    let HeadShape { d, h, s, dh } = shape;
+    let n = q.len() / d;
+    let n_pad = n.div_ceil(ROW_BLOCK) * ROW_BLOCK;
+    SCORES.with_borrow_mut(|scratch| {
+        scratch.resize(n_pad * (s_pad + 2 * dh), 0.0);
+        let (scores, rest) = scratch.split_at_mut(n_pad * s_pad);
+        let (q_head, out_head) = rest.split_at_mut(n_pad * dh);
+        for head in 0..h {
+            // Padded rows stay zero; their results are never read.
+            for (dst, row) in q_head.chunks_exact_mut(dh).zip(q.chunks_exact(d)) {
+                dst.copy_from_slice(&row[head * dh..(head + 1) * dh]);
+            }
+            kernels::scores(q_head, &kt[head * dh * s_pad..(head + 1) * dh * s_pad], dh, s_pad, scores);
+            for row in scores.chunks_exact_mut(s_pad).take(n) {
+                softmax_in_place(&mut row[..s]);
+            }
+            kernels::weighted_values(scores, s_pad, &v[head * s * dh..(head + 1) * s * dh], dh, out_head);
+            for (dst, src) in out.chunks_exact_mut(d).zip(out_head.chunks_exact(dh)) {
+                dst[head * dh..(head + 1) * dh].copy_from_slice(src);
+            }
+        }
+    });
+}
+
+/// A block of query rows against every head, with gemm products.
+fn attend_with_gemm(q: &[f32], k: &[f32], v: &[f32], shape: HeadShape, out: &mut [f32]) {
+    let HeadShape { d, h, s, dh } = shape;
+    let n_rows = q.len() / d;
+    SCORES.with_borrow_mut(|scores| {
+        scores.resize(n_rows * s, 0.0);
+        for head in 0..h {
+            let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
+            // SAFETY: q's block is n_rows x d read at columns head*dh..+dh; kh and vh are
+            // s x dh; scores holds n_rows x s; out's block is n_rows x d written at columns
+            // head*dh..+dh. All are separate allocations.
+            unsafe {
+                matmul(n_rows, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
+            }
+            for row in scores.chunks_mut(s) {
+                softmax_in_place(row);
+            }
+            unsafe {
+                matmul(n_rows, dh, s, out.as_mut_ptr().add(head * dh), d, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
+            }
+        }
+    });
 }
 
 /// softmax(q k^T) v over `heads` heads, for queries `q` (b, t, d) already scaled, and keys and
