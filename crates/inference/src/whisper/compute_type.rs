@@ -12,8 +12,8 @@ pub enum ComputeType {
     #[default]
     Float32,
     Int8,
-    /// int8 where its accuracy has been checked against float32 and faster-whisper on the CPU
-    /// class it runs on (x86 with AVX-512 VNNI, the tests' machines); float32 elsewhere.
+    /// int8 where it has vector kernels (x86 with AVX2: VNNI or 16-bit products, the same
+    /// sums bit for bit, so the accuracy the tests check holds on each); float32 elsewhere.
     Auto,
 }
 
@@ -58,12 +58,7 @@ impl fmt::Display for ComputeType {
 }
 
 fn int8_verified_here() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512bw") && is_x86_feature_detected!("avx512vnni")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
+    crate::cpu_isa::level() >= crate::cpu_isa::Isa::Avx2
 }
 
 /// The compute type of each model: one for all (`int8`), or per model id

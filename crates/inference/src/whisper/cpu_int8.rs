@@ -3,9 +3,9 @@
 //! input quantised per row as it arrives, products summed exactly in int32, then scaled back
 //! to float with the bias added. With AVX-512 VNNI the products run on `vpdpbusd` (unsigned
 //! by signed bytes, four per lane), as oneDNN's kernels do: the input is shifted to unsigned
-//! (+128) and each output subtracts `128 * sum(w)`, computed at load. Elsewhere the same
-//! integer sums come from plain code the compiler vectorises, so every level gives the same
-//! result bit for bit.
+//! (+128) and each output subtracts `128 * sum(w)`, computed at load. With AVX2 alone the same
+//! sums come from 16-bit products (`vpmaddwd`), elsewhere from plain code, so every level
+//! gives the same result bit for bit.
 
 use rayon::prelude::*;
 
@@ -124,13 +124,15 @@ impl QuantizedWeights {
             .for_each(|((dst, row), worth)| quantize_row(row, dst, std::slice::from_mut(worth)));
         let mut y = vec![0.0f32; rows * self.out_dim];
         let panels = self.packed.len() / (k4 * 4 * 2 * COLS);
-        let vnni = level() == Isa::Avx512 && has_vnni();
+        // Decided here, on the calling thread: the kernels run on rayon's.
+        let isa = level();
+        let vnni = isa == Isa::Avx512 && has_vnni();
         if rows <= ROWS {
             // Decoding steps: few rows, so the outputs are split over the threads.
             let mut sums = vec![0i32; panels * rows * 2 * COLS];
             sums.par_chunks_mut(PANELS_PER_TASK * rows * 2 * COLS).enumerate().for_each(|(t, out)| {
                 for (i, out) in out.chunks_exact_mut(rows * 2 * COLS).enumerate() {
-                    self.panel_sums(&xq, rows, t * PANELS_PER_TASK + i, vnni, out);
+                    self.panel_sums(&xq, rows, t * PANELS_PER_TASK + i, (isa, vnni), out);
                 }
             });
             for p in 0..panels {
@@ -145,7 +147,13 @@ impl QuantizedWeights {
                 for r0 in (0..n).step_by(ROWS) {
                     let m = ROWS.min(n - r0);
                     for p in 0..panels {
-                        self.panel_sums(&xq[r0 * k4 * 4..(r0 + m) * k4 * 4], m, p, vnni, &mut sums[..m * 2 * COLS]);
+                        self.panel_sums(
+                            &xq[r0 * k4 * 4..(r0 + m) * k4 * 4],
+                            m,
+                            p,
+                            (isa, vnni),
+                            &mut sums[..m * 2 * COLS],
+                        );
                         self.finish(&sums[..m * 2 * COLS], r0..r0 + m, p, &x_scales[first..], b, y);
                     }
                 }
@@ -156,17 +164,23 @@ impl QuantizedWeights {
 
     /// Exact sums `xq . w` of `rows` (<= ROWS) unsigned input rows against panel `p` (2 * COLS
     /// outputs), as `out[r * 2 * COLS + c]`.
-    fn panel_sums(&self, xq: &[u8], rows: usize, p: usize, vnni: bool, out: &mut [i32]) {
+    fn panel_sums(&self, xq: &[u8], rows: usize, p: usize, (isa, vnni): (Isa, bool), out: &mut [i32]) {
         let k4 = self.in_dim.div_ceil(4);
         let w = &self.packed[p * 2 * k4 * COLS * 4..][..2 * k4 * COLS * 4];
         assert!(rows <= ROWS && xq.len() == rows * k4 * 4 && out.len() == rows * 2 * COLS, "int8 block bounds");
         #[cfg(target_arch = "x86_64")]
-        if vnni {
-            // SAFETY: `vnni` is only true where the CPU has AVX-512 F, BW and VNNI; the
-            // assert above keeps every read inside `xq` and `w` and every write inside `out`.
-            return unsafe { x86::panel_vnni(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
+        {
+            // SAFETY: `vnni` is only true where the CPU has AVX-512 F, BW and VNNI, and `isa`
+            // (from `level`) never names a level the CPU lacks; the assert above keeps every read inside `xq`
+            // and `w` and every write inside `out`.
+            if vnni {
+                return unsafe { x86::panel_vnni(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
+            }
+            if isa >= Isa::Avx2 {
+                return unsafe { x86::panel_avx2(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
+            }
         }
-        let _ = vnni;
+        let _ = (isa, vnni);
         panel_sums_plain(xq, w, k4, out);
     }
 
@@ -242,6 +256,38 @@ mod x86 {
         for (r, row) in acc.iter().enumerate().take(rows) {
             _mm512_storeu_si512(out.as_mut_ptr().add(r * 2 * COLS).cast(), row[0]);
             _mm512_storeu_si512(out.as_mut_ptr().add(r * 2 * COLS + COLS).cast(), row[1]);
+        }
+    }
+
+    /// The same sums without VNNI: bytes widened to 16 bits and multiplied in pairs
+    /// (`vpmaddwd`, exact: a pair is at most 2 * 255 * 127), one row and 16 outputs at a time,
+    /// each register holding two partial sums of four outputs, added together at the end.
+    ///
+    /// # Safety
+    /// AVX2 present; bounds as [`panel_vnni`].
+    #[target_feature(enable = "avx2")]
+    pub unsafe fn panel_avx2(xq: *const u8, w: *const i8, k4: usize, rows: usize, out: &mut [i32]) {
+        for r in 0..rows {
+            for half in 0..2 {
+                let wb = w.add(half * k4 * COLS * 4);
+                let mut acc = [_mm256_setzero_si256(); 4];
+                for k in 0..k4 {
+                    let x4 = xq.add((r * k4 + k) * 4).cast::<u32>().read_unaligned();
+                    // [x0, x1, x2, x3] as 16-bit lanes, four times over.
+                    let x = _mm256_cvtepu8_epi16(_mm_set1_epi32(x4 as i32));
+                    for (c, a) in acc.iter_mut().enumerate() {
+                        let w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(k * COLS * 4 + c * 16).cast()));
+                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w16, x));
+                    }
+                }
+                // acc[c] holds outputs 4c..4c + 4 as pairs of partial sums; hadd joins pairs.
+                let lo = _mm256_hadd_epi32(acc[0], acc[1]);
+                let hi = _mm256_hadd_epi32(acc[2], acc[3]);
+                // lo: [o0 o1 o4 o5 | o2 o3 o6 o7] by 128-bit lane; pairs 0, 2, 1, 3 put them in order.
+                let dst = out.as_mut_ptr().add(r * 2 * COLS + half * COLS);
+                _mm256_storeu_si256(dst.cast(), _mm256_permute4x64_epi64(lo, 0xD8));
+                _mm256_storeu_si256(dst.add(8).cast(), _mm256_permute4x64_epi64(hi, 0xD8));
+            }
         }
     }
 }
