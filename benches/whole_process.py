@@ -1,6 +1,6 @@
 """Whole-process transcription as users run it, model load included: `smai transcribe` over the
 first N dev files beside faster-whisper transcribing the same files in one Python process, the
-same model directory, the same beam size, alternating sides round by round. Several `--smai`
+same model directory, the same beam size and compute type, alternating sides round by round. Several `--smai`
 binaries may be given (a build before and after a change, say), each timed in the same rounds.
 
   python3 benches/whole_process.py --smai target/release/smai --python .venv/bin/python \\
@@ -20,9 +20,9 @@ ROOT = Path(__file__).resolve().parent.parent
 FASTER_WHISPER = """
 import sys
 from faster_whisper import WhisperModel
-model_dir, beam = sys.argv[1], int(sys.argv[2])
-model = WhisperModel(model_dir, device="cpu", compute_type="float32")
-for path in sys.argv[3:]:
+model_dir, beam, compute_type = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+model = WhisperModel(model_dir, device="cpu", compute_type=compute_type)
+for path in sys.argv[4:]:
     segments, _ = model.transcribe(path, language="en", beam_size=beam)
     print("".join(s.text for s in segments).strip())
 """
@@ -44,6 +44,7 @@ def main():
     parser.add_argument("--files", type=int, default=10)
     parser.add_argument("--beam-size", type=int, default=5)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--compute-type", default="float32", choices=["float32", "int8"], help="both sides")
     parser.add_argument("--models", default=str(ROOT / "models/cache"))
     parser.add_argument("--eval-dir", default=str(ROOT / "../shared/eval/dev"))
     args = parser.parse_args()
@@ -57,15 +58,18 @@ def main():
     outputs = {}
     for round_ in range(args.rounds):
         sides = [(b, [b, "transcribe", "--models-dir", args.models, "--model", args.model, "--language", "en",
-                      "--beam-size", str(args.beam_size), "--format", "text", *files]) for b in args.smai]
-        sides.append(("faster-whisper", [args.python, "-c", FASTER_WHISPER, model_dir, str(args.beam_size), *files]))
+                      "--beam-size", str(args.beam_size), "--compute-type", args.compute_type, "--format", "text",
+                      *files]) for b in args.smai]
+        sides.append(("faster-whisper", [args.python, "-c", FASTER_WHISPER, model_dir, str(args.beam_size),
+                                         args.compute_type, *files]))
         if round_ % 2:
             sides.reverse()
         for name, command in sides:
             seconds, out = timed(command, env)
             times[name].append(seconds)
             outputs[name] = out
-    print(f"whole process: {args.model}, {len(files)} files ({audio:.1f} s of audio), beam {args.beam_size}, "
+    print(f"whole process: {args.model} {args.compute_type}, {len(files)} files ({audio:.1f} s of audio), "
+          f"beam {args.beam_size}, "
           f"{args.rounds} rounds, {os.cpu_count()} CPUs")
     peer = min(times["faster-whisper"])
     for name, values in times.items():

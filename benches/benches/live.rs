@@ -2,7 +2,7 @@
 //! utterance its `final` arrives (p50, p95), how often partials come, with 1 and 4 sessions at
 //! once on tiny.en; and for live speech, from a `speak` of a complete 10-word sentence to its
 //! first audio frame (p50). Run: `cargo bench -p smai-benches --bench live` (needs
-//! `smai models pull`). Prints one line per figure.
+//! `smai models pull`; `SMAI_COMPUTE_TYPE=int8` runs Whisper in int8). Prints one line per figure.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};

@@ -76,6 +76,10 @@ pub async fn real_engines() -> smai_server::serve::Engines {
     config.models_dir = models.clone();
     config.asr_models = vec!["tiny.en".into()];
     config.voices_config = Some(voices.clone());
+    // As the server reads it: benches compare compute types with it; unset, float32.
+    if let Ok(compute) = std::env::var("SMAI_COMPUTE_TYPE") {
+        config.compute_type = smai_inference::whisper::ComputeTypes::parse(&compute).expect("SMAI_COMPUTE_TYPE");
+    }
     smai_server::engines::load(&config).await.expect("real engines load")
 }
 
