@@ -14,11 +14,12 @@ use rayon::prelude::*;
 
 use crate::cpu_isa::{level, Isa};
 
-/// Output channels per register block.
-const OC: usize = 4;
-/// Output samples per register block at each level: AVX-512 keeps 4 x 6 vectors of 16 in its
-/// 32 registers, AVX2 4 x 3 vectors of 8 in its 16.
-const TW_AVX512: usize = 96;
+/// Output channels per block of packed weights.
+const OC: usize = 8;
+/// Output samples per register block at each level: AVX-512 keeps 8 channels x 3 vectors of 16
+/// in its 32 registers, AVX2 two halves of 4 channels x 3 vectors of 8 in its 16 (fewer input
+/// loads per multiply-add than 4 x 6 vectors: the input tile often lives in L2).
+const TW_AVX512: usize = 48;
 const TW_AVX2: usize = 24;
 const MAX_TW: usize = TW_AVX512;
 /// Register blocks of output channels per parallel task.
@@ -122,8 +123,15 @@ impl PackedConv {
         match isa {
             // SAFETY: `level` never names a level the CPU lacks; the assert above keeps every
             // read inside `x` and `w`.
-            Isa::Avx512 => return unsafe { x86::block_avx512(w.as_ptr(), x.as_ptr(), stride, cin, taps, dil, acc) },
-            Isa::Avx2 => return unsafe { x86::block_avx2(w.as_ptr(), x.as_ptr(), stride, cin, taps, dil, acc) },
+            Isa::Avx512 => {
+                return unsafe { x86::block_avx512(w.as_ptr(), x.as_ptr(), stride, (cin, taps, dil), 0, acc) }
+            }
+            Isa::Avx2 => {
+                for half in [0, OC / 2] {
+                    unsafe { x86::block_avx2(w.as_ptr(), x.as_ptr(), stride, (cin, taps, dil), half, acc) };
+                }
+                return;
+            }
             Isa::Scalar => {}
         }
         block_plain(w, x, stride, cin, taps, dil, acc);
@@ -173,11 +181,11 @@ mod x86 {
 
     use super::{MAX_TW, OC, TW_AVX2, TW_AVX512};
 
-    /// Defines one level's register-block kernel: `$lanes`-float vectors, `OC` rows of
-    /// `$tw / $lanes` vectors of accumulators, input vectors loaded once per (channel, tap)
-    /// and each weight broadcast once.
+    /// Defines one level's register-block kernel: `$lanes`-float vectors, `$rows` output
+    /// channels (from `first` within the block of `OC`) of `$tw / $lanes` vectors of
+    /// accumulators, input vectors loaded once per (channel, tap) and each weight broadcast once.
     macro_rules! block_kernel {
-        ($(#[$doc:meta])* $name:ident, $feature:literal, $tw:expr, $lanes:literal,
+        ($(#[$doc:meta])* $name:ident, $feature:literal, $rows:expr, $tw:expr, $lanes:literal,
          $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
             $(#[$doc])*
             #[target_feature(enable = $feature)]
@@ -185,13 +193,12 @@ mod x86 {
                 w: *const f32,
                 x: *const f32,
                 stride: usize,
-                cin: usize,
-                taps: usize,
-                dil: usize,
+                (cin, taps, dil): (usize, usize, usize),
+                first: usize,
                 acc: &mut [f32; OC * MAX_TW],
             ) {
                 const VECTORS: usize = $tw / $lanes;
-                let mut a = [[$zero(); VECTORS]; OC];
+                let mut a = [[$zero(); VECTORS]; $rows];
                 let mut v = [$zero(); VECTORS];
                 for c in 0..cin {
                     for k in 0..taps {
@@ -199,7 +206,7 @@ mod x86 {
                         for (j, vj) in v.iter_mut().enumerate() {
                             *vj = $load(xp.add(j * $lanes));
                         }
-                        let wp = w.add((c * taps + k) * OC);
+                        let wp = w.add((c * taps + k) * OC + first);
                         for (o, row) in a.iter_mut().enumerate() {
                             let b = $splat(*wp.add(o));
                             for (s, &vj) in row.iter_mut().zip(&v) {
@@ -210,7 +217,7 @@ mod x86 {
                 }
                 for (o, row) in a.iter().enumerate() {
                     for (j, &s) in row.iter().enumerate() {
-                        $store(acc.as_mut_ptr().add(o * MAX_TW + j * $lanes), s);
+                        $store(acc.as_mut_ptr().add((first + o) * MAX_TW + j * $lanes), s);
                     }
                 }
             }
@@ -221,13 +228,13 @@ mod x86 {
         /// # Safety
         /// AVX-512 F present; `w` holds `cin * taps * OC` floats and `x` every float the block
         /// reads (`(cin - 1) * stride + (taps - 1) * dil + TW_AVX512`).
-        block_avx512, "avx512f", TW_AVX512, 16,
+        block_avx512, "avx512f", OC, TW_AVX512, 16,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
     );
     block_kernel!(
         /// # Safety
-        /// AVX2 and FMA present; bounds as [`block_avx512`] with `TW_AVX2`.
-        block_avx2, "avx2,fma", TW_AVX2, 8,
+        /// AVX2 and FMA present; bounds as [`block_avx512`] with `TW_AVX2`; `first` is 0 or `OC / 2`.
+        block_avx2, "avx2,fma", OC / 2, TW_AVX2, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
     );
 }
