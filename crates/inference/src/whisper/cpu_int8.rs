@@ -110,6 +110,15 @@ impl QuantizedWeights {
         self.out_dim
     }
 
+    /// Row `j` of the weights as float (its int8 values times its scale): the token embedding
+    /// where the vocabulary projection is tied to it, as CTranslate2 gathers int8 embeddings.
+    pub fn dequantized_row(&self, j: usize, out: &mut [f32]) {
+        let k4 = self.in_dim.div_ceil(4);
+        for (k, o) in out.iter_mut().enumerate().take(self.in_dim) {
+            *o = f32::from(self.packed[((j / COLS * k4 + k / 4) * COLS + j % COLS) * 4 + k % 4]) * self.scales[j];
+        }
+    }
+
     /// `x W^T + b` for `x` of `rows x in` (row-major), as `rows x out`.
     pub fn forward(&self, x: &[f32], b: &[f32]) -> Vec<f32> {
         let rows = x.len() / self.in_dim.max(1);
@@ -351,6 +360,20 @@ mod tests {
                 err <= 0.02 * scale + 1e-3,
                 "{rows}x{in_dim}->{out_dim}: int8 error {err} for outputs up to {scale}"
             );
+        }
+    }
+
+    #[test]
+    fn dequantized_rows_are_the_quantised_weights() {
+        let (out_dim, in_dim) = (37, 13);
+        let w = values(out_dim * in_dim, 4, 0.3);
+        let q = QuantizedWeights::new(&w, out_dim, in_dim);
+        let mut row = vec![0.0; in_dim];
+        for (j, wr) in w.chunks_exact(in_dim).enumerate() {
+            q.dequantized_row(j, &mut row);
+            let s = row_scale(wr);
+            let want: Vec<f32> = wr.iter().map(|&v| f32::from(quantize(v, s)) * (1.0 / s)).collect();
+            assert_eq!(row, want, "row {j}");
         }
     }
 

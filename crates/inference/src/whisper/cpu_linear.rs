@@ -61,6 +61,21 @@ impl Dense {
         self.forward_with(x, false)
     }
 
+    /// Rows `rows` of the weight matrix as `(rows.len(), in)` float, when the layer is int8
+    /// (its float weights are gone then).
+    pub fn int8_rows(&self, rows: &[u32], device: &candle_core::Device) -> Result<Option<Tensor>> {
+        let Some(q) = &self.int8 else { return Ok(None) };
+        let in_dim = self.inner.weight().dim(1)?;
+        let mut values = vec![0.0f32; rows.len() * in_dim];
+        for (&j, out) in rows.iter().zip(values.chunks_exact_mut(in_dim.max(1))) {
+            if j as usize >= q.weights.out_dim() {
+                candle_core::bail!("row {j} of a {}-row layer", q.weights.out_dim());
+            }
+            q.weights.dequantized_row(j as usize, out);
+        }
+        Tensor::from_vec(values, (rows.len(), in_dim), device).map(Some)
+    }
+
     /// GELU(x W^T + b).
     pub fn forward_gelu(&self, x: &Tensor) -> Result<Tensor> {
         self.forward_with(x, true)

@@ -259,14 +259,26 @@ impl Decoder {
     }
 
     /// int8 attention, MLP and vocabulary products (`cpu_int8`), as CTranslate2 quantises
-    /// them; the token embedding itself stays float.
+    /// them; the token embedding tied to the vocabulary is then read from its int8 rows.
     pub fn quantize_int8(&mut self) -> Result<()> {
         for b in &mut self.blocks {
             b.attn.quantize_int8()?;
             b.cross.quantize_int8()?;
             b.mlp.quantize_int8()?;
         }
-        self.vocab.quantize_int8()
+        self.vocab.quantize_int8()?;
+        if self.vocab.int8_rows(&[], self.positions.device())?.is_some() {
+            self.embed = Tensor::zeros((0, self.positions.dim(1)?), self.embed.dtype(), self.positions.device())?;
+        }
+        Ok(())
+    }
+
+    /// The embeddings of `tokens`, (n, d).
+    fn embeddings(&self, tokens: &[u32]) -> Result<Tensor> {
+        match self.vocab.int8_rows(tokens, self.positions.device())? {
+            Some(rows) => Ok(rows),
+            None => self.embed.index_select(&Tensor::new(tokens, self.positions.device())?, 0),
+        }
     }
 
     pub fn max_positions(&self) -> usize {
@@ -292,14 +304,13 @@ impl Decoder {
         state: &mut DecoderState,
         heads: &[(usize, usize)],
     ) -> Result<(Tensor, Vec<Tensor>)> {
-        let dev = self.embed.device();
+        let dev = self.positions.device();
         let n = tokens.len();
         let offset = state.length;
         if offset + n > self.max_positions() {
             candle_core::bail!("sequence of {} tokens exceeds the text context", offset + n);
         }
-        let ids = Tensor::new(tokens, dev)?;
-        let x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
+        let x = self.embeddings(tokens)?.broadcast_add(&self.positions.narrow(0, offset, n)?)?.unsqueeze(0)?;
         let mask = causal_mask(n, offset, dev)?;
         self.run_blocks(x, state, mask.as_ref(), heads)
     }
@@ -311,8 +322,7 @@ impl Decoder {
         if offset + 1 > self.max_positions() {
             candle_core::bail!("sequence of {} tokens exceeds the text context", offset + 1);
         }
-        let ids = Tensor::new(tokens, self.embed.device())?;
-        let x = self.embed.index_select(&ids, 0)?.broadcast_add(&self.positions.narrow(0, offset, 1)?)?;
+        let x = self.embeddings(tokens)?.broadcast_add(&self.positions.narrow(0, offset, 1)?)?;
         let x = x.unsqueeze(1)?;
         Ok(self.run_blocks(x, state, None, &[])?.0)
     }
