@@ -31,6 +31,20 @@ def summary(event):
     return {"type": event.type, "data": data}
 
 
+async def read_events(client, ends, on_event):
+    """Summaries of the events read until one of the types `ends` (or the connection's end),
+    each event also handed to `on_event`."""
+    events = []
+    while True:
+        event = await asyncio.wait_for(client.read_event(), timeout=120)
+        if event is None:
+            return events
+        events.append(summary(event))
+        on_event(event)
+        if event.type in ends:
+            return events
+
+
 async def describe(uri):
     async with AsyncClient.from_uri(uri) as client:
         started = time.monotonic()
@@ -70,16 +84,14 @@ async def transcribe(uri, path, raw_format, realtime, language, names):
                 await asyncio.sleep(CHUNK_SAMPLES / rate)
         await client.write_event(AudioStop().event())
         stopped = time.monotonic()
-        events, after_stop = [], None
-        while True:
-            event = await asyncio.wait_for(client.read_event(), timeout=120)
-            if event is None:
-                break
-            events.append(summary(event))
+        after_stop = None
+
+        def on_event(event):
+            nonlocal after_stop
             if event.type == "transcript":
                 after_stop = time.monotonic() - stopped
-            if event.type in ("transcript-stop", "error"):
-                break
+
+        events = await read_events(client, ("transcript-stop", "error"), on_event)
     return {"events": events, "seconds_after_stop": after_stop}
 
 
@@ -98,20 +110,18 @@ async def synthesize(uri, text, voice, stream, chunk_chars, wav_out):
         else:
             await client.write_event(Synthesize(text=text, voice=voice).event())
             last = "audio-stop"
-        events, first_audio, pcm, rate = [], None, bytearray(), None
-        while True:
-            event = await asyncio.wait_for(client.read_event(), timeout=120)
-            if event is None:
-                break
-            events.append(summary(event))
+        first_audio, pcm, rate = None, bytearray(), None
+
+        def on_event(event):
+            nonlocal first_audio, rate
             if event.type == "audio-chunk":
                 if first_audio is None:
                     first_audio = time.monotonic() - started
                 chunk = AudioChunk.from_event(event)
                 rate = chunk.rate
                 pcm.extend(chunk.audio)
-            if event.type in (last, "error"):
-                break
+
+        events = await read_events(client, (last, "error"), on_event)
     if wav_out and rate:
         with wave.open(wav_out, "wb") as wav:
             wav.setnchannels(1)

@@ -108,16 +108,19 @@ pub fn with_level<R>(level: Isa, f: impl FnOnce() -> R) -> R {
 /// level [`level`] says.
 macro_rules! dispatch_isa {
     ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) => $kernel:ident) => {
+        $crate::cpu_isa::dispatch_isa! { $(#[$doc])* $vis fn $name($($arg: $ty),*) -> () => $kernel }
+    };
+    ($(#[$doc:meta])* $vis:vis fn $name:ident($($arg:ident: $ty:ty),*) -> $ret:ty => $kernel:ident) => {
         $(#[$doc])*
-        $vis fn $name($($arg: $ty),*) {
+        $vis fn $name($($arg: $ty),*) -> $ret {
             #[cfg(target_arch = "x86_64")]
             {
                 #[target_feature(enable = "avx512f,avx512vl,avx2,fma")]
-                unsafe fn avx512($($arg: $ty),*) {
+                unsafe fn avx512($($arg: $ty),*) -> $ret {
                     $kernel($($arg),*)
                 }
                 #[target_feature(enable = "avx2,fma")]
-                unsafe fn avx2($($arg: $ty),*) {
+                unsafe fn avx2($($arg: $ty),*) -> $ret {
                     $kernel($($arg),*)
                 }
                 match $crate::cpu_isa::level() {

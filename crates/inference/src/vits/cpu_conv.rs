@@ -71,7 +71,7 @@ impl PackedConv {
             return;
         }
         let isa = level();
-        let tw = if isa == Isa::Avx512 { TW_AVX512 } else { TW_AVX2 };
+        let tw = block_width(isa);
         let halo = (self.taps - 1) * self.dilation;
         let stride = (out_len.div_ceil(MAX_TW) * MAX_TW + halo).max(left_pad + len);
         let padded = padded_input(input, self.cin, left_pad, stride, slope);
@@ -116,7 +116,7 @@ impl PackedConv {
     /// of the block at sample `j` of the time block whose padded input starts at `x`.
     fn block(&self, isa: Isa, w: &[f32], x: &[f32], stride: usize, acc: &mut [f32; OC * MAX_TW]) {
         let (cin, taps, dil) = (self.cin, self.taps, self.dilation);
-        let tw = if isa == Isa::Avx512 { TW_AVX512 } else { TW_AVX2 };
+        let tw = block_width(isa);
         let needed = (cin - 1) * stride + (taps - 1) * dil + tw;
         assert!(x.len() >= needed && w.len() == cin * taps * OC, "conv block bounds");
         #[cfg(target_arch = "x86_64")]
@@ -135,6 +135,15 @@ impl PackedConv {
             Isa::Scalar => {}
         }
         block_plain(w, x, stride, cin, taps, dil, acc);
+    }
+}
+
+/// Output samples per register block at `isa`.
+fn block_width(isa: Isa) -> usize {
+    if isa == Isa::Avx512 {
+        TW_AVX512
+    } else {
+        TW_AVX2
     }
 }
 

@@ -5,7 +5,7 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
 use super::cpu_conv::PackedConv;
-use super::layers::{conv1d, leaky_relu, TapConv1d};
+use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
 
 const LRELU_SLOPE: f64 = 0.1;
@@ -101,9 +101,7 @@ impl Upsample {
         let n_groups = self.kernel.div_ceil(s);
         let frames = len + n_groups - 1;
         let mut by_phase = vec![0.0f32; s * cout * frames];
-        let x = x.contiguous()?;
-        let values = x.flatten_all()?.to_vec1::<f32>()?;
-        phases.apply_padded(&values, len, n_groups - 1, Some(slope), &mut by_phase);
+        with_values(x, |values| phases.apply_padded(values, len, n_groups - 1, Some(slope), &mut by_phase))?;
         // Output sample j is sample f = j + padding of the full transposed convolution:
         // phase f % s at frame f / s.
         let mut out = vec![0.0f32; cout * out_len];

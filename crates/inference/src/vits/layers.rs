@@ -30,7 +30,7 @@ pub struct TapConv1d {
 
 /// Runs `f` on the f32 values of a CPU tensor, in row-major order, without copying them when
 /// the tensor is already contiguous.
-fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+pub fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
     let x = x.contiguous()?;
     let (storage, layout) = x.storage_and_layout();
     match &*storage {

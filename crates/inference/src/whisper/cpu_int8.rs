@@ -76,13 +76,8 @@ fn quantize_row_any(row: &[f32], dst: &mut [u8]) -> f32 {
 }
 
 dispatch_isa! {
-    /// [`quantize_row_any`] at the process's vector level, its result in `worth[0]`.
-    fn quantize_row(row: &[f32], dst: &mut [u8], worth: &mut [f32]) => quantize_row_into
-}
-
-#[inline(always)]
-fn quantize_row_into(row: &[f32], dst: &mut [u8], worth: &mut [f32]) {
-    worth[0] = quantize_row_any(row, dst);
+    /// [`quantize_row_any`] at the process's vector level.
+    fn quantize_row(row: &[f32], dst: &mut [u8]) -> f32 => quantize_row_any
 }
 
 impl QuantizedWeights {
@@ -130,7 +125,7 @@ impl QuantizedWeights {
         xq.par_chunks_mut(k4 * 4)
             .zip(x.par_chunks(self.in_dim.max(1)))
             .zip(x_scales.par_iter_mut())
-            .for_each(|((dst, row), worth)| quantize_row(row, dst, std::slice::from_mut(worth)));
+            .for_each(|((dst, row), worth)| *worth = quantize_row(row, dst));
         let mut y = vec![0.0f32; rows * self.out_dim];
         let panels = self.packed.len() / (k4 * 4 * 2 * COLS);
         // Decided here, on the calling thread: the kernels run on rayon's.

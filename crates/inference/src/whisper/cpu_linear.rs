@@ -61,6 +61,10 @@ impl Dense {
         self.forward_with(x, false)
     }
 
+    pub fn is_int8(&self) -> bool {
+        self.int8.is_some()
+    }
+
     /// Rows `rows` of the weight matrix as `(rows.len(), in)` float, when the layer is int8
     /// (its float weights are gone then).
     pub fn int8_rows(&self, rows: &[u32], device: &candle_core::Device) -> Result<Option<Tensor>> {
@@ -99,8 +103,12 @@ impl Dense {
 
 impl Int8Dense {
     fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
-        let values = x.flatten_all()?.to_vec1::<f32>()?;
-        let mut y = self.weights.forward(&values, &self.bias);
+        let x = x.contiguous()?;
+        let mut y = {
+            let (storage, layout) = x.storage_and_layout();
+            let candle_core::Storage::Cpu(values) = &*storage else { candle_core::bail!("int8 layers run on the CPU") };
+            self.weights.forward(contiguous_f32(values, layout)?, &self.bias)
+        };
         if gelu {
             y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         }

@@ -267,7 +267,7 @@ impl Decoder {
             b.mlp.quantize_int8()?;
         }
         self.vocab.quantize_int8()?;
-        if self.vocab.int8_rows(&[], self.positions.device())?.is_some() {
+        if self.vocab.is_int8() {
             self.embed = Tensor::zeros((0, self.positions.dim(1)?), self.embed.dtype(), self.positions.device())?;
         }
         Ok(())

@@ -16,82 +16,100 @@ fn loading() -> Error {
     Error::new(ErrorCode::Overloaded, format!("{LOADING}; retry shortly")).with_retry_after(Duration::from_secs(2))
 }
 
+/// An engine that arrives once its weights are in; until then calls are refused as loading.
+struct Pending<T: ?Sized>(OnceLock<Arc<T>>);
+
+impl<T: ?Sized> Pending<T> {
+    fn new() -> Self {
+        Self(OnceLock::new())
+    }
+
+    fn set(&self, engine: Arc<T>) {
+        let _ = self.0.set(engine);
+    }
+
+    fn engine(&self) -> Result<&Arc<T>, Error> {
+        self.0.get().ok_or_else(loading)
+    }
+
+    /// `loaded(engine)` once it is in, else `planned`.
+    fn either<R>(&self, planned: impl FnOnce() -> R, loaded: impl FnOnce(&Arc<T>) -> R) -> R {
+        self.0.get().map_or_else(planned, loaded)
+    }
+
+    fn health(&self, loaded: impl FnOnce(&Arc<T>) -> EngineHealth) -> EngineHealth {
+        self.either(|| EngineHealth::Unhealthy(LOADING.into()), loaded)
+    }
+}
+
 /// A transcriber that is a list of models until [`LoadingTranscriber::loaded`] fills it in.
 pub struct LoadingTranscriber {
     planned: Vec<ModelInfo>,
     /// Whether live sessions will have a VAD (it is installed).
     planned_vad: bool,
-    engine: OnceLock<Arc<dyn Transcriber>>,
+    engine: Pending<dyn Transcriber>,
 }
 
 impl LoadingTranscriber {
     pub fn new(planned: Vec<ModelInfo>, planned_vad: bool) -> Self {
-        Self { planned, planned_vad, engine: OnceLock::new() }
+        Self { planned, planned_vad, engine: Pending::new() }
     }
 
     /// The loaded engine takes over every call from now on.
     pub fn loaded(&self, engine: Arc<dyn Transcriber>) {
-        let _ = self.engine.set(engine);
-    }
-
-    fn engine(&self) -> Result<&Arc<dyn Transcriber>, Error> {
-        self.engine.get().ok_or_else(loading)
+        self.engine.set(engine);
     }
 }
 
 impl Transcriber for LoadingTranscriber {
     fn models(&self) -> Vec<ModelInfo> {
-        self.engine.get().map_or_else(|| self.planned.clone(), |e| e.models())
+        self.engine.either(|| self.planned.clone(), |e| e.models())
     }
     fn transcribe(&self, audio: Vec<u8>, options: TranscribeOptions) -> Result<TranscriptStream, Error> {
-        self.engine()?.transcribe(audio, options)
+        self.engine.engine()?.transcribe(audio, options)
     }
     fn measure(&self, audio: &[u8], budget_seconds: f64) -> Result<Option<AudioLength>, Error> {
-        self.engine()?.measure(audio, budget_seconds)
+        self.engine.engine()?.measure(audio, budget_seconds)
     }
     fn open_live(&self, options: TranscribeOptions) -> Result<LiveSession, Error> {
-        self.engine()?.open_live(options)
+        self.engine.engine()?.open_live(options)
     }
     fn supports_live_vad(&self) -> bool {
-        self.engine.get().map_or(self.planned_vad, |e| e.supports_live_vad())
+        self.engine.either(|| self.planned_vad, |e| e.supports_live_vad())
     }
     fn health(&self) -> EngineHealth {
-        self.engine.get().map_or_else(|| EngineHealth::Unhealthy(LOADING.into()), |e| e.health())
+        self.engine.health(|e| e.health())
     }
 }
 
 /// A synthesizer that is a list of voices until [`LoadingSynthesizer::loaded`] fills it in.
 pub struct LoadingSynthesizer {
     planned: Vec<VoiceInfo>,
-    engine: OnceLock<Arc<dyn Synthesizer>>,
+    engine: Pending<dyn Synthesizer>,
 }
 
 impl LoadingSynthesizer {
     pub fn new(planned: Vec<VoiceInfo>) -> Self {
-        Self { planned, engine: OnceLock::new() }
+        Self { planned, engine: Pending::new() }
     }
 
     pub fn loaded(&self, engine: Arc<dyn Synthesizer>) {
-        let _ = self.engine.set(engine);
-    }
-
-    fn engine(&self) -> Result<&Arc<dyn Synthesizer>, Error> {
-        self.engine.get().ok_or_else(loading)
+        self.engine.set(engine);
     }
 }
 
 impl Synthesizer for LoadingSynthesizer {
     fn voices(&self) -> Vec<VoiceInfo> {
-        self.engine.get().map_or_else(|| self.planned.clone(), |e| e.voices())
+        self.engine.either(|| self.planned.clone(), |e| e.voices())
     }
     fn synthesize(&self, text: String, options: SpeechOptions) -> Result<AudioStream, Error> {
-        self.engine()?.synthesize(text, options)
+        self.engine.engine()?.synthesize(text, options)
     }
     fn open_text_stream(self: Arc<Self>, options: SpeechOptions) -> Result<SpeechSession, Error> {
-        self.engine()?.clone().open_text_stream(options)
+        self.engine.engine()?.clone().open_text_stream(options)
     }
     fn health(&self) -> EngineHealth {
-        self.engine.get().map_or_else(|| EngineHealth::Unhealthy(LOADING.into()), |e| e.health())
+        self.engine.health(|e| e.health())
     }
 }
 
