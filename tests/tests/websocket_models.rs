@@ -1,7 +1,8 @@
-//! The live recognition socket on the real models (tiny.en, the Silero VAD): dev clips
+//! The live sockets on the real models (tiny.en, the Silero VAD, the joe voice): dev clips
 //! streamed in 100 ms chunks at real time and faster against REST's transcript, VAD
-//! endpointing (two utterances, silence, commit, the maximum length), and every sample rate
-//! and encoding of the start message. Fails, rather than skips, without the models.
+//! endpointing (two utterances, silence, commit, the maximum length), every sample rate
+//! and encoding of the start message, and live speech in pieces or whole sentences. Fails,
+//! rather than skips, without the models.
 
 use serde_json::{json, Value};
 use smai_e2e::real::{dev_clips, eval_dir, real_server, rest_transcript, run_client, wav_samples};
@@ -328,5 +329,38 @@ async fn the_readme_socket_examples_run_against_the_server() {
     } else {
         eprintln!("SKIPPED the Node WebSocket example: this node has no WebSocket (needs Node 22, or 20 with --experimental-websocket)");
     }
+    t.server.shutdown().await.unwrap();
+}
+
+/// The binary frames of each segment of one sentence spoken with `start`, and the seconds
+/// its `segment_end` reports against the bytes that came.
+async fn speech_frames(t: &TestServer, key: &str, start: Value) -> (usize, f64, f64) {
+    let mut ws = connect(t, "/v1/realtime/tts", Some(key)).await;
+    send(&mut ws, start).await;
+    send(&mut ws, json!({"type": "speak", "text": "The quick brown fox jumps over the lazy sleeping dog."})).await;
+    send(&mut ws, json!({"type": "stop"})).await;
+    let (mut frames, mut bytes, mut reported) = (0, 0, 0.0);
+    loop {
+        match receive_within(&mut ws, 60).await {
+            Received::Audio(n) => (frames, bytes) = (frames + 1, bytes + n),
+            Received::Json(v) if v["type"] == "segment_end" => reported = v["audio_seconds"].as_f64().unwrap(),
+            Received::Json(v) if v["type"] == "done" => break,
+            Received::Json(v) => assert_eq!(v["type"], "segment_start", "{v}"),
+            Received::Closed(code) => panic!("closed {code} before done"),
+        }
+    }
+    (frames, reported, bytes as f64 / 2.0 / 22_050.0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_speech_streams_a_sentence_in_pieces_unless_asked_to_normalise_it() {
+    let (t, key) = real_server(|_| {}).await;
+    let (pieces, seconds, sent) = speech_frames(&t, &key, json!({"type": "start", "voice": "joe"})).await;
+    assert!(pieces >= 3, "a 3 s sentence comes in several frames by default, got {pieces}");
+    assert!((seconds - sent).abs() < 1e-3 && seconds > 2.0, "{seconds} s reported, {sent} s sent");
+    let whole = json!({"type": "start", "voice": "joe", "normalize": true});
+    let (frames, seconds, sent) = speech_frames(&t, &key, whole).await;
+    assert_eq!(frames, 1, "a peak-normalised sentence is one frame");
+    assert!((seconds - sent).abs() < 1e-3 && seconds > 2.0, "{seconds} s reported, {sent} s sent");
     t.server.shutdown().await.unwrap();
 }

@@ -25,7 +25,7 @@ fn main() {
     let text = std::fs::read_to_string(input).expect("sentences file");
     for (n, line) in text.lines().filter(|l| !l.trim().is_empty()).enumerate() {
         let mut stream = engine
-            .synthesize(line.to_string(), SpeechOptions { voice: voice.clone(), speed: 1.0 })
+            .synthesize(line.to_string(), SpeechOptions { voice: voice.clone(), speed: 1.0, normalize: true })
             .expect("synthesis starts");
         let (mut samples, mut rate) = (Vec::new(), 22050);
         while let Some(chunk) = stream.blocking_recv() {

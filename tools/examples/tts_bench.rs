@@ -57,7 +57,7 @@ struct Figures {
 }
 
 fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {
-    let options = SpeechOptions { voice: "joe".into(), speed: 1.0 };
+    let options = SpeechOptions { voice: "joe".into(), speed: 1.0, normalize: true };
     let run = |text: &str| -> (f64, f64, f64) {
         let start = Instant::now();
         let mut stream = engine.synthesize(text.to_string(), options.clone()).expect("synthesis starts");

@@ -30,9 +30,13 @@ pub struct AsrBenchArgs {
     /// Beams of the search on both sides (1: greedy; 5 is faster-whisper's and our default).
     #[arg(long, default_value_t = 1)]
     pub beam_size: usize,
-    /// Number type on both sides: float32 or int8 (faster-whisper's `compute_type`).
+    /// Our number type: float32, bfloat16 or int8 (faster-whisper's `compute_type`).
     #[arg(long, default_value = "float32", value_parser = ComputeType::parse_arg)]
     pub compute_type: ComputeType,
+    /// faster-whisper's number type (default: ours; float32 when ours is bfloat16, which
+    /// CTranslate2's CPU builds do not offer).
+    #[arg(long, value_parser = ComputeType::parse_arg)]
+    pub peer_compute_type: Option<ComputeType>,
     /// Only run our side (for profiling).
     #[arg(long)]
     pub ours_only: bool,
@@ -120,8 +124,15 @@ fn faster_whisper_child(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, 
         cmd.env("OMP_WAIT_POLICY", "PASSIVE");
     }
     cmd.arg(&args.script).arg(args.models_dir.join(model_id)).arg(&args.eval_dir).arg(args.files.to_string());
-    cmd.arg(args.beam_size.to_string()).arg(args.compute_type.resolve(&candle_core::Device::Cpu).name());
+    cmd.arg(args.beam_size.to_string()).arg(peer_compute_type(args).name());
     run_child(cmd, "faster-whisper side")
+}
+
+fn peer_compute_type(args: &AsrBenchArgs) -> ComputeType {
+    match args.peer_compute_type.unwrap_or(args.compute_type).resolve(&candle_core::Device::Cpu) {
+        ComputeType::Bfloat16 => ComputeType::Float32,
+        other => other,
+    }
 }
 
 fn summarize(name: &str, runs: &[SideRun]) -> (f64, f64) {
@@ -147,10 +158,12 @@ pub fn run_asr_bench(args: AsrBenchArgs) -> Result<(), Error> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let omp = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "asr bench: first {} dev files, {} rounds, {threads} cores, {} CPU, beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
+        "asr bench: first {} dev files, {} rounds, {threads} cores, ours {} CPU, faster-whisper {} CPU, beam {}; \
+         faster-whisper OMP_WAIT_POLICY={omp}",
         args.files,
         args.rounds,
         args.compute_type.resolve(&candle_core::Device::Cpu),
+        peer_compute_type(&args),
         args.beam_size
     );
     for model_id in &args.models {

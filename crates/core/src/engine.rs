@@ -115,6 +115,11 @@ pub struct SpeechOptions {
     pub voice: String,
     /// 1.0 is the voice's natural pace; maps to VITS length_scale.
     pub speed: f32,
+    /// Each sentence scaled to a peak of 1, as piper-tts's `normalize_audio` does: its audio
+    /// comes as one chunk once the whole sentence is synthesised. Without it the voice's own
+    /// level is kept (piper-tts with `normalize_audio=False`) and a sentence's audio comes in
+    /// pieces as the vocoder reaches them, so the first is heard sooner.
+    pub normalize: bool,
 }
 
 /// What a caller feeds a live recognition session.

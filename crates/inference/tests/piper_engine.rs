@@ -23,7 +23,10 @@ fn engine(queue: usize) -> PiperSynthesizer {
 }
 
 fn collect(engine: &PiperSynthesizer, text: &str, voice: &str, speed: f32) -> Vec<AudioChunk> {
-    let options = SpeechOptions { voice: voice.into(), speed };
+    collect_as(engine, text, SpeechOptions { voice: voice.into(), speed, normalize: true })
+}
+
+fn collect_as(engine: &PiperSynthesizer, text: &str, options: SpeechOptions) -> Vec<AudioChunk> {
     let mut stream = engine.synthesize_with_noise(text.into(), &options, Some((0.0, 0.0))).unwrap();
     let mut chunks = Vec::new();
     while let Some(chunk) = stream.blocking_recv() {
@@ -53,6 +56,26 @@ fn streams_one_chunk_per_sentence_and_lists_voices() {
 }
 
 #[test]
+fn unnormalised_sentences_stream_in_pieces_that_join_into_the_whole_sentence() {
+    let engine = engine(4);
+    let text = "The quick brown fox jumps over the lazy sleeping dog.";
+    let whole = collect(&engine, text, "joe", 1.0);
+    let pieces = collect_as(&engine, text, SpeechOptions { voice: "joe".into(), speed: 1.0, normalize: false });
+    assert_eq!(whole.len(), 1);
+    assert!(pieces.len() >= 3, "a 3 s sentence comes in several pieces, got {}", pieces.len());
+    // The first piece is 16 latent frames of 256 samples: about 0.19 s.
+    assert_eq!(pieces[0].samples.len(), 16 * 256);
+    let joined: Vec<f32> = pieces.iter().flat_map(|c| c.samples.iter().copied()).collect();
+    assert_eq!(joined.len(), whole[0].samples.len());
+    // The voice's own level, below full scale here; scaled to its peak it is the normalised
+    // sentence, to rounding (the vocoder sees each piece with its whole receptive field).
+    let peak = joined.iter().fold(0f32, |m, s| m.max(s.abs()));
+    assert!(peak > 0.2 && peak < 0.95, "raw peak {peak}");
+    let worst = joined.iter().zip(&whole[0].samples).fold(0f32, |m, (a, b)| m.max((a / peak - b).abs()));
+    assert!(worst < 1e-4, "pieces differ from the whole sentence by {worst}");
+}
+
+#[test]
 fn slow_voice_and_speed_change_duration() {
     let engine = engine(4);
     let text = "Speech synthesis turns text into sound.";
@@ -71,7 +94,7 @@ fn slow_voice_and_speed_change_duration() {
 #[test]
 fn bad_requests_and_a_full_queue_are_refused() {
     let engine = engine(1);
-    let opts = |voice: &str, speed: f32| SpeechOptions { voice: voice.into(), speed };
+    let opts = |voice: &str, speed: f32| SpeechOptions { voice: voice.into(), speed, normalize: true };
     let err = engine.synthesize("Hi.".into(), opts("nobody", 1.0)).unwrap_err();
     assert_eq!(err.code, ErrorCode::InvalidRequest);
     let err = engine.synthesize("Hi.".into(), opts("joe", 0.0)).unwrap_err();
@@ -119,7 +142,7 @@ fn device_and_queue_depth_are_honoured() {
     let engine = PiperSynthesizer::load(&VoicesConfig::default(), &models_dir(), &candle_core::Device::Cpu, depth)
         .expect("engine loads");
     assert_eq!(engine.device_name(), "cpu");
-    let opts = SpeechOptions { voice: "joe".into(), speed: 1.0 };
+    let opts = SpeechOptions { voice: "joe".into(), speed: 1.0, normalize: true };
     // More sentences than the stream buffers: unread, it keeps the worker on this request.
     let busy = "One. Two. Three. Four. Five. Six. Seven. Eight.";
     let mut running = engine.synthesize(busy.into(), opts.clone()).unwrap();

@@ -138,9 +138,9 @@ impl PiperSynthesizer {
         }
         scales.length_scale /= options.speed;
         let (reply, stream) = mpsc::channel(STREAM_BUFFER);
-        let speaker = voice.speaker;
+        let (speaker, normalize) = (voice.speaker, options.normalize);
         self.workers[voice.worker].submit("synthesize", reply, move |voice: &mut Arc<Voice>, out| {
-            run_job(voice, &text, speaker, scales, out)
+            run_job(voice, &text, (speaker, normalize), scales, out)
         })?;
         Ok(stream)
     }
@@ -160,8 +160,9 @@ impl Synthesizer for PiperSynthesizer {
     }
 }
 
-/// Synthesizes sentence by sentence; stops early when the reader has gone.
-fn run_job(voice: &Voice, text: &str, speaker: i64, scales: InferenceScales, out: &AudioSender) {
+/// Synthesizes sentence by sentence (each peak-normalised, or streamed in pieces at the
+/// voice's own level); stops early when the reader has gone.
+fn run_job(voice: &Voice, text: &str, (speaker, normalize): (i64, bool), scales: InferenceScales, out: &AudioSender) {
     let sample_rate = voice.config.audio.sample_rate;
     let sentences = match phonemize(voice.config.espeak_voice(), text) {
         Ok(s) => s,
@@ -174,21 +175,78 @@ fn run_job(voice: &Voice, text: &str, speaker: i64, scales: InferenceScales, out
         if out.is_closed() {
             return;
         }
-        let result = phonemes_to_ids(&phonemes, &voice.config.phoneme_id_map)
-            .map_err(Error::internal)
-            .and_then(|ids| voice.model.synthesize(&ids, scales, speaker).map_err(Error::internal));
-        let chunk = result.map(|samples| AudioChunk { samples: normalize(samples), sample_rate });
-        let failed = chunk.is_err();
-        if out.blocking_send(chunk).is_err() || failed {
+        let ids = match phonemes_to_ids(&phonemes, &voice.config.phoneme_id_map) {
+            Ok(ids) => ids,
+            Err(e) => {
+                let _ = out.blocking_send(Err(Error::internal(e)));
+                return;
+            }
+        };
+        let sent = if normalize {
+            let result = voice.model.synthesize(&ids, scales, speaker).map_err(Error::internal);
+            let chunk = result.map(|samples| AudioChunk { samples: peak_normalize(samples), sample_rate });
+            let failed = chunk.is_err();
+            out.blocking_send(chunk).is_ok() && !failed
+        } else {
+            stream_sentence(voice, &ids, (speaker, scales), out)
+        };
+        if !sent {
             return;
         }
     }
 }
 
+/// Latent frames in the first piece of a streamed sentence (about 0.19 s of audio at
+/// 22.05 kHz): small, so it is heard soon; later pieces double up to [`LAST_PIECE_FRAMES`],
+/// each ready long before the one before it has played.
+const FIRST_PIECE_FRAMES: usize = 16;
+const LAST_PIECE_FRAMES: usize = 128;
+
+/// The frame ranges a sentence of `frames` latent frames is vocoded in.
+pub fn piece_ranges(frames: usize) -> Vec<std::ops::Range<usize>> {
+    let (mut ranges, mut start, mut size) = (Vec::new(), 0, FIRST_PIECE_FRAMES);
+    while start < frames {
+        let end = (start + size).min(frames);
+        ranges.push(start..end);
+        start = end;
+        size = (size * 2).min(LAST_PIECE_FRAMES);
+    }
+    ranges
+}
+
+/// One sentence's audio in pieces at the voice's own level (clamped to [-1, 1]); false when
+/// the job should stop (an error was sent, or the reader has gone).
+fn stream_sentence(voice: &Voice, ids: &[i64], (speaker, scales): (i64, InferenceScales), out: &AudioSender) -> bool {
+    let sample_rate = voice.config.audio.sample_rate;
+    let latent = match voice.model.latent(ids, scales, speaker) {
+        Ok(Some(latent)) => latent,
+        Ok(None) => return true,
+        Err(e) => {
+            let _ = out.blocking_send(Err(Error::internal(e)));
+            return false;
+        }
+    };
+    for range in piece_ranges(latent.frames) {
+        let chunk = voice
+            .model
+            .vocode(&latent, range)
+            .map(|mut samples| {
+                samples.iter_mut().for_each(|s| *s = s.clamp(-1.0, 1.0));
+                AudioChunk { samples, sample_rate }
+            })
+            .map_err(Error::internal);
+        let failed = chunk.is_err();
+        if out.blocking_send(chunk).is_err() || failed {
+            return false;
+        }
+    }
+    true
+}
+
 type AudioSender = mpsc::Sender<Result<AudioChunk, Error>>;
 
 /// Peak normalisation per sentence, as piper-tts does by default.
-pub fn normalize(mut samples: Vec<f32>) -> Vec<f32> {
+pub fn peak_normalize(mut samples: Vec<f32>) -> Vec<f32> {
     let peak = samples.iter().fold(0f32, |m, s| m.max(s.abs()));
     if peak < 1e-8 {
         samples.iter_mut().for_each(|s| *s = 0.0);

@@ -39,6 +39,7 @@ pub struct CouplingFlow {
     /// Coupling layers in forward order (`flows.0`, `flows.2`, ...).
     layers: Vec<CouplingLayer>,
     flip_index: Tensor,
+    context: usize,
 }
 
 impl CouplingFlow {
@@ -48,7 +49,15 @@ impl CouplingFlow {
             .collect::<Result<_>>()?;
         let c = cfg.inter_channels as u32;
         let flip_index = Tensor::from_vec((0..c).rev().collect::<Vec<u32>>(), c as usize, vb.device())?;
-        Ok(Self { layers, flip_index })
+        // Each WaveNet layer reaches (kernel - 1) / 2 frames (dilation 1), the layers and the
+        // coupling layers one after another.
+        let context = cfg.flow_n_layers * cfg.flow_wn_layers * (cfg.flow_kernel_size.max(1) - 1) / 2 + 1;
+        Ok(Self { layers, flip_index, context })
+    }
+
+    /// Frames on each side of a frame that reach its output.
+    pub fn context_frames(&self) -> usize {
+        self.context
     }
 
     pub fn reverse(&self, z: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {

@@ -170,6 +170,7 @@ pub struct Generator {
     resblocks: Vec<ResBlock>,
     kernels_per_stage: usize,
     conv_post: TapConv1d,
+    context: usize,
 }
 
 impl Generator {
@@ -195,11 +196,17 @@ impl Generator {
             ups,
             resblocks,
             kernels_per_stage: cfg.resblock_kernel_sizes.len(),
+            context: receptive_radius(cfg),
             conv_post: TapConv1d::load(vb.pp("conv_post"), ch, 1, 7, 1, false)?,
         })
     }
 
     /// `[1, inter, frames]` -> `[1, 1, samples]` in [-1, 1].
+    /// Latent frames on each side of a frame that reach its output samples.
+    pub fn context_frames(&self) -> usize {
+        self.context
+    }
+
     pub fn forward(&self, z: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {
         let mut x = self.conv_pre.forward(z)?;
         if let (Some(cond), Some(g)) = (&self.cond, g) {
@@ -222,4 +229,29 @@ impl Generator {
         // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
         self.conv_post.forward_fused(&x, Some(0.01), None)?.tanh()
     }
+}
+
+/// The generator's receptive field in latent frames on each side, rounded up, plus one: every
+/// convolution reaches `(kernel - 1) / 2 * dilation` samples of its stage's rate, an upsampler
+/// `ceil(kernel / stride)` samples of its input's, the parallel resblocks as far as the widest.
+fn receptive_radius(cfg: &VitsConfig) -> usize {
+    let reach = |kernel: usize, dilation: usize| ((kernel - 1) / 2 * dilation) as f64;
+    let mut frames = reach(7, 1); // conv_pre
+    let mut rate = 1.0;
+    for (&stride, &kernel) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes) {
+        frames += kernel.div_ceil(stride) as f64 / rate;
+        rate *= stride as f64;
+        let widest = cfg
+            .resblock_kernel_sizes
+            .iter()
+            .zip(&cfg.resblock_dilations)
+            .map(|(&k, dilations)| {
+                let second = if cfg.resblock == ResBlockKind::One { reach(k, 1) } else { 0.0 };
+                dilations.iter().map(|&d| reach(k, d) + second).sum::<f64>()
+            })
+            .fold(0.0, f64::max);
+        frames += widest / rate;
+    }
+    frames += reach(7, 1) / rate; // conv_post
+    frames.ceil() as usize + 1
 }

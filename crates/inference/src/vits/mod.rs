@@ -11,6 +11,7 @@ pub mod onnx;
 mod spline;
 mod text_encoder;
 
+use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -247,8 +248,20 @@ impl Vits {
 
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
     pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
+        match self.latent(ids, scales, speaker)? {
+            Some(latent) => {
+                let z = self.latent_frames(&latent, 0..latent.frames)?;
+                Ok(self.dec.forward(&z, latent.g.as_ref())?.flatten_all()?.to_vec1()?)
+            }
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// The text encoder, durations and prior sample of an utterance (`None` when it has no
+    /// frames); the flow runs as its frames are asked for.
+    pub fn latent(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Option<Latent>, VoiceError> {
         if ids.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         if let Some(bad) = ids.iter().find(|&&i| i < 0 || i as usize >= self.config.n_vocab) {
             return Err(VoiceError::Corrupt(format!(
@@ -275,7 +288,7 @@ impl Vits {
             frames.extend(std::iter::repeat_n(t as u32, n));
         }
         if frames.is_empty() {
-            return Ok(Vec::new());
+            return Ok(None);
         }
         let index = Tensor::from_vec(frames.clone(), frames.len(), &self.device)?;
         let m = enc.m.index_select(&index, 2)?;
@@ -286,10 +299,54 @@ impl Vits {
             let noise = m.randn_like(0.0, 1.0)?;
             (m + (noise * logs.exp()?)? * scales.noise_scale as f64)?
         };
-        let z = self.flow.reverse(&z_p, g.as_ref())?;
-        let audio = self.dec.forward(&z, g.as_ref())?;
-        Ok(audio.flatten_all()?.to_vec1()?)
+        Ok(Some(Latent { frames: frames.len(), z_p, z: OnceCell::new(), g }))
     }
+
+    /// Latent frames `range` (`[1, inter, len]`) out of the flow: a short range at the start
+    /// of a long utterance through the flow over the range and its receptive field alone (the
+    /// first piece of a streamed sentence, out sooner), anything else from the whole
+    /// utterance's flow, run once.
+    fn latent_frames(&self, latent: &Latent, range: std::ops::Range<usize>) -> Result<Tensor, VoiceError> {
+        let len = range.end - range.start;
+        if let Some(z) = latent.z.get() {
+            return Ok(z.narrow(2, range.start, len)?);
+        }
+        let context = self.flow.context_frames();
+        if len + 2 * context < latent.frames / 2 {
+            let from = range.start.saturating_sub(context);
+            let to = (range.end + context).min(latent.frames);
+            let z = self.flow.reverse(&latent.z_p.narrow(2, from, to - from)?.contiguous()?, latent.g.as_ref())?;
+            return Ok(z.narrow(2, range.start - from, len)?);
+        }
+        let z = self.flow.reverse(&latent.z_p, latent.g.as_ref())?;
+        Ok(latent.z.get_or_init(|| z).narrow(2, range.start, len)?)
+    }
+
+    /// The waveform of latent frames `range` alone: the vocoder runs over the range widened by
+    /// its receptive field on each side (within the utterance) and the middle is kept, so the
+    /// pieces of an utterance join into the waveform [`Self::synthesize`] gives (to rounding).
+    pub fn vocode(&self, latent: &Latent, range: std::ops::Range<usize>) -> Result<Vec<f32>, VoiceError> {
+        let end = range.end.min(latent.frames);
+        if range.start >= end {
+            return Ok(Vec::new());
+        }
+        let context = self.dec.context_frames();
+        let from = range.start.saturating_sub(context);
+        let to = (end + context).min(latent.frames);
+        let z = self.latent_frames(latent, from..to)?;
+        let audio: Vec<f32> = self.dec.forward(&z, latent.g.as_ref())?.flatten_all()?.to_vec1()?;
+        let hop = audio.len() / (to - from);
+        Ok(audio[(range.start - from) * hop..(end - from) * hop].to_vec())
+    }
+}
+
+/// An utterance up to the flow: its prior sample (`[1, inter, frames]`), its latent frames
+/// once the whole flow has run, and the speaker's conditioning.
+pub struct Latent {
+    pub frames: usize,
+    z_p: Tensor,
+    z: OnceCell<Tensor>,
+    g: Option<Tensor>,
 }
 
 /// A Piper voice: its model and its .onnx.json.

@@ -1,6 +1,7 @@
 //! Which number type Whisper's products run in, as faster-whisper's `compute_type` names them:
 //! `float32` (the weights as stored, widened; token-identical to faster-whisper float32),
-//! `int8` (the attention and MLP products quantised, `cpu_int8`; CPU only) or `auto`.
+//! `int8` (the attention and MLP products quantised, `cpu_int8`; CPU only), `bfloat16` (those
+//! products in bf16 with f32 sums, `cpu_bf16`; CPU only) or `auto`.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -12,6 +13,7 @@ pub enum ComputeType {
     #[default]
     Float32,
     Int8,
+    Bfloat16,
     /// int8 where it has vector kernels (x86 with AVX2: VNNI or 16-bit products, the same
     /// sums bit for bit, so the accuracy the tests check holds on each); float32 elsewhere.
     Auto,
@@ -22,6 +24,7 @@ impl ComputeType {
         match name.trim().to_ascii_lowercase().as_str() {
             "float32" | "f32" => Some(Self::Float32),
             "int8" => Some(Self::Int8),
+            "bfloat16" | "bf16" => Some(Self::Bfloat16),
             "auto" | "default" => Some(Self::Auto),
             _ => None,
         }
@@ -29,22 +32,23 @@ impl ComputeType {
 
     /// [`Self::parse`] with the error a command line shows.
     pub fn parse_arg(name: &str) -> Result<Self, String> {
-        Self::parse(name).ok_or_else(|| format!("compute type {name:?}: expected float32, int8 or auto"))
+        Self::parse(name).ok_or_else(|| format!("compute type {name:?}: expected float32, bfloat16, int8 or auto"))
     }
 
     pub fn name(self) -> &'static str {
         match self {
             Self::Float32 => "float32",
             Self::Int8 => "int8",
+            Self::Bfloat16 => "bfloat16",
             Self::Auto => "auto",
         }
     }
 
-    /// The type a model on `device` gets: `auto` resolved, int8 only on the CPU (other
-    /// devices run float32 and say so in the load log).
+    /// The type a model on `device` gets: `auto` resolved, int8 and bfloat16 only on the CPU
+    /// (other devices run float32 and say so in the load log).
     pub fn resolve(self, device: &Device) -> Self {
         match self {
-            Self::Int8 if device.is_cpu() => Self::Int8,
+            Self::Int8 | Self::Bfloat16 if device.is_cpu() => self,
             Self::Auto if device.is_cpu() && int8_verified_here() => Self::Int8,
             _ => Self::Float32,
         }
@@ -112,6 +116,8 @@ mod tests {
         assert_eq!(ComputeTypes::parse("auto,base=float32").unwrap().for_model("x"), ComputeType::Auto);
         assert!(ComputeTypes::parse("int4").unwrap_err().contains("int4"));
         assert_eq!(ComputeType::Int8.resolve(&Device::Cpu), ComputeType::Int8);
+        assert_eq!(ComputeTypes::parse("bf16").unwrap().for_model("base"), ComputeType::Bfloat16);
+        assert_eq!(ComputeType::Bfloat16.resolve(&Device::Cpu), ComputeType::Bfloat16);
         assert_ne!(ComputeType::Auto.resolve(&Device::Cpu), ComputeType::Auto);
     }
 }

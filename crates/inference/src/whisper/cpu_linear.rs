@@ -8,21 +8,29 @@
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
 use rayon::prelude::*;
 
+use super::compute_type::ComputeType;
+use super::cpu_bf16::Bf16Weights;
 use super::cpu_int8::QuantizedWeights;
 use super::cpu_ops::{contiguous_f32, dispatch_isa, gelu_in_place, CHUNK};
 
 /// A dense layer (weight (out, in), optional bias (out)), with the same weights as the
-/// candle_nn Linear it wraps for devices other than the CPU; on the CPU it may be quantised
-/// to int8 (`quantize_int8`).
+/// candle_nn Linear it wraps for devices other than the CPU; on the CPU its weights may be
+/// packed to int8 or bf16 (`pack`).
 pub struct Dense {
     inner: candle_nn::Linear,
     /// The bias, or zeros, as the fused CPU op takes one.
     bias: Tensor,
-    int8: Option<Int8Dense>,
+    packed: Option<PackedDense>,
 }
 
-struct Int8Dense {
-    weights: QuantizedWeights,
+/// Weights in a reduced number type, with their kernels.
+enum Packed {
+    Int8(QuantizedWeights),
+    Bf16(Bf16Weights),
+}
+
+struct PackedDense {
+    weights: Packed,
     bias: Vec<f32>,
 }
 
@@ -30,10 +38,10 @@ impl Dense {
     pub fn new(weight: Tensor, bias: Option<Tensor>) -> Result<Self> {
         let zeros = || Tensor::zeros(weight.dim(0)?, weight.dtype(), weight.device());
         let full_bias = bias.clone().map_or_else(zeros, Ok)?;
-        Ok(Self { inner: candle_nn::Linear::new(weight, bias), bias: full_bias, int8: None })
+        Ok(Self { inner: candle_nn::Linear::new(weight, bias), bias: full_bias, packed: None })
     }
 
-    /// The float weights (empty once the layer is quantised).
+    /// The float weights (empty once the layer is packed).
     pub fn weight(&self) -> &Tensor {
         self.inner.weight()
     }
@@ -42,16 +50,22 @@ impl Dense {
         self.inner.bias()
     }
 
-    /// Quantises the weights to int8 per output channel and drops the float copy; only for
-    /// float32 layers on the CPU (others are left as they are).
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Packs the weights in `compute`'s number type (int8 per output channel, or bf16) and
+    /// drops the float copy; only float32 layers on the CPU are packed (others, and float32
+    /// or auto, are left as they are).
+    pub fn pack(&mut self, compute: ComputeType) -> Result<()> {
         let w = self.inner.weight();
-        if !w.device().is_cpu() || w.dtype() != DType::F32 || self.int8.is_some() {
+        if !w.device().is_cpu() || w.dtype() != DType::F32 || self.packed.is_some() {
             return Ok(());
         }
         let (out_dim, in_dim) = w.dims2()?;
-        let weights = QuantizedWeights::new(&w.flatten_all()?.to_vec1::<f32>()?, out_dim, in_dim);
-        self.int8 = Some(Int8Dense { weights, bias: self.bias.to_vec1()? });
+        let values = || w.flatten_all()?.to_vec1::<f32>();
+        let weights = match compute {
+            ComputeType::Int8 => Packed::Int8(QuantizedWeights::new(&values()?, out_dim, in_dim)),
+            ComputeType::Bfloat16 => Packed::Bf16(Bf16Weights::new(&values()?, out_dim, in_dim)),
+            ComputeType::Float32 | ComputeType::Auto => return Ok(()),
+        };
+        self.packed = Some(PackedDense { weights, bias: self.bias.to_vec1()? });
         let empty = Tensor::zeros((0, in_dim), DType::F32, w.device())?;
         self.inner = candle_nn::Linear::new(empty, self.inner.bias().cloned());
         Ok(())
@@ -61,21 +75,24 @@ impl Dense {
         self.forward_with(x, false)
     }
 
-    pub fn is_int8(&self) -> bool {
-        self.int8.is_some()
+    pub fn is_packed(&self) -> bool {
+        self.packed.is_some()
     }
 
-    /// Rows `rows` of the weight matrix as `(rows.len(), in)` float, when the layer is int8
+    /// Rows `rows` of the weight matrix as `(rows.len(), in)` float, when the layer is packed
     /// (its float weights are gone then).
-    pub fn int8_rows(&self, rows: &[u32], device: &candle_core::Device) -> Result<Option<Tensor>> {
-        let Some(q) = &self.int8 else { return Ok(None) };
+    pub fn packed_rows(&self, rows: &[u32], device: &candle_core::Device) -> Result<Option<Tensor>> {
+        let Some(packed) = &self.packed else { return Ok(None) };
         let in_dim = self.inner.weight().dim(1)?;
         let mut values = vec![0.0f32; rows.len() * in_dim];
         for (&j, out) in rows.iter().zip(values.chunks_exact_mut(in_dim.max(1))) {
-            if j as usize >= q.weights.out_dim() {
-                candle_core::bail!("row {j} of a {}-row layer", q.weights.out_dim());
+            if j as usize >= packed.out_dim() {
+                candle_core::bail!("row {j} of a {}-row layer", packed.out_dim());
             }
-            q.weights.dequantized_row(j as usize, out);
+            match &packed.weights {
+                Packed::Int8(q) => q.dequantized_row(j as usize, out),
+                Packed::Bf16(h) => h.dequantized_row(j as usize, out),
+            }
         }
         Tensor::from_vec(values, (rows.len(), in_dim), device).map(Some)
     }
@@ -86,8 +103,8 @@ impl Dense {
     }
 
     fn forward_with(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
-        if let Some(q) = &self.int8 {
-            return q.forward(x, gelu);
+        if let Some(packed) = &self.packed {
+            return packed.forward(x, gelu);
         }
         if let Some(y) = fused(x, self.weight(), &self.bias, gelu)? {
             return Ok(y);
@@ -101,20 +118,33 @@ impl Dense {
     }
 }
 
-impl Int8Dense {
+impl PackedDense {
+    fn out_dim(&self) -> usize {
+        match &self.weights {
+            Packed::Int8(q) => q.out_dim(),
+            Packed::Bf16(h) => h.out_dim(),
+        }
+    }
+
     fn forward(&self, x: &Tensor, gelu: bool) -> Result<Tensor> {
         let x = x.contiguous()?;
         let mut y = {
             let (storage, layout) = x.storage_and_layout();
-            let candle_core::Storage::Cpu(values) = &*storage else { candle_core::bail!("int8 layers run on the CPU") };
-            self.weights.forward(contiguous_f32(values, layout)?, &self.bias)
+            let candle_core::Storage::Cpu(values) = &*storage else {
+                candle_core::bail!("packed layers run on the CPU")
+            };
+            let values = contiguous_f32(values, layout)?;
+            match &self.weights {
+                Packed::Int8(q) => q.forward(values, &self.bias),
+                Packed::Bf16(h) => h.forward(values, &self.bias),
+            }
         };
         if gelu {
             y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
         }
         let mut shape = x.dims().to_vec();
         *shape.last_mut().ok_or_else(|| candle_core::Error::Msg("dense input without dimensions".into()))? =
-            self.weights.out_dim();
+            self.out_dim();
         Tensor::from_vec(y, shape, x.device())
     }
 }

@@ -71,10 +71,11 @@ impl WhisperModel {
     /// Loads as [`Self::load`], then sets the products' number type (`auto` resolved here).
     pub fn load_as(id: &str, dir: &Path, device: &Device, compute: ComputeType) -> Result<Self, LoadError> {
         let mut model = Self::load(id, dir, device)?;
-        if compute.resolve(device) == ComputeType::Int8 {
-            model.encoder.quantize_int8().map_err(LoadError::Tensor)?;
-            model.decoder.quantize_int8().map_err(LoadError::Tensor)?;
-            model.compute_type = ComputeType::Int8;
+        let compute = compute.resolve(device);
+        if compute != ComputeType::Float32 {
+            model.encoder.pack(compute).map_err(LoadError::Tensor)?;
+            model.decoder.pack(compute).map_err(LoadError::Tensor)?;
+            model.compute_type = compute;
         }
         Ok(model)
     }

@@ -7,6 +7,7 @@ use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
+use super::compute_type::ComputeType;
 use super::cpu_linear::Dense;
 use super::{cpu_attention, cpu_ops};
 
@@ -45,9 +46,9 @@ impl Attention {
         })
     }
 
-    fn quantize_int8(&mut self) -> Result<()> {
+    fn pack(&mut self, compute: ComputeType) -> Result<()> {
         for dense in [&mut self.q, &mut self.k, &mut self.v, &mut self.out] {
-            dense.quantize_int8()?;
+            dense.pack(compute)?;
         }
         Ok(())
     }
@@ -116,9 +117,9 @@ impl Mlp {
         x + self.fc2.forward(&self.fc1.forward_gelu(&self.ln.forward(x)?)?)?
     }
 
-    fn quantize_int8(&mut self) -> Result<()> {
-        self.fc1.quantize_int8()?;
-        self.fc2.quantize_int8()
+    fn pack(&mut self, compute: ComputeType) -> Result<()> {
+        self.fc1.pack(compute)?;
+        self.fc2.pack(compute)
     }
 }
 
@@ -163,11 +164,12 @@ impl Encoder {
         })
     }
 
-    /// int8 attention and MLP products (`cpu_int8`); the convolutions stay float.
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Attention and MLP products in `compute`'s type (`cpu_int8`, `cpu_bf16`); the
+    /// convolutions stay float.
+    pub fn pack(&mut self, compute: ComputeType) -> Result<()> {
         for b in &mut self.blocks {
-            b.attn.quantize_int8()?;
-            b.mlp.quantize_int8()?;
+            b.attn.pack(compute)?;
+            b.mlp.pack(compute)?;
         }
         Ok(())
     }
@@ -258,16 +260,17 @@ impl Decoder {
         })
     }
 
-    /// int8 attention, MLP and vocabulary products (`cpu_int8`), as CTranslate2 quantises
-    /// them; the token embedding tied to the vocabulary is then read from its int8 rows.
-    pub fn quantize_int8(&mut self) -> Result<()> {
+    /// Attention, MLP and vocabulary products in `compute`'s type (`cpu_int8`, `cpu_bf16`),
+    /// as CTranslate2 runs them; the token embedding tied to the vocabulary is then read from
+    /// its packed rows.
+    pub fn pack(&mut self, compute: ComputeType) -> Result<()> {
         for b in &mut self.blocks {
-            b.attn.quantize_int8()?;
-            b.cross.quantize_int8()?;
-            b.mlp.quantize_int8()?;
+            b.attn.pack(compute)?;
+            b.cross.pack(compute)?;
+            b.mlp.pack(compute)?;
         }
-        self.vocab.quantize_int8()?;
-        if self.vocab.is_int8() {
+        self.vocab.pack(compute)?;
+        if self.vocab.is_packed() {
             self.embed = Tensor::zeros((0, self.positions.dim(1)?), self.embed.dtype(), self.positions.device())?;
         }
         Ok(())
@@ -275,7 +278,7 @@ impl Decoder {
 
     /// The embeddings of `tokens`, (n, d).
     fn embeddings(&self, tokens: &[u32]) -> Result<Tensor> {
-        match self.vocab.int8_rows(tokens, self.positions.device())? {
+        match self.vocab.packed_rows(tokens, self.positions.device())? {
             Some(rows) => Ok(rows),
             None => self.embed.index_select(&Tensor::new(tokens, self.positions.device())?, 0),
         }

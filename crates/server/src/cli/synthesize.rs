@@ -52,7 +52,8 @@ pub fn run(args: SynthesizeArgs) -> Result<(), Error> {
     let text = read_text(&args.text)?;
     let format = output_format(args.format, args.output.as_deref());
     let engine = args.voices.load()?;
-    let mut stream = engine.synthesize(text, SpeechOptions { voice: args.voice.clone(), speed: args.speed })?;
+    let mut stream =
+        engine.synthesize(text, SpeechOptions { voice: args.voice.clone(), speed: args.speed, normalize: true })?;
     let (mut samples, mut rate) = (Vec::new(), 0);
     while let Some(chunk) = stream.blocking_recv() {
         let chunk = chunk?;

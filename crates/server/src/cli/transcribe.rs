@@ -42,7 +42,7 @@ pub struct TranscribeArgs {
     /// cpu, cuda or metal (the last two need the build feature).
     #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
-    /// Number type of the products: float32, int8 (CPU) or auto (int8 on x86 CPUs with AVX2).
+    /// Number type of the products: float32, int8 or bfloat16 (CPU), or auto (int8 on x86 CPUs with AVX2).
     #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeType::parse_arg)]
     pub compute_type: ComputeType,
     #[arg(long, env = "SMAI_MODELS_DIR", default_value = "models/cache")]

@@ -83,7 +83,8 @@ impl TextToSpeech for TextToSpeechService {
             let encoder = ChunkEncoder::new(format)
                 .ok_or_else(|| Error::invalid("response_format cannot be streamed; use pcm, wav or mp3"))?;
             let speed = speech::check_speed(Some(config.speed).filter(|s| *s != 0.0))?;
-            let (session, events) = LiveSpeech::open(&handler.call, SpeechOptions { voice: config.voice, speed })?;
+            let (session, events) =
+                LiveSpeech::open(&handler.call, SpeechOptions { voice: config.voice, speed, normalize: true })?;
             Ok((session, events, encoder))
         };
         let (session, events, encoder) = match opened.await {

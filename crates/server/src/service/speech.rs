@@ -48,7 +48,7 @@ pub fn prepare(call: &SharedCall, input: SpeechInput<'_>) -> Result<PreparedSpee
     call.with(|c| c.authorize_voice(input.voice))?;
     Ok(PreparedSpeech {
         text: input.text.trim().to_owned(),
-        options: SpeechOptions { voice: input.voice.to_owned(), speed },
+        options: SpeechOptions { voice: input.voice.to_owned(), speed, normalize: true },
         format,
         chars: tts_tokens(input.text),
         synthesizer,

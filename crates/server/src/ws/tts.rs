@@ -19,6 +19,9 @@ enum ClientMessage {
         voice: String,
         speed: Option<f32>,
         response_format: Option<String>,
+        /// Each sentence peak-normalised as REST does (its audio then waits for the whole
+        /// sentence); by default the voice's own level, streamed within the sentence.
+        normalize: Option<bool>,
     },
     Speak {
         text: String,
@@ -62,10 +65,10 @@ async fn session(reader: &mut Reader, writer: &mut Writer, call: &SharedCall) ->
             Incoming::Text(text) => parse(&text),
         };
         let outcome = match message {
-            Ok(ClientMessage::Start { voice, speed, response_format }) => {
-                open(call, voice, speed, response_format.as_deref())
+            Ok(ClientMessage::Start { voice, speed, response_format, normalize }) => {
+                open(call, voice, speed, response_format.as_deref(), normalize.unwrap_or(false))
             }
-            Ok(ClientMessage::Speak { text, voice: Some(voice) }) => match open(call, voice, None, None) {
+            Ok(ClientMessage::Speak { text, voice: Some(voice) }) => match open(call, voice, None, None, false) {
                 Ok(opened) => {
                     characters += text.chars().count();
                     opened.live.speak(text).await.map(|()| opened)
@@ -93,14 +96,20 @@ async fn session(reader: &mut Reader, writer: &mut Writer, call: &SharedCall) ->
 
 /// Opens a synthesis for a voice the key may use (403 closes the socket; an unknown voice is
 /// reported and the client may try another).
-fn open(call: &SharedCall, voice: String, speed: Option<f32>, format: Option<&str>) -> Result<Opened, Error> {
+fn open(
+    call: &SharedCall,
+    voice: String,
+    speed: Option<f32>,
+    format: Option<&str>,
+    normalize: bool,
+) -> Result<Opened, Error> {
     if format.is_some_and(|f| f != "pcm") {
         return Err(Error::invalid("response_format must be pcm: audio goes out as s16le mono PCM frames"));
     }
     let speed = speech::check_speed(speed)?;
     let synthesizer = call.with(|c| c.synthesizer())?;
     let sample_rate = synthesizer.voices().iter().find(|v| v.id == voice).map_or(0, |v| v.sample_rate);
-    let (live, events) = LiveSpeech::open(call, SpeechOptions { voice, speed })?;
+    let (live, events) = LiveSpeech::open(call, SpeechOptions { voice, speed, normalize })?;
     Ok(Opened { live, events, sample_rate })
 }
 

@@ -71,7 +71,7 @@ impl TtsRequest {
         let voice = voice_of(service, &call, event)?;
         let rate =
             call.with(|c| Ok(c.synthesizer()?.voices()))?.iter().find(|v| v.id == voice).map_or(0, |v| v.sample_rate);
-        let (live, events) = LiveSpeech::open(&call, SpeechOptions { voice, speed: 1.0 })?;
+        let (live, events) = LiveSpeech::open(&call, SpeechOptions { voice, speed: 1.0, normalize: true })?;
         Ok(Self::Streamed { call, live: Some(live), events, rate })
     }
 
