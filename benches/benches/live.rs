@@ -1,8 +1,9 @@
 //! Live sockets on the real models, at real time: how long after the last audio frame of an
 //! utterance its `final` arrives (p50, p95), how often partials come, with 1 and 4 sessions at
 //! once on tiny.en; and for live speech, from a `speak` of a complete 10-word sentence to its
-//! first audio frame (p50; the socket's default, a sentence streamed in pieces). Run: `cargo bench -p smai-benches --bench live` (needs
-//! `smai models pull`; `SMAI_COMPUTE_TYPE=int8` runs Whisper in int8). Prints one line per figure.
+//! first audio frame (p50; the socket's default, a sentence streamed in pieces). Run:
+//! `cargo bench -p smai-benches --bench live` (needs `smai models pull`;
+//! `SMAI_COMPUTE_TYPE=int8` or `bfloat16` runs Whisper so). Prints one line per figure.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
