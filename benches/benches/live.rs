@@ -27,11 +27,11 @@ fn utterances() -> (Vec<i16>, Vec<f64>) {
     (audio, ends)
 }
 
-/// What one session saw: the latencies of its finals (one per utterance: the first final
-/// after its end), the intervals between partials, and its real-time factor (wall time from
-/// the first frame to `done`, over the audio's length).
+/// What one session saw: the latency of each utterance's final (the first final after its
+/// end; `None` if none came), the intervals between partials, and its real-time factor (wall
+/// time from the first frame to `done`, over the audio's length).
 struct Seen {
-    latencies: Vec<f64>,
+    latencies: Vec<Option<f64>>,
     cadence: Vec<f64>,
     real_time_factor: f64,
 }
@@ -71,7 +71,7 @@ async fn session(t: &TestServer, key: &str, audio: &[i16], ends: &[f64]) -> Seen
     // The stream time of an utterance's end is when its last frame was sent.
     let latencies = ends
         .iter()
-        .filter_map(|&end| finals.iter().find(|(final_end, _)| *final_end >= end - 1.0).map(|(_, at)| at - end))
+        .map(|&end| finals.iter().find(|(final_end, _)| *final_end >= end - 1.0).map(|(_, at)| at - end))
         .collect();
     let cadence = partials.windows(2).map(|w| w[1] - w[0]).collect();
     Seen { latencies, cadence, real_time_factor }
@@ -110,7 +110,7 @@ async fn main() {
     for sessions in [1, 4] {
         let runs = (0..sessions).map(|_| session(&t, &key, &audio, &ends));
         let results = futures_util::future::join_all(runs).await;
-        let mut latencies: Vec<f64> = results.iter().flat_map(|r| r.latencies.clone()).collect();
+        let mut latencies: Vec<f64> = results.iter().flat_map(|r| r.latencies.iter().flatten().copied()).collect();
         let mut cadence: Vec<f64> = results.iter().flat_map(|r| r.cadence.clone()).collect();
         let factors: Vec<String> = results.iter().map(|r| format!("{:.3}", r.real_time_factor)).collect();
         let heard = latencies.len();
@@ -123,6 +123,15 @@ async fn main() {
             percentile(&mut cadence, 0.5) * 1000.0,
             factors.join(", "),
         );
+        // Whether the sessions keep pace: latency that grows utterance by utterance would mean
+        // work piling up; flat latency means each final waits only for its turn.
+        let by_utterance: Vec<String> = (0..ends.len())
+            .map(|i| {
+                let seen: Vec<f64> = results.iter().filter_map(|r| r.latencies[i]).collect();
+                format!("{:.0}", seen.iter().sum::<f64>() / seen.len().max(1) as f64 * 1000.0)
+            })
+            .collect();
+        println!("  final latency by utterance, mean over sessions (ms): {}", by_utterance.join(", "));
     }
     let mut speech = speech_latency(&t, &key).await;
     println!("live speech: first audio of a 10-word sentence p50 {:.0} ms", percentile(&mut speech, 0.5) * 1000.0);
