@@ -299,19 +299,7 @@ mod x86 {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::cpu_isa::with_level;
-
-    fn values(n: usize, seed: u64, amp: f32) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 7;
-                s ^= s << 17;
-                ((s >> 40) as f32 / (1u64 << 24) as f32 * 2.0 - 1.0) * amp
-            })
-            .collect()
-    }
+    use crate::whisper::packed_check::{check_packed, values};
 
     /// The same arithmetic written out: quantise both sides, sum in i64, scale back.
     fn reference(x: &[f32], w: &[f32], b: &[f32], in_dim: usize) -> Vec<f32> {
@@ -330,32 +318,7 @@ mod tests {
 
     #[test]
     fn every_level_gives_the_exact_quantised_products_and_stays_near_float() {
-        for (rows, in_dim, out_dim) in [(1, 384, 1536), (5, 37, 70), (6, 384, 384), (61, 1536, 384), (13, 3, 1)] {
-            let x = values(rows * in_dim, 1, 3.0);
-            let w = values(out_dim * in_dim, 2, 0.2);
-            let b = values(out_dim, 3, 1.0);
-            let q = QuantizedWeights::new(&w, out_dim, in_dim);
-            let want = reference(&x, &w, &b, in_dim);
-            for isa in Isa::available() {
-                let got = with_level(isa, || q.forward(&x, &b));
-                assert!(got == want, "{isa:?} {rows}x{in_dim}->{out_dim} differs from the exact quantised sums");
-            }
-            // Against float: per-row int8 keeps the error to a small part of the output's scale.
-            let float: Vec<f32> = x
-                .chunks_exact(in_dim)
-                .flat_map(|r| {
-                    w.chunks_exact(in_dim)
-                        .zip(&b)
-                        .map(move |(c, bj)| r.iter().zip(c).map(|(a, c)| a * c).sum::<f32>() + bj)
-                })
-                .collect();
-            let scale = float.iter().fold(0f32, |m, v| m.max(v.abs()));
-            let err = want.iter().zip(&float).fold(0f32, |m, (a, f)| m.max((a - f).abs()));
-            assert!(
-                err <= 0.02 * scale + 1e-3,
-                "{rows}x{in_dim}->{out_dim}: int8 error {err} for outputs up to {scale}"
-            );
-        }
+        check_packed(0.02, QuantizedWeights::new, |layer, x, b| layer.forward(x, b), reference);
     }
 
     #[test]

@@ -17,6 +17,8 @@ pub mod load;
 pub mod logits;
 pub mod model;
 pub mod network;
+#[cfg(test)]
+mod packed_check;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod words;
