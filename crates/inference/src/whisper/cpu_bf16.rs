@@ -15,15 +15,7 @@ use rayon::prelude::*;
 use crate::cpu_isa::{level, Isa};
 
 use super::cpu_ops::dispatch_isa;
-
-/// Output columns per block of the packed weights (one 512-bit register of f32 sums).
-const COLS: usize = 16;
-/// Input rows per register block of the `vdpbf16ps` kernel (x 2 column blocks = 12 sums).
-const ROWS: usize = 6;
-/// Panels (2 * COLS outputs) per parallel task when there are few rows.
-const PANELS_PER_TASK: usize = 32;
-/// Input rows per parallel task when there are many (the encoder's 1500 frames).
-const ROWS_PER_TASK: usize = 48;
+use super::cpu_panels::{run_panels, COLS, ROWS};
 
 /// f32 to bf16 bits: round to nearest even, subnormals to signed zero, NaN stays NaN.
 #[inline(always)]
@@ -104,7 +96,6 @@ impl Bf16Weights {
         let k2 = self.in_dim.div_ceil(2);
         let mut xb = vec![0u32; rows * k2];
         xb.par_chunks_mut(k2.max(1)).zip(x.par_chunks(self.in_dim.max(1))).for_each(|(dst, row)| round_row(row, dst));
-        let mut y = vec![0.0f32; rows * self.out_dim];
         let panels = self.packed.len() / (k2 * 2 * COLS).max(1);
         // Decided here, on the calling thread: the kernels run on rayon's.
         let dot = level() == Isa::Avx512 && has_avx512_bf16();
@@ -116,33 +107,11 @@ impl Bf16Weights {
             Vec::new()
         };
         let inputs = Inputs { rounded: &xb, widened: &xw, k2 };
-        if rows <= ROWS {
-            // Decoding steps: few rows, so the outputs are split over the threads.
-            let mut sums = vec![0f32; panels * rows * 2 * COLS];
-            sums.par_chunks_mut(PANELS_PER_TASK * rows * 2 * COLS).enumerate().for_each(|(t, out)| {
-                for (i, out) in out.chunks_exact_mut(rows * 2 * COLS).enumerate() {
-                    self.panel_sums(inputs, 0..rows, t * PANELS_PER_TASK + i, (isa, dot), out);
-                }
-            });
-            for p in 0..panels {
-                self.finish(&sums[p * rows * 2 * COLS..][..rows * 2 * COLS], 0..rows, p, b, &mut y);
-            }
-        } else {
-            y.par_chunks_mut(ROWS_PER_TASK * self.out_dim).enumerate().for_each(|(t, y)| {
-                let first = t * ROWS_PER_TASK;
-                let n = y.len() / self.out_dim;
-                let mut sums = vec![0f32; ROWS * 2 * COLS];
-                for r0 in (0..n).step_by(ROWS) {
-                    let m = ROWS.min(n - r0);
-                    for p in 0..panels {
-                        let out = &mut sums[..m * 2 * COLS];
-                        self.panel_sums(inputs, first + r0..first + r0 + m, p, (isa, dot), out);
-                        self.finish(&sums[..m * 2 * COLS], r0..r0 + m, p, b, y);
-                    }
-                }
-            });
-        }
-        y
+        run_panels(
+            (rows, self.out_dim, panels),
+            |r, p, out| self.panel_sums(inputs, r, p, (isa, dot), out),
+            |sums, r, p, y| self.finish(sums, r.len(), p, b, y),
+        )
     }
 
     /// Sums of input rows `rows` (at most ROWS) against panel `p` (2 * COLS outputs), as
@@ -170,12 +139,12 @@ impl Bf16Weights {
         panel_sums_widened(xb, w, k2, out);
     }
 
-    /// Float outputs of panel `p` for rows `rows` of `y` (`rows.start` is row 0 of `sums`).
-    fn finish(&self, sums: &[f32], rows: std::ops::Range<usize>, p: usize, b: &[f32], y: &mut [f32]) {
+    /// Float outputs of panel `p` for `rows` input rows into `y` (those rows' outputs).
+    fn finish(&self, sums: &[f32], rows: usize, p: usize, b: &[f32], y: &mut [f32]) {
         let first_col = p * 2 * COLS;
         let n = (2 * COLS).min(self.out_dim.saturating_sub(first_col));
-        for (i, r) in rows.enumerate() {
-            let dst = &mut y[r * self.out_dim + first_col..][..n];
+        for i in 0..rows {
+            let dst = &mut y[i * self.out_dim + first_col..][..n];
             for (c, d) in dst.iter_mut().enumerate() {
                 *d = sums[i * 2 * COLS + c] + b[first_col + c];
             }

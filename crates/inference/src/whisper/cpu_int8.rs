@@ -12,15 +12,7 @@ use rayon::prelude::*;
 use crate::cpu_isa::{level, Isa};
 
 use super::cpu_ops::dispatch_isa;
-
-/// Output columns per block of the packed weights (one 512-bit register of int32 sums).
-const COLS: usize = 16;
-/// Input rows per register block of the VNNI kernel (x 2 column blocks = 12 accumulators).
-const ROWS: usize = 6;
-/// Panels (2 * COLS outputs) per parallel task when there are few rows.
-const PANELS_PER_TASK: usize = 32;
-/// Input rows per parallel task when there are many (the encoder's 1500 frames).
-const ROWS_PER_TASK: usize = 48;
+use super::cpu_panels::{run_panels, COLS, ROWS};
 
 /// A weight matrix `[out, in]` quantised per output row, packed as
 /// `[out / COLS][in / 4][COLS][4]` (columns padded with zeros to a multiple of `2 * COLS`, the
@@ -126,44 +118,15 @@ impl QuantizedWeights {
             .zip(x.par_chunks(self.in_dim.max(1)))
             .zip(x_scales.par_iter_mut())
             .for_each(|((dst, row), worth)| *worth = quantize_row(row, dst));
-        let mut y = vec![0.0f32; rows * self.out_dim];
         let panels = self.packed.len() / (k4 * 4 * 2 * COLS);
         // Decided here, on the calling thread: the kernels run on rayon's.
         let isa = level();
         let vnni = isa == Isa::Avx512 && has_vnni();
-        if rows <= ROWS {
-            // Decoding steps: few rows, so the outputs are split over the threads.
-            let mut sums = vec![0i32; panels * rows * 2 * COLS];
-            sums.par_chunks_mut(PANELS_PER_TASK * rows * 2 * COLS).enumerate().for_each(|(t, out)| {
-                for (i, out) in out.chunks_exact_mut(rows * 2 * COLS).enumerate() {
-                    self.panel_sums(&xq, rows, t * PANELS_PER_TASK + i, (isa, vnni), out);
-                }
-            });
-            for p in 0..panels {
-                self.finish(&sums[p * rows * 2 * COLS..][..rows * 2 * COLS], 0..rows, p, &x_scales, b, &mut y);
-            }
-        } else {
-            y.par_chunks_mut(ROWS_PER_TASK * self.out_dim).enumerate().for_each(|(t, y)| {
-                let first = t * ROWS_PER_TASK;
-                let n = y.len() / self.out_dim;
-                let xq = &xq[first * k4 * 4..(first + n) * k4 * 4];
-                let mut sums = vec![0i32; ROWS * 2 * COLS];
-                for r0 in (0..n).step_by(ROWS) {
-                    let m = ROWS.min(n - r0);
-                    for p in 0..panels {
-                        self.panel_sums(
-                            &xq[r0 * k4 * 4..(r0 + m) * k4 * 4],
-                            m,
-                            p,
-                            (isa, vnni),
-                            &mut sums[..m * 2 * COLS],
-                        );
-                        self.finish(&sums[..m * 2 * COLS], r0..r0 + m, p, &x_scales[first..], b, y);
-                    }
-                }
-            });
-        }
-        y
+        run_panels(
+            (rows, self.out_dim, panels),
+            |r, p, out| self.panel_sums(&xq[r.start * k4 * 4..r.end * k4 * 4], r.len(), p, (isa, vnni), out),
+            |sums, r, p, y| self.finish(sums, r, p, &x_scales, b, y),
+        )
     }
 
     /// Exact sums `xq . w` of `rows` (<= ROWS) unsigned input rows against panel `p` (2 * COLS
@@ -188,12 +151,12 @@ impl QuantizedWeights {
         panel_sums_plain(xq, w, k4, out);
     }
 
-    /// Float outputs of panel `p` for rows `rows` of `y` (`rows.start` is row 0 of `sums`).
+    /// Float outputs of panel `p` for input rows `rows` into `y` (those rows' outputs).
     fn finish(&self, sums: &[i32], rows: std::ops::Range<usize>, p: usize, x_scales: &[f32], b: &[f32], y: &mut [f32]) {
         let first_col = p * 2 * COLS;
         let n = (2 * COLS).min(self.out_dim.saturating_sub(first_col));
         for (i, r) in rows.enumerate() {
-            let dst = &mut y[r * self.out_dim + first_col..][..n];
+            let dst = &mut y[i * self.out_dim + first_col..][..n];
             for (c, d) in dst.iter_mut().enumerate() {
                 let j = first_col + c;
                 let exact = sums[i * 2 * COLS + c] - self.shift_sums[j];

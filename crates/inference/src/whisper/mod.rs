@@ -11,6 +11,7 @@ mod cpu_bf16;
 mod cpu_int8;
 pub mod cpu_linear;
 pub mod cpu_ops;
+mod cpu_panels;
 pub mod ct2;
 pub mod generate;
 pub mod load;
