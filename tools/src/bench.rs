@@ -1,8 +1,9 @@
 //! `smai-tools asr-bench`: our engine and faster-whisper on the same dev files, same weights (the
-//! CTranslate2 directory both load) and the same decoding settings (float32 or int8, greedy,
-//! temperature 0, no conditioning on previous text, English). Each side runs in its own child
-//! process so that load time, processing time and peak memory are measured the same way; the
-//! rounds alternate which side goes first, since the machine may be shared and noisy.
+//! CTranslate2 directory both load) and the same decoding settings (float32 or int8, bfloat16
+//! against faster-whisper float32; greedy, temperature 0, no conditioning on previous text,
+//! English). Each side runs in its own child process so that load time, processing time and
+//! peak memory are measured the same way; the rounds alternate which side goes first, since
+//! the machine may be shared and noisy.
 
 use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;

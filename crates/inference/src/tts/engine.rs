@@ -203,7 +203,7 @@ const FIRST_PIECE_FRAMES: usize = 16;
 const LAST_PIECE_FRAMES: usize = 128;
 
 /// The frame ranges a sentence of `frames` latent frames is vocoded in.
-pub fn piece_ranges(frames: usize) -> Vec<std::ops::Range<usize>> {
+fn piece_ranges(frames: usize) -> Vec<std::ops::Range<usize>> {
     let (mut ranges, mut start, mut size) = (Vec::new(), 0, FIRST_PIECE_FRAMES);
     while start < frames {
         let end = (start + size).min(frames);

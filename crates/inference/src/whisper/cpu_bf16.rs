@@ -66,10 +66,10 @@ impl Bf16Weights {
         let k2 = in_dim.div_ceil(2);
         let out_pad = out_dim.div_ceil(2 * COLS) * 2 * COLS;
         let mut packed = vec![0u32; out_pad * k2];
+        let mut pairs = vec![0u32; k2];
         for (j, row) in w.chunks_exact(in_dim.max(1)).enumerate() {
-            let mut pairs = vec![0u32; k2];
             round_row_any(row, &mut pairs);
-            for (k, pair) in pairs.into_iter().enumerate() {
+            for (k, &pair) in pairs.iter().enumerate() {
                 packed[(j / COLS * k2 + k) * COLS + j % COLS] = pair;
             }
         }
@@ -98,8 +98,8 @@ impl Bf16Weights {
         xb.par_chunks_mut(k2.max(1)).zip(x.par_chunks(self.in_dim.max(1))).for_each(|(dst, row)| round_row(row, dst));
         let panels = self.packed.len() / (k2 * 2 * COLS).max(1);
         // Decided here, on the calling thread: the kernels run on rayon's.
-        let dot = level() == Isa::Avx512 && has_avx512_bf16();
         let isa = level();
+        let dot = isa == Isa::Avx512 && has_avx512_bf16();
         // The AVX2 kernel reads the inputs widened back to f32 (pairs in place).
         let xw: Vec<f32> = if !dot && isa >= Isa::Avx2 {
             xb.iter().flat_map(|&p| [widen(p as u16), widen((p >> 16) as u16)]).collect()
@@ -136,7 +136,7 @@ impl Bf16Weights {
             }
         }
         let _ = (isa, dot);
-        panel_sums_widened(xb, w, k2, out);
+        panel_sums_plain(xb, w, k2, out);
     }
 
     /// Float outputs of panel `p` for `rows` input rows into `y` (those rows' outputs).
@@ -169,13 +169,9 @@ fn has_avx512_bf16() -> bool {
     false
 }
 
-dispatch_isa! {
-    /// The panel's sums from widened bf16 values, in `vdpbf16ps`'s order.
-    fn panel_sums_widened(xb: &[u32], w: &[u32], k2: usize, out: &mut [f32]) => panel_sums_any
-}
-
-#[inline(always)]
-fn panel_sums_any(xb: &[u32], w: &[u32], k2: usize, out: &mut [f32]) {
+/// The panel's sums from widened bf16 values, in `vdpbf16ps`'s order: the plain code for
+/// CPUs below AVX2 (the vector levels have kernels of their own).
+fn panel_sums_plain(xb: &[u32], w: &[u32], k2: usize, out: &mut [f32]) {
     for (x, out) in xb.chunks_exact(k2.max(1)).zip(out.chunks_exact_mut(2 * COLS)) {
         for (half, out) in out.chunks_exact_mut(COLS).enumerate() {
             let w = &w[half * k2 * COLS..][..k2 * COLS];

@@ -175,13 +175,9 @@ fn has_vnni() -> bool {
     false
 }
 
-dispatch_isa! {
-    /// Exact sums of unsigned input rows against one panel of packed weights (plain code).
-    fn panel_sums_plain(xq: &[u8], w: &[i8], k4: usize, out: &mut [i32]) => panel_sums_any
-}
-
-#[inline(always)]
-fn panel_sums_any(xq: &[u8], w: &[i8], k4: usize, out: &mut [i32]) {
+/// Exact sums of unsigned input rows against one panel of packed weights: the plain code for
+/// CPUs below AVX2 (the vector levels have kernels of their own).
+fn panel_sums_plain(xq: &[u8], w: &[i8], k4: usize, out: &mut [i32]) {
     for (x, out) in xq.chunks_exact(k4 * 4).zip(out.chunks_exact_mut(2 * COLS)) {
         for (half, out) in out.chunks_exact_mut(COLS).enumerate() {
             let w = &w[half * k4 * COLS * 4..][..k4 * COLS * 4];
