@@ -3,12 +3,16 @@
 //! MLAS and other direct-convolution kernels do: a register block of output channels times
 //! output samples accumulates `w[o, c, k] * x[c, t + k * dilation - pad]` over the input
 //! channels and taps, with the weights broadcast and the input read straight from a padded
-//! copy. We write it ourselves because the matrix-product route (stacking the taps' shifted
+//! copy of the few hundred samples each parallel task covers (built in cache, with the leaky
+//! ReLU before the convolution applied on the way), the sums written once, onto the bias and
+//! residual, as each register block finishes. We write it ourselves because the matrix-product route (stacking the taps' shifted
 //! copies, then gemm packing them again) spent most of its time moving data for these small
 //! channel counts, and gemm's kernels stop at AVX2 on our targets.
 //!
 //! Every level sums each output in the same order (input channel, then tap, one fused
 //! multiply-add each), so AVX-512, AVX2 and plain code give bit-identical results.
+
+use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
@@ -53,30 +57,39 @@ impl PackedConv {
         Self { weights, cin, cout, taps, dilation }
     }
 
-    /// Adds to `out` (`[cout, len]`) the "same"-padded convolution of `input` (`[cin, len]`),
-    /// with the leaky ReLU of `slope` applied to the input first.
-    pub fn apply(&self, input: &[f32], len: usize, slope: Option<f32>, out: &mut [f32]) {
+    /// The "same"-padded convolution of `input` (`[cin, len]`), with the leaky ReLU of `slope`
+    /// applied to the input first, added to `base`: `[cout, len]`.
+    pub fn apply(&self, input: &[f32], len: usize, slope: Option<f32>, base: Base) -> Vec<f32> {
         let pad = (self.taps - 1) * self.dilation / 2;
-        self.apply_padded(input, len, pad, slope, out);
+        self.apply_padded(input, len, pad, len, slope, base)
     }
 
-    /// Adds to `out` (`[cout, out_len]`) the convolution of `input` (`[cin, len]`) preceded by
-    /// `left_pad` zeros and followed by as many as the output needs: output `t` reads input
-    /// `t + k * dilation - left_pad` for tap `k`.
-    pub fn apply_padded(&self, input: &[f32], len: usize, left_pad: usize, slope: Option<f32>, out: &mut [f32]) {
-        let out_len = out.len() / self.cout.max(1);
+    /// `[cout, out_len]`: the convolution of `input` (`[cin, len]`) preceded by `left_pad` zeros
+    /// and followed by as many as the output needs (output `t` reads input
+    /// `t + k * dilation - left_pad` for tap `k`), added to `base`.
+    pub fn apply_padded(
+        &self,
+        input: &[f32],
+        len: usize,
+        left_pad: usize,
+        out_len: usize,
+        slope: Option<f32>,
+        base: Base,
+    ) -> Vec<f32> {
         assert_eq!(input.len(), self.cin * len, "conv input size");
-        assert_eq!(out.len(), self.cout * out_len, "conv output size");
-        if out_len == 0 || self.cout == 0 {
-            return;
+        assert!(base.bias.is_none_or(|b| b.len() == self.cout), "conv bias size");
+        assert!(base.residual.is_none_or(|r| r.len() == self.cout * out_len), "conv residual size");
+        let size = self.cout * out_len;
+        if size == 0 {
+            return Vec::new();
         }
+        // Every element is written once below (the tasks cover every (channel, time) pair), so
+        // the output is not zeroed first: one pass less over the vocoder's long outputs.
+        let mut out: Vec<f32> = Vec::with_capacity(size);
         let isa = level();
         let tw = block_width(isa);
-        let halo = (self.taps - 1) * self.dilation;
-        let stride = (out_len.div_ceil(MAX_TW) * MAX_TW + halo).max(left_pad + len);
-        let padded = padded_input(input, self.cin, left_pad, stride, slope);
-        let len = out_len;
-        let time_blocks = len.div_ceil(tw);
+        let source = Source { input, len, left_pad, slope };
+        let time_blocks = out_len.div_ceil(tw);
         let oc_blocks = self.cout.div_ceil(OC);
         let work_per_block = OC * tw * self.cin * self.taps * oc_blocks.min(OC_BLOCKS_PER_TASK);
         let blocks_per_task = TASK_WORK.div_ceil(work_per_block.max(1)).clamp(1, time_blocks);
@@ -84,32 +97,64 @@ impl PackedConv {
             .step_by(blocks_per_task)
             .flat_map(|tb| (0..oc_blocks).step_by(OC_BLOCKS_PER_TASK).map(move |ob| (tb, ob)))
             .collect();
-        let shared = SharedOut(out.as_mut_ptr());
+        let shared = SharedOut(out.spare_capacity_mut().as_mut_ptr());
         let run = |&(tb0, ob0): &(usize, usize)| {
-            let mut acc = [0.0f32; OC * MAX_TW];
-            for tb in tb0..(tb0 + blocks_per_task).min(time_blocks) {
-                let t0 = tb * tw;
-                let width = tw.min(len - t0);
-                for ob in ob0..(ob0 + OC_BLOCKS_PER_TASK).min(oc_blocks) {
-                    let w = &self.weights[ob * self.cin * self.taps * OC..][..self.cin * self.taps * OC];
-                    self.block(isa, w, &padded[t0..], stride, &mut acc);
-                    for o in 0..OC.min(self.cout - ob * OC) {
-                        let row = (ob * OC + o) * len + t0;
-                        // SAFETY: tasks cover disjoint (channel block, time range) pairs of
-                        // `out`, so no other thread touches these elements; row + width <= cout * len.
-                        let dst = unsafe { std::slice::from_raw_parts_mut(shared.at(row), width) };
-                        for (d, a) in dst.iter_mut().zip(&acc[o * MAX_TW..o * MAX_TW + width]) {
-                            *d += a;
+            let blocks = tb0..(tb0 + blocks_per_task).min(time_blocks);
+            TILE.with_borrow_mut(|tile| {
+                let stride = self.fill_tile(&source, tb0 * tw, blocks.len() * tw, tile);
+                let mut acc = [0.0f32; OC * MAX_TW];
+                for tb in blocks.clone() {
+                    let t0 = tb * tw;
+                    let width = tw.min(out_len - t0);
+                    for ob in ob0..(ob0 + OC_BLOCKS_PER_TASK).min(oc_blocks) {
+                        let w = &self.weights[ob * self.cin * self.taps * OC..][..self.cin * self.taps * OC];
+                        self.block(isa, w, &tile[(tb - tb0) * tw..], stride, &mut acc);
+                        for o in 0..OC.min(self.cout - ob * OC) {
+                            let ch = ob * OC + o;
+                            let row = ch * out_len + t0;
+                            // SAFETY: tasks cover disjoint (channel block, time range) pairs of
+                            // `out`, so no other thread touches these elements; row + width <= cout * out_len.
+                            let dst = unsafe { std::slice::from_raw_parts_mut(shared.at(row), width) };
+                            base.add(ch, row, &acc[o * MAX_TW..o * MAX_TW + width], dst);
                         }
                     }
                 }
-            }
+            })
         };
         if tasks.len() == 1 {
             tasks.iter().for_each(run);
         } else {
             tasks.par_iter().for_each(run);
         }
+        // SAFETY: the tasks wrote all `size` elements (see above).
+        unsafe { out.set_len(size) };
+        out
+    }
+
+    /// Fills `tile` (`[cin, stride]`) with the activated, zero-padded input the kernels read for
+    /// `width` outputs from output `first`, and returns its stride. Built per task, so that it
+    /// stays in cache instead of a padded copy of the whole input going through memory.
+    fn fill_tile(&self, source: &Source, first: usize, width: usize, tile: &mut Vec<f32>) -> usize {
+        let stride = width + (self.taps - 1) * self.dilation;
+        tile.resize(self.cin * stride, 0.0);
+        // Tile column j holds input first + j - left_pad where that lies in 0..len, else zero.
+        let skip = source.left_pad.saturating_sub(first).min(stride);
+        let from = (first + skip).saturating_sub(source.left_pad).min(source.len);
+        let count = (stride - skip).min(source.len.saturating_sub(from));
+        let rows = tile.chunks_exact_mut(stride).zip(source.input.chunks_exact(source.len.max(1)));
+        for (dst, src) in rows.take(self.cin) {
+            dst[..skip].fill(0.0);
+            dst[skip + count..].fill(0.0);
+            let (dst, src) = (&mut dst[skip..skip + count], &src[from..from + count]);
+            match source.slope {
+                Some(s) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = if v < 0.0 { v * s } else { v }),
+                None => dst.copy_from_slice(src),
+            }
+        }
+        if source.len == 0 {
+            tile.fill(0.0);
+        }
+        stride
     }
 
     /// One register block: `acc[o * MAX_TW + j]` = the convolution sum of output channel `o`
@@ -147,22 +192,40 @@ fn block_width(isa: Isa) -> usize {
     }
 }
 
-/// `[cin, stride]`: column `left_pad + t` holds `act(input[c, t])`, the rest zeros, so the
-/// kernels read every tap of every block without bounds checks.
-fn padded_input(input: &[f32], cin: usize, left_pad: usize, stride: usize, slope: Option<f32>) -> Vec<f32> {
-    let len = input.len() / cin.max(1);
-    let mut padded = vec![0.0f32; cin * stride];
-    if len == 0 {
-        return padded;
-    }
-    for (dst, src) in padded.chunks_exact_mut(stride).zip(input.chunks_exact(len)) {
-        let dst = &mut dst[left_pad..left_pad + len];
-        match slope {
-            Some(s) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = if v < 0.0 { v * s } else { v }),
-            None => dst.copy_from_slice(src),
+/// The input of one convolution call.
+struct Source<'a> {
+    input: &'a [f32],
+    len: usize,
+    left_pad: usize,
+    slope: Option<f32>,
+}
+
+thread_local! {
+    /// Each worker thread's input tile, reused from call to call.
+    static TILE: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// What a convolution's sums are added to: `residual[o, t] + bias[o]`, either optional.
+#[derive(Clone, Copy, Default)]
+pub struct Base<'a> {
+    pub bias: Option<&'a [f32]>,
+    /// `[cout, out_len]`.
+    pub residual: Option<&'a [f32]>,
+}
+
+impl Base<'_> {
+    /// Writes `dst[j] = base at (channel, offset + j) + sums[j]`: the order in which the sums
+    /// were once accumulated onto a copy of the base, so results keep their rounding.
+    fn add(&self, channel: usize, offset: usize, sums: &[f32], dst: &mut [MaybeUninit<f32>]) {
+        let b = self.bias.map_or(0.0, |b| b[channel]);
+        match self.residual {
+            Some(r) => {
+                let r = &r[offset..offset + dst.len()];
+                dst.iter_mut().zip(sums).zip(r).for_each(|((d, &a), &r)| _ = d.write((r + b) + a));
+            }
+            None => dst.iter_mut().zip(sums).for_each(|(d, &a)| _ = d.write(b + a)),
         }
     }
-    padded
 }
 
 /// The plain-code kernel (and NEON's, through the compiler), with the AVX2 block width.
@@ -250,14 +313,14 @@ mod x86 {
 
 /// The output buffer shared by the tasks of one convolution, each writing its own elements.
 #[derive(Clone, Copy)]
-struct SharedOut(*mut f32);
+struct SharedOut(*mut MaybeUninit<f32>);
 
 // SAFETY: the tasks that share it write disjoint elements (see `PackedConv::apply`).
 unsafe impl Send for SharedOut {}
 unsafe impl Sync for SharedOut {}
 
 impl SharedOut {
-    fn at(self, offset: usize) -> *mut f32 {
+    fn at(self, offset: usize) -> *mut MaybeUninit<f32> {
         self.0.wrapping_add(offset)
     }
 }
@@ -316,8 +379,8 @@ mod tests {
             let want = reference(&w, &x, (cout, cin, taps, dil), len, Some(0.1));
             let mut outputs = Vec::new();
             for isa in Isa::available() {
-                let mut out = residual.clone();
-                with_level(isa, || conv.apply(&x, len, Some(0.1), &mut out));
+                let base = Base { bias: None, residual: Some(&residual) };
+                let out = with_level(isa, || conv.apply(&x, len, Some(0.1), base));
                 for (j, (&got, &r)) in out.iter().zip(&residual).enumerate() {
                     let err = (f64::from(got) - f64::from(r) - want[j]).abs();
                     assert!(err <= 1e-4 * (1.0 + want[j].abs()), "{isa:?} case {i} element {j}: error {err}");

@@ -4,7 +4,7 @@
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 
-use super::cpu_conv::PackedConv;
+use super::cpu_conv::{Base, PackedConv};
 use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
 
@@ -100,16 +100,22 @@ impl Upsample {
         let (s, cout) = (self.stride, self.out_channels);
         let n_groups = self.kernel.div_ceil(s);
         let frames = len + n_groups - 1;
-        let mut by_phase = vec![0.0f32; s * cout * frames];
-        with_values(x, |values| phases.apply_padded(values, len, n_groups - 1, Some(slope), &mut by_phase))?;
+        let by_phase = with_values(x, |values| {
+            phases.apply_padded(values, len, n_groups - 1, frames, Some(slope), Base::default())
+        })?;
         // Output sample j is sample f = j + padding of the full transposed convolution:
         // phase f % s at frame f / s.
         let mut out = vec![0.0f32; cout * out_len];
         for (o, row) in out.chunks_exact_mut(out_len).enumerate() {
             let b = self.bias_values[o];
-            for (j, v) in row.iter_mut().enumerate() {
-                let f = j + self.padding;
-                *v = by_phase[((f % s) * cout + o) * frames + f / s] + b;
+            for p in 0..s {
+                let phase = &by_phase[(p * cout + o) * frames..][..frames];
+                // Samples j = u * s + p - padding of this phase, for the frames u that land in the row.
+                let first_frame = self.padding.saturating_sub(p).div_ceil(s);
+                for (u, &v) in phase.iter().enumerate().skip(first_frame) {
+                    let Some(slot) = row.get_mut(u * s + p - self.padding) else { break };
+                    *slot = v + b;
+                }
             }
         }
         Tensor::from_vec(out, (1, cout, out_len), x.device())
@@ -171,6 +177,8 @@ pub struct Generator {
     kernels_per_stage: usize,
     conv_post: TapConv1d,
     context: usize,
+    /// Samples on each side of an output sample that a stage's residual blocks read.
+    stage_reach: usize,
 }
 
 impl Generator {
@@ -197,6 +205,7 @@ impl Generator {
             resblocks,
             kernels_per_stage: cfg.resblock_kernel_sizes.len(),
             context: receptive_radius(cfg),
+            stage_reach: resblock_reach(cfg).ceil() as usize,
             conv_post: TapConv1d::load(vb.pp("conv_post"), ch, 1, 7, 1, false)?,
         })
     }
@@ -212,46 +221,147 @@ impl Generator {
         if let (Some(cond), Some(g)) = (&self.cond, g) {
             x = x.broadcast_add(&cond.forward(g)?)?;
         }
+        let last = self.ups.len() - 1;
         for (i, up) in self.ups.iter().enumerate() {
             x = up.forward(&x, LRELU_SLOPE as f32)?;
             let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
-            let mut sum: Option<Tensor> = None;
-            for block in blocks {
-                let y = block.forward(&x)?;
-                sum = Some(match sum {
-                    Some(s) => (s + y)?,
-                    None => y,
-                });
-            }
-            let sum = sum.ok_or_else(|| candle_core::Error::Msg("generator stage without resblocks".into()))?;
-            x = (sum / self.kernels_per_stage as f64)?;
+            let tile = tile_len(x.dim(1)?);
+            x = if i == last && x.device().is_cpu() {
+                tiled(&x, self.stage_reach + POST_REACH, tile, |x| self.post(&self.stage(blocks, x)?))?
+            } else if x.device().is_cpu() {
+                tiled(&x, self.stage_reach, tile, |x| self.stage(blocks, x))?
+            } else {
+                self.stage(blocks, &x)?
+            };
         }
-        // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
-        self.conv_post.forward_fused(&x, Some(0.01), None)?.tanh()
+        if self.ups.is_empty() || !x.device().is_cpu() {
+            x = self.post(&x)?;
+        }
+        Ok(x)
     }
+
+    /// A stage's parallel residual blocks, averaged.
+    fn stage(&self, blocks: &[ResBlock], x: &Tensor) -> Result<Tensor> {
+        let mut sum: Option<Tensor> = None;
+        for block in blocks {
+            let y = block.forward(x)?;
+            sum = Some(match sum {
+                Some(s) => (s + y)?,
+                None => y,
+            });
+        }
+        let sum = sum.ok_or_else(|| candle_core::Error::Msg("generator stage without resblocks".into()))?;
+        sum / self.kernels_per_stage as f64
+    }
+
+    fn post(&self, x: &Tensor) -> Result<Tensor> {
+        // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
+        self.conv_post.forward_fused(x, Some(0.01), None)?.tanh()
+    }
+}
+
+/// Samples on each side that conv_post (kernel 7) reads.
+const POST_REACH: usize = 3;
+/// Bytes of one stage tensor per tile: small enough that a tile's intermediate tensors stay in
+/// the cores' caches. Whole, a late stage's tensors (32 channels x 256 samples a frame) run to
+/// megabytes per sentence, and each convolution then streams them through memory.
+const TILE_BYTES: usize = 1 << 20;
+
+/// Time samples per tile for a stage of `channels`.
+fn tile_len(channels: usize) -> usize {
+    (TILE_BYTES / (4 * channels.max(1))).max(256)
+}
+
+/// `f` (convolutions with "same" zero padding that together read `reach` samples on each side)
+/// applied to `x` (`[1, c, len]`) tile by tile: each tile of `tile` samples is computed from the
+/// input widened by `reach` on each side and keeps its middle, which is then exactly what `f`
+/// of the whole gives (each output sums the same inputs in the same order).
+fn tiled(x: &Tensor, reach: usize, tile: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+    let (_, channels, len) = x.dims3()?;
+    if len <= 2 * tile {
+        return f(x);
+    }
+    let mut out: Vec<f32> = Vec::new();
+    let mut out_channels = 0;
+    with_values(x, |values| -> Result<()> {
+        for start in (0..len).step_by(tile) {
+            let end = (start + tile).min(len);
+            let (lo, hi) = (start.saturating_sub(reach), (end + reach).min(len));
+            let rows = values.chunks_exact(len).flat_map(|row| &row[lo..hi]).copied().collect();
+            let y = f(&Tensor::from_vec(rows, (1, channels, hi - lo), x.device())?)?;
+            out_channels = y.dim(1)?;
+            out.resize(out_channels * len, 0.0);
+            with_values(&y, |y| {
+                for (dst, src) in out.chunks_exact_mut(len).zip(y.chunks_exact(hi - lo)) {
+                    dst[start..end].copy_from_slice(&src[start - lo..end - lo]);
+                }
+            })?;
+        }
+        Ok(())
+    })??;
+    Tensor::from_vec(out, (1, out_channels, len), x.device())
 }
 
 /// The generator's receptive field in latent frames on each side, rounded up, plus one: every
 /// convolution reaches `(kernel - 1) / 2 * dilation` samples of its stage's rate, an upsampler
 /// `ceil(kernel / stride)` samples of its input's, the parallel resblocks as far as the widest.
 fn receptive_radius(cfg: &VitsConfig) -> usize {
-    let reach = |kernel: usize, dilation: usize| ((kernel - 1) / 2 * dilation) as f64;
     let mut frames = reach(7, 1); // conv_pre
     let mut rate = 1.0;
     for (&stride, &kernel) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes) {
         frames += kernel.div_ceil(stride) as f64 / rate;
         rate *= stride as f64;
-        let widest = cfg
-            .resblock_kernel_sizes
-            .iter()
-            .zip(&cfg.resblock_dilations)
-            .map(|(&k, dilations)| {
-                let second = if cfg.resblock == ResBlockKind::One { reach(k, 1) } else { 0.0 };
-                dilations.iter().map(|&d| reach(k, d) + second).sum::<f64>()
-            })
-            .fold(0.0, f64::max);
-        frames += widest / rate;
+        frames += resblock_reach(cfg) / rate;
     }
-    frames += reach(7, 1) / rate; // conv_post
+    frames += POST_REACH as f64 / rate;
     frames.ceil() as usize + 1
+}
+
+/// Samples that a convolution of `kernel` taps spaced `dilation` apart reads on each side.
+fn reach(kernel: usize, dilation: usize) -> f64 {
+    ((kernel - 1) / 2 * dilation) as f64
+}
+
+/// Samples on each side that a stage's residual blocks read, at the stage's rate: the widest
+/// block's chain of convolutions.
+fn resblock_reach(cfg: &VitsConfig) -> f64 {
+    cfg.resblock_kernel_sizes
+        .iter()
+        .zip(&cfg.resblock_dilations)
+        .map(|(&k, dilations)| {
+            let second = if cfg.resblock == ResBlockKind::One { reach(k, 1) } else { 0.0 };
+            dilations.iter().map(|&d| reach(k, d) + second).sum::<f64>()
+        })
+        .fold(0.0, f64::max)
+}
+
+#[cfg(test)]
+mod tests {
+    use candle_core::Device;
+
+    use super::*;
+
+    #[test]
+    fn tiles_widened_by_the_reach_give_exactly_the_whole() -> Result<()> {
+        let (channels, len) = (3, 100);
+        let weights = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n).map(|i| ((i * 37 + seed) % 23) as f32 / 23.0 - 0.5).collect()
+        };
+        // Two chained convolutions reading 2 * 3 and 1 samples on each side: 7 in all.
+        let first = PackedConv::new(&weights(channels * channels * 5, 1), channels, channels, 5, 3);
+        let second = PackedConv::new(&weights(channels * channels * 3, 2), channels, channels, 3, 1);
+        let chain = |x: &Tensor| -> Result<Tensor> {
+            let n = x.dim(2)?;
+            let y = with_values(x, |v| first.apply(v, n, Some(0.1), Base { bias: None, residual: Some(v) }))?;
+            let z = second.apply(&y, n, Some(0.1), Base { bias: None, residual: Some(&y) });
+            Tensor::from_vec(z, (1, channels, n), &Device::Cpu)
+        };
+        let x = Tensor::from_vec(weights(channels * len, 3), (1, channels, len), &Device::Cpu)?;
+        let whole = chain(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let tiles = tiled(&x, 7, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(tiles, whole, "tiles widened by the full reach");
+        let short = tiled(&x, 6, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        assert_ne!(short, whole, "a reach one sample short must show at the tiles' edges");
+        Ok(())
+    }
 }

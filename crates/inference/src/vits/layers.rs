@@ -5,7 +5,7 @@
 use candle_core::{Module, Result, Tensor, D};
 use candle_nn::VarBuilder;
 
-use super::cpu_conv::PackedConv;
+use super::cpu_conv::{Base, PackedConv};
 
 /// Conv1d whose output length equals its input length (odd kernels), with bias.
 pub fn conv1d(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize) -> Result<TapConv1d> {
@@ -83,14 +83,14 @@ impl TapConv1d {
         };
         let (_, _, len) = x.dims3()?;
         let cout = self.bias_values.len();
-        let mut out = match residual {
-            Some(r) => with_values(r, <[f32]>::to_vec)?,
-            None => vec![0.0f32; cout * len],
+        let conv = |residual: Option<&[f32]>| {
+            let base = Base { bias: Some(&self.bias_values), residual };
+            with_values(x, |input| packed.apply(input, len, slope, base))
         };
-        for (row, &b) in out.chunks_exact_mut(len.max(1)).zip(&self.bias_values) {
-            row.iter_mut().for_each(|v| *v += b);
-        }
-        with_values(x, |input| packed.apply(input, len, slope, &mut out))?;
+        let out = match residual {
+            Some(r) => with_values(r, |r| conv(Some(r)))??,
+            None => conv(None)?,
+        };
         Tensor::from_vec(out, (1, cout, len), x.device())
     }
 
