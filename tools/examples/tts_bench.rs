@@ -17,6 +17,7 @@ use clap::Parser;
 use smai_core::{SpeechOptions, Synthesizer};
 use smai_inference::tts::voices::{model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_inference::whisper::ComputeTypes;
 use smai_tools::bench::peak_rss_mib;
 use smai_tools::default_models_dir;
 
@@ -28,6 +29,9 @@ struct Args {
     /// Only our side (for profiling).
     #[arg(long)]
     ours_only: bool,
+    /// Number type of our vocoder: float32 or bfloat16 (CPUs with AVX-512 BF16).
+    #[arg(long, default_value = "float32", value_parser = ComputeTypes::parse)]
+    compute_type: ComputeTypes,
     /// Python with piper-tts installed.
     #[arg(long, default_value = "python3")]
     python: String,
@@ -118,11 +122,16 @@ fn main() {
     let args = Args::parse();
     let texts: Texts = serde_json::from_str(include_str!("bench_texts.json")).expect("bench_texts.json");
     let started = Instant::now();
-    let engine = PiperSynthesizer::load(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4)
-        .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
+    let engine =
+        PiperSynthesizer::load_as(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4, &args.compute_type)
+            .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
     let load_s = started.elapsed().as_secs_f64();
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
-    println!("tts bench: voice {DEFAULT_MODEL}, {} repeats per text, {threads} cores", texts.repeats);
+    println!(
+        "tts bench: voice {DEFAULT_MODEL} ({}), {} repeats per text, {threads} cores",
+        args.compute_type.for_model(DEFAULT_MODEL),
+        texts.repeats
+    );
     let best = |a: f64, b: f64| a.min(b);
     let (mut short, mut long, mut first) = (Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {

@@ -136,6 +136,29 @@ macro_rules! dispatch_isa {
 }
 pub(crate) use dispatch_isa;
 
+/// Whether the CPU has AVX-512 BF16 (`vdpbf16ps`), which the bf16 kernels run on.
+pub fn has_avx512_bf16() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        is_x86_feature_detected!("avx512bf16")
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// f32 to bf16 bits as `vcvtne2ps2bf16` rounds: to nearest even, subnormals to signed zero,
+/// NaN stays NaN. Every bf16 path rounds with it. Written without branches (each case
+/// computed, one selected) so that loops over it become vector code.
+#[inline(always)]
+pub fn to_bf16(v: f32) -> u16 {
+    let u = v.to_bits();
+    let rounded = u.wrapping_add(0x7fff + ((u >> 16) & 1)) >> 16;
+    let quiet_nan = (u >> 16) | 0x40;
+    let signed_zero = (u >> 16) & 0x8000;
+    let finite_or_inf = if (u & 0x7fff_ffff) > 0x7f80_0000 { quiet_nan } else { rounded };
+    (if u & 0x7f80_0000 == 0 { signed_zero } else { finite_or_inf }) as u16
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

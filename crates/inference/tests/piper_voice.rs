@@ -11,6 +11,7 @@ use candle_core::Device;
 use serde::Deserialize;
 use smai_inference::phonemize::{phonemes_to_ids, phonemize};
 use smai_inference::vits::{InferenceScales, Voice};
+use smai_inference::whisper::ComputeType;
 
 const VOICE: &str = "en_US-joe-medium";
 
@@ -20,18 +21,20 @@ fn fixtures() -> PathBuf {
 
 fn voice() -> &'static Voice {
     static VOICE_CELL: OnceLock<Voice> = OnceLock::new();
-    VOICE_CELL.get_or_init(|| {
-        let dir = std::env::var("SMAI_MODELS_DIR")
-            .map(PathBuf::from)
-            .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/cache"));
-        let onnx = dir.join(VOICE).join(format!("{VOICE}.onnx"));
-        assert!(
-            onnx.exists(),
-            "voice {VOICE} is not installed: expected {} (run `smai models pull {VOICE}` or set SMAI_MODELS_DIR)",
-            onnx.display()
-        );
-        Voice::load(&onnx, None, &common::test_device()).expect("voice loads")
-    })
+    VOICE_CELL.get_or_init(|| load(ComputeType::Float32))
+}
+
+fn load(compute: ComputeType) -> Voice {
+    let dir = std::env::var("SMAI_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../models/cache"));
+    let onnx = dir.join(VOICE).join(format!("{VOICE}.onnx"));
+    assert!(
+        onnx.exists(),
+        "voice {VOICE} is not installed: expected {} (run `smai models pull {VOICE}` or set SMAI_MODELS_DIR)",
+        onnx.display()
+    );
+    Voice::load_as(&onnx, None, &common::test_device(), compute).expect("voice loads")
 }
 
 #[derive(Deserialize)]
@@ -78,6 +81,23 @@ fn snr_db(reference: &[f32], ours: &[f32]) -> f64 {
 
 #[test]
 fn waveform_matches_piper_onnxruntime() {
+    waveform_matches(voice(), 40.0);
+}
+
+/// The bf16 vocoder (`--compute-type bfloat16`) stays within 30 dB SNR of piper-tts's float
+/// waveform (41-44 dB measured; in bf16 the flows as well would give 24 dB, which is why they
+/// stay f32).
+#[test]
+fn bf16_vocoder_waveform_stays_near_piper_onnxruntime() {
+    let voice = load(ComputeType::Bfloat16);
+    if voice.compute_type != ComputeType::Bfloat16 {
+        eprintln!("skipped: no bf16 vocoder on this device (needs a CPU with AVX-512 BF16)");
+        return;
+    }
+    waveform_matches(&voice, 30.0);
+}
+
+fn waveform_matches(voice: &Voice, min_snr_db: f64) {
     let text = std::fs::read_to_string(fixtures().join("audio.json")).unwrap();
     let cases: Vec<AudioFixture> = serde_json::from_str(&text).unwrap();
     assert!(!cases.is_empty());
@@ -88,12 +108,12 @@ fn waveform_matches_piper_onnxruntime() {
         assert_eq!(reference.len(), case.samples);
         let scales =
             InferenceScales { noise_scale: case.noise_scale, length_scale: case.length_scale, noise_w: case.noise_w };
-        let ours = voice().model.synthesize(&case.ids, scales, 0).unwrap();
+        let ours = voice.model.synthesize(&case.ids, scales, 0).unwrap();
         assert_eq!(ours.len(), reference.len(), "{}: sample count (durations) differ", case.name);
         let snr = snr_db(&reference, &ours);
         let max_diff = reference.iter().zip(&ours).map(|(r, o)| (r - o).abs()).fold(0f32, f32::max);
         eprintln!("{}: SNR {snr:.1} dB, max abs diff {max_diff:.5}", case.name);
-        assert!(snr >= 40.0, "{}: SNR {snr:.1} dB < 40 dB (max abs diff {max_diff})", case.name);
+        assert!(snr >= min_snr_db, "{}: SNR {snr:.1} dB < {min_snr_db} dB (max abs diff {max_diff})", case.name);
     }
 }
 

@@ -14,6 +14,7 @@ use super::voices::{model_path, VoiceSpec, VoicesConfig};
 use crate::phonemize::{phonemes_to_ids, phonemize};
 use crate::runtime::{device_name, Worker, WorkerConfig};
 use crate::vits::{InferenceScales, PiperConfig, Voice};
+use crate::whisper::compute_type::ComputeTypes;
 
 /// Sentences buffered per stream before the worker waits for the reader.
 const STREAM_BUFFER: usize = 4;
@@ -37,8 +38,20 @@ pub struct PiperSynthesizer {
 }
 
 impl PiperSynthesizer {
-    /// Loads every model the voices use (once per model) and starts their workers.
+    /// Loads every model the voices use (once per model, in float32) and starts their workers.
     pub fn load(config: &VoicesConfig, models_dir: &Path, device: &Device, queue: usize) -> Result<Self, Error> {
+        Self::load_as(config, models_dir, device, queue, &ComputeTypes::default())
+    }
+
+    /// [`Self::load`] with each model's vocoder in the number type `compute` gives its model id
+    /// (`bfloat16` or `auto`: bf16 on CPUs with AVX-512 BF16; see `Vits::use_compute_type`).
+    pub fn load_as(
+        config: &VoicesConfig,
+        models_dir: &Path,
+        device: &Device,
+        queue: usize,
+        compute: &ComputeTypes,
+    ) -> Result<Self, Error> {
         config.validate().map_err(|e| Error::invalid(e.to_string()))?;
         let mut workers = Vec::new();
         let mut by_model: HashMap<String, (usize, Arc<Voice>)> = HashMap::new();
@@ -59,9 +72,10 @@ impl PiperSynthesizer {
                         )));
                     }
                     let voice = Arc::new(
-                        Voice::load(&path, None, device)
+                        Voice::load_as(&path, None, device, compute.for_model(&spec.model))
                             .map_err(|e| Error::internal(format!("loading voice model {}: {e}", path.display())))?,
                     );
+                    tracing::info!(model = %spec.model, compute_type = %voice.compute_type, "voice model loaded");
                     let config = WorkerConfig::new(format!("piper {}", spec.model), queue);
                     let model = voice.clone();
                     workers.push(Worker::start(config, move || Ok((model, ())))?.0);

@@ -16,16 +16,17 @@ use std::mem::MaybeUninit;
 
 use rayon::prelude::*;
 
+use super::cpu_conv_bf16::Bf16Taps;
 use crate::cpu_isa::{level, Isa};
 
 /// Output channels per block of packed weights.
-const OC: usize = 8;
+pub(super) const OC: usize = 8;
 /// Output samples per register block at each level: AVX-512 keeps 8 channels x 3 vectors of 16
 /// in its 32 registers, AVX2 two halves of 4 channels x 3 vectors of 8 in its 16 (fewer input
 /// loads per multiply-add than 4 x 6 vectors: the input tile often lives in L2).
-const TW_AVX512: usize = 48;
+pub(super) const TW_AVX512: usize = 48;
 const TW_AVX2: usize = 24;
-const MAX_TW: usize = TW_AVX512;
+pub(super) const MAX_TW: usize = TW_AVX512;
 /// Register blocks of output channels per parallel task.
 const OC_BLOCKS_PER_TASK: usize = 16;
 /// Multiply-adds per parallel task, at least: fewer would spend more time scheduling than computing.
@@ -35,6 +36,8 @@ const TASK_WORK: usize = 1 << 20;
 /// channels padded with zeros to a multiple of `OC`.
 pub struct PackedConv {
     weights: Vec<f32>,
+    /// The same taps in bf16, when the convolution runs in bf16 (`--compute-type bfloat16`).
+    bf16: Option<Bf16Taps>,
     cin: usize,
     cout: usize,
     taps: usize,
@@ -54,7 +57,19 @@ impl PackedConv {
                 }
             }
         }
-        Self { weights, cin, cout, taps, dilation }
+        Self { weights, bf16: None, cin, cout, taps, dilation }
+    }
+
+    /// Runs this convolution in bf16 from now on (inputs and weights rounded to bf16, sums in
+    /// f32), where [`Bf16Taps::available`] says the CPU has the kernel.
+    pub fn use_bf16(&mut self) {
+        if Bf16Taps::available() {
+            self.bf16 = Some(Bf16Taps::new(&self.weights, self.cin, self.taps, self.dilation));
+        }
+    }
+
+    pub fn is_bf16(&self) -> bool {
+        self.bf16.is_some()
     }
 
     /// The "same"-padded convolution of `input` (`[cin, len]`), with the leaky ReLU of `slope`
@@ -87,7 +102,7 @@ impl PackedConv {
         // the output is not zeroed first: one pass less over the vocoder's long outputs.
         let mut out: Vec<f32> = Vec::with_capacity(size);
         let isa = level();
-        let tw = block_width(isa);
+        let tw = if self.bf16.is_some() { TW_AVX512 } else { block_width(isa) };
         let source = Source { input, len, left_pad, slope };
         let time_blocks = out_len.div_ceil(tw);
         let oc_blocks = self.cout.div_ceil(OC);
@@ -100,15 +115,15 @@ impl PackedConv {
         let shared = SharedOut(out.spare_capacity_mut().as_mut_ptr());
         let run = |&(tb0, ob0): &(usize, usize)| {
             let blocks = tb0..(tb0 + blocks_per_task).min(time_blocks);
-            TILE.with_borrow_mut(|tile| {
-                let stride = self.fill_tile(&source, tb0 * tw, blocks.len() * tw, tile);
+            // Runs `kernel(time block in the tile, channel block, sums)` over the task's blocks
+            // and writes each block's sums onto the base.
+            let each_block = |kernel: &dyn Fn(usize, usize, &mut [f32; OC * MAX_TW])| {
                 let mut acc = [0.0f32; OC * MAX_TW];
                 for tb in blocks.clone() {
                     let t0 = tb * tw;
                     let width = tw.min(out_len - t0);
                     for ob in ob0..(ob0 + OC_BLOCKS_PER_TASK).min(oc_blocks) {
-                        let w = &self.weights[ob * self.cin * self.taps * OC..][..self.cin * self.taps * OC];
-                        self.block(isa, w, &tile[(tb - tb0) * tw..], stride, &mut acc);
+                        kernel(tb - tb0, ob, &mut acc);
                         for o in 0..OC.min(self.cout - ob * OC) {
                             let ch = ob * OC + o;
                             let row = ch * out_len + t0;
@@ -119,7 +134,20 @@ impl PackedConv {
                         }
                     }
                 }
-            })
+            };
+            let (first, width) = (tb0 * tw, blocks.len() * tw);
+            match &self.bf16 {
+                Some(taps) => taps.with_tile(&source, first, width, |tile, stride| {
+                    each_block(&|i, ob, acc| taps.block(ob, &tile[i * tw..], stride, acc))
+                }),
+                None => TILE.with_borrow_mut(|tile| {
+                    let stride = self.fill_tile(&source, first, width, tile);
+                    let taps = self.cin * self.taps * OC;
+                    each_block(&|i, ob, acc| {
+                        self.block(isa, &self.weights[ob * taps..][..taps], &tile[i * tw..], stride, acc)
+                    })
+                }),
+            }
         };
         if tasks.len() == 1 {
             tasks.iter().for_each(run);
@@ -137,17 +165,14 @@ impl PackedConv {
     fn fill_tile(&self, source: &Source, first: usize, width: usize, tile: &mut Vec<f32>) -> usize {
         let stride = width + (self.taps - 1) * self.dilation;
         tile.resize(self.cin * stride, 0.0);
-        // Tile column j holds input first + j - left_pad where that lies in 0..len, else zero.
-        let skip = source.left_pad.saturating_sub(first).min(stride);
-        let from = (first + skip).saturating_sub(source.left_pad).min(source.len);
-        let count = (stride - skip).min(source.len.saturating_sub(from));
+        let (skip, from, count) = source.span(first, stride);
         let rows = tile.chunks_exact_mut(stride).zip(source.input.chunks_exact(source.len.max(1)));
         for (dst, src) in rows.take(self.cin) {
             dst[..skip].fill(0.0);
             dst[skip + count..].fill(0.0);
             let (dst, src) = (&mut dst[skip..skip + count], &src[from..from + count]);
             match source.slope {
-                Some(s) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = if v < 0.0 { v * s } else { v }),
+                Some(_) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = source.act(v)),
                 None => dst.copy_from_slice(src),
             }
         }
@@ -193,11 +218,31 @@ fn block_width(isa: Isa) -> usize {
 }
 
 /// The input of one convolution call.
-struct Source<'a> {
-    input: &'a [f32],
-    len: usize,
-    left_pad: usize,
-    slope: Option<f32>,
+pub(super) struct Source<'a> {
+    pub input: &'a [f32],
+    pub len: usize,
+    pub left_pad: usize,
+    pub slope: Option<f32>,
+}
+
+impl Source<'_> {
+    /// For a tile of `stride` padded columns from column `first`: the columns before the input
+    /// (`skip`), and the input samples (`from`, `count`) in the columns after them, the rest
+    /// being zeros. Padded column j holds input `j - left_pad`.
+    pub fn span(&self, first: usize, stride: usize) -> (usize, usize, usize) {
+        let skip = self.left_pad.saturating_sub(first).min(stride);
+        let from = (first + skip).saturating_sub(self.left_pad).min(self.len);
+        (skip, from, (stride - skip).min(self.len - from))
+    }
+
+    /// The activation applied to the input before the convolution.
+    #[inline(always)]
+    pub fn act(&self, v: f32) -> f32 {
+        match self.slope {
+            Some(s) if v < 0.0 => v * s,
+            _ => v,
+        }
+    }
 }
 
 thread_local! {

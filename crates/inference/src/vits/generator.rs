@@ -7,6 +7,7 @@ use candle_nn::VarBuilder;
 use super::cpu_conv::{Base, PackedConv};
 use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
 use super::{ResBlockKind, VitsConfig};
+use crate::whisper::cpu_ops;
 
 const LRELU_SLOPE: f64 = 0.1;
 
@@ -210,12 +211,34 @@ impl Generator {
         })
     }
 
-    /// `[1, inter, frames]` -> `[1, 1, samples]` in [-1, 1].
+    /// Runs the upsamplers, residual blocks and output convolution in bf16 where the CPU has
+    /// the kernel; returns whether it does. Measured against piper-tts on en_US-joe-medium the
+    /// waveform keeps 41-44 dB SNR (the flows and text encoder in bf16 would drop it to 12 dB,
+    /// so they stay f32).
+    pub fn use_bf16(&mut self) -> bool {
+        for block in &mut self.resblocks {
+            for (first, second) in &mut block.convs {
+                first.use_bf16();
+                if let Some(second) = second {
+                    second.use_bf16();
+                }
+            }
+        }
+        for up in &mut self.ups {
+            if let Some(phases) = &mut up.phases {
+                phases.use_bf16();
+            }
+        }
+        self.conv_post.use_bf16();
+        self.conv_post.is_bf16()
+    }
+
     /// Latent frames on each side of a frame that reach its output samples.
     pub fn context_frames(&self) -> usize {
         self.context
     }
 
+    /// `[1, inter, frames]` -> `[1, 1, samples]` in [-1, 1].
     pub fn forward(&self, z: &Tensor, g: Option<&Tensor>) -> Result<Tensor> {
         let mut x = self.conv_pre.forward(z)?;
         if let (Some(cond), Some(g)) = (&self.cond, g) {
@@ -256,7 +279,13 @@ impl Generator {
 
     fn post(&self, x: &Tensor) -> Result<Tensor> {
         // F.leaky_relu's default slope here, not LRELU_SLOPE, as in the reference.
-        self.conv_post.forward_fused(x, Some(0.01), None)?.tanh()
+        let y = self.conv_post.forward_fused(x, Some(0.01), None)?;
+        if !y.device().is_cpu() {
+            return y.tanh();
+        }
+        let mut values = with_values(&y, <[f32]>::to_vec)?;
+        cpu_ops::tanh_in_place(&mut values);
+        Tensor::from_vec(values, y.shape(), y.device())
     }
 }
 

@@ -3,6 +3,7 @@
 
 pub mod config;
 mod cpu_conv;
+mod cpu_conv_bf16;
 mod duration;
 mod flow;
 mod generator;
@@ -18,6 +19,7 @@ use std::path::Path;
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
+use crate::whisper::compute_type::ComputeType;
 pub use config::{InferenceScales, PiperConfig};
 use onnx::OnnxWeights;
 
@@ -246,6 +248,18 @@ impl Vits {
         Self::load(vb, &cfg)
     }
 
+    /// Sets the vocoder's number type from `compute` and returns the one in force: bf16 for
+    /// `bfloat16` and `auto` on CPUs with AVX-512 BF16 (`cpu_conv_bf16`), float32 otherwise;
+    /// int8 is not offered for voices.
+    pub fn use_compute_type(&mut self, compute: ComputeType) -> ComputeType {
+        let wanted = matches!(compute, ComputeType::Bfloat16 | ComputeType::Auto) && self.device.is_cpu();
+        if wanted && self.dec.use_bf16() {
+            ComputeType::Bfloat16
+        } else {
+            ComputeType::Float32
+        }
+    }
+
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
     pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
         match self.latent(ids, scales, speaker)? {
@@ -353,11 +367,24 @@ pub struct Latent {
 pub struct Voice {
     pub model: Vits,
     pub config: PiperConfig,
+    /// The vocoder's number type in force.
+    pub compute_type: ComputeType,
 }
 
 impl Voice {
     /// Loads `<name>.onnx` and its `<name>.onnx.json` beside it (or `config_path`).
     pub fn load(onnx_path: &Path, config_path: Option<&Path>, device: &Device) -> Result<Self, VoiceError> {
+        Self::load_as(onnx_path, config_path, device, ComputeType::Float32)
+    }
+
+    /// [`Self::load`] with the vocoder in `compute` where the CPU allows it
+    /// ([`Vits::use_compute_type`]).
+    pub fn load_as(
+        onnx_path: &Path,
+        config_path: Option<&Path>,
+        device: &Device,
+        compute: ComputeType,
+    ) -> Result<Self, VoiceError> {
         let json_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| {
             let mut p = onnx_path.as_os_str().to_owned();
             p.push(".json");
@@ -367,13 +394,14 @@ impl Voice {
             |p: &Path| std::fs::read(p).map_err(|source| VoiceError::Io { path: p.display().to_string(), source });
         let config = PiperConfig::parse(&String::from_utf8_lossy(&read(&json_path)?))?;
         let weights = OnnxWeights::parse(&read(onnx_path)?)?;
-        let model = Vits::from_onnx(&weights, device)?;
+        let mut model = Vits::from_onnx(&weights, device)?;
+        let compute_type = model.use_compute_type(compute);
         if config.num_symbols > 0 && config.num_symbols != model.config.n_vocab {
             return Err(VoiceError::Corrupt(format!(
                 "config has {} symbols but the model embeds {}",
                 config.num_symbols, model.config.n_vocab
             )));
         }
-        Ok(Self { model, config })
+        Ok(Self { model, config, compute_type })
     }
 }

@@ -12,23 +12,10 @@ use std::ops::Range;
 
 use rayon::prelude::*;
 
-use crate::cpu_isa::{level, Isa};
+use crate::cpu_isa::{has_avx512_bf16, level, to_bf16, Isa};
 
 use super::cpu_ops::dispatch_isa;
 use super::cpu_panels::{run_panels, COLS, ROWS};
-
-/// f32 to bf16 bits: round to nearest even, subnormals to signed zero, NaN stays NaN.
-#[inline(always)]
-fn to_bf16(v: f32) -> u16 {
-    let u = v.to_bits();
-    if u & 0x7f80_0000 == 0 {
-        return ((u >> 16) & 0x8000) as u16;
-    }
-    if v.is_nan() {
-        return ((u >> 16) | 0x40) as u16;
-    }
-    ((u + 0x7fff + ((u >> 16) & 1)) >> 16) as u16
-}
 
 #[inline(always)]
 fn widen(h: u16) -> f32 {
@@ -158,15 +145,6 @@ struct Inputs<'a> {
     rounded: &'a [u32],
     widened: &'a [f32],
     k2: usize,
-}
-
-fn has_avx512_bf16() -> bool {
-    #[cfg(target_arch = "x86_64")]
-    {
-        is_x86_feature_detected!("avx512bf16")
-    }
-    #[cfg(not(target_arch = "x86_64"))]
-    false
 }
 
 /// The panel's sums from widened bf16 values, in `vdpbf16ps`'s order: the plain code for

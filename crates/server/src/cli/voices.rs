@@ -5,6 +5,7 @@ use smai_core::{Error, Synthesizer};
 use smai_inference::device_from_name;
 use smai_inference::tts::voices::default_models_dir;
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
+use smai_inference::whisper::ComputeTypes;
 use std::path::PathBuf;
 
 /// Requests a local command has waiting at most (it makes one at a time).
@@ -21,13 +22,19 @@ pub struct VoicesArgs {
     /// cpu, cuda or metal (the last two need the build feature).
     #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
+    /// Number type of the vocoder: float32, or bfloat16 (on CPUs with AVX-512 BF16, float32
+    /// elsewhere; auto is the same); one for all models or per model
+    /// (`en_US-joe-medium=bfloat16`).
+    #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeTypes::parse)]
+    pub compute_type: ComputeTypes,
 }
 
 impl VoicesArgs {
     pub fn load(&self) -> Result<PiperSynthesizer, Error> {
         let config = VoicesConfig::load(self.voices_config.as_deref()).map_err(|e| Error::invalid(e.to_string()))?;
         let dir = self.models_dir.clone().unwrap_or_else(default_models_dir);
-        PiperSynthesizer::load(&config, &dir, &device_from_name(&self.device)?, LOCAL_QUEUE_DEPTH)
+        let device = device_from_name(&self.device)?;
+        PiperSynthesizer::load_as(&config, &dir, &device, LOCAL_QUEUE_DEPTH, &self.compute_type)
     }
 }
 

@@ -105,7 +105,7 @@ fn with_vad(engine: WhisperEngine, config: &ServeConfig) -> anyhow::Result<Whisp
 fn load_voices(config: &ServeConfig, device: &smai_inference::Device) -> Result<PiperSynthesizer, smai_core::Error> {
     let voices =
         VoicesConfig::load(config.voices_config.as_deref()).map_err(|e| smai_core::Error::invalid(e.to_string()))?;
-    PiperSynthesizer::load(&voices, &config.models_dir, device, config.queue_depth)
+    PiperSynthesizer::load_as(&voices, &config.models_dir, device, config.queue_depth, &config.compute_type)
 }
 
 /// Hands the memory freed while loading (the weights' file bytes, float copies replaced by
