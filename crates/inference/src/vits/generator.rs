@@ -316,7 +316,8 @@ fn tiled(x: &Tensor, reach: usize, tile: usize, f: impl Fn(&Tensor) -> Result<Te
         for start in (0..len).step_by(tile) {
             let end = (start + tile).min(len);
             let (lo, hi) = (start.saturating_sub(reach), (end + reach).min(len));
-            let rows = values.chunks_exact(len).flat_map(|row| &row[lo..hi]).copied().collect();
+            let mut rows = Vec::with_capacity(channels * (hi - lo));
+            values.chunks_exact(len).for_each(|row| rows.extend_from_slice(&row[lo..hi]));
             let y = f(&Tensor::from_vec(rows, (1, channels, hi - lo), x.device())?)?;
             out_channels = y.dim(1)?;
             out.resize(out_channels * len, 0.0);
