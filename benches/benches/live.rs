@@ -3,7 +3,7 @@
 //! once on tiny.en; and for live speech, from a `speak` of a complete 10-word sentence to its
 //! first audio frame (p50; the socket's default, a sentence streamed in pieces). Run:
 //! `cargo bench -p smai-benches --bench live` (needs `smai models pull`;
-//! `SMAI_COMPUTE_TYPE=int8` or `bfloat16` runs Whisper so). Prints one line per figure.
+//! `SMAI_COMPUTE_TYPE=int8` or `bfloat16` runs Whisper so, and `bfloat16` the voice's vocoder). Prints one line per figure.
 
 use futures_util::{SinkExt, StreamExt};
 use serde_json::{json, Value};
