@@ -244,12 +244,12 @@ impl Generator {
         if let (Some(cond), Some(g)) = (&self.cond, g) {
             x = x.broadcast_add(&cond.forward(g)?)?;
         }
-        let last = self.ups.len() - 1;
         for (i, up) in self.ups.iter().enumerate() {
+            let last = i + 1 == self.ups.len();
             x = up.forward(&x, LRELU_SLOPE as f32)?;
             let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let tile = tile_len(x.dim(1)?);
-            x = if i == last && x.device().is_cpu() {
+            x = if last && x.device().is_cpu() {
                 tiled(&x, self.stage_reach + POST_REACH, tile, |x| self.post(&self.stage(blocks, x)?))?
             } else if x.device().is_cpu() {
                 tiled(&x, self.stage_reach, tile, |x| self.stage(blocks, x))?

@@ -101,6 +101,10 @@ impl TapConv1d {
             with_values(x, |input| packed.apply(input, len, slope, base))
         };
         let out = match residual {
+            // The residual is often the input itself: its values are borrowed once.
+            Some(r) if r.id() == x.id() => with_values(x, |input| {
+                packed.apply(input, len, slope, Base { bias: Some(&self.bias_values), residual: Some(input) })
+            })?,
             Some(r) => with_values(r, |r| conv(Some(r)))??,
             None => conv(None)?,
         };
