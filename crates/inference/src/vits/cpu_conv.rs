@@ -35,6 +35,7 @@ const TASK_WORK: usize = 1 << 20;
 /// A convolution's weights laid out for the kernels: `[cout / OC][cin][taps][OC]`, output
 /// channels padded with zeros to a multiple of `OC`.
 pub struct PackedConv {
+    /// Empty once the convolution runs in bf16 (`bf16` holds the taps then).
     weights: Vec<f32>,
     /// The same taps in bf16, when the convolution runs in bf16 (`--compute-type bfloat16`).
     bf16: Option<Bf16Taps>,
@@ -63,8 +64,9 @@ impl PackedConv {
     /// Runs this convolution in bf16 from now on (inputs and weights rounded to bf16, sums in
     /// f32), where [`Bf16Taps::available`] says the CPU has the kernel.
     pub fn use_bf16(&mut self) {
-        if Bf16Taps::available() {
+        if self.bf16.is_none() && Bf16Taps::available() {
             self.bf16 = Some(Bf16Taps::new(&self.weights, self.cin, self.taps, self.dilation));
+            self.weights = Vec::new();
         }
     }
 
@@ -166,18 +168,15 @@ impl PackedConv {
         let stride = width + (self.taps - 1) * self.dilation;
         tile.resize(self.cin * stride, 0.0);
         let (skip, from, count) = source.span(first, stride);
-        let rows = tile.chunks_exact_mut(stride).zip(source.input.chunks_exact(source.len.max(1)));
-        for (dst, src) in rows.take(self.cin) {
+        for (c, dst) in tile.chunks_exact_mut(stride).enumerate() {
             dst[..skip].fill(0.0);
             dst[skip + count..].fill(0.0);
-            let (dst, src) = (&mut dst[skip..skip + count], &src[from..from + count]);
+            let src = &source.input[c * source.len..][from..from + count];
+            let dst = &mut dst[skip..skip + count];
             match source.slope {
                 Some(_) => dst.iter_mut().zip(src).for_each(|(d, &v)| *d = source.act(v)),
                 None => dst.copy_from_slice(src),
             }
-        }
-        if source.len == 0 {
-            tile.fill(0.0);
         }
         stride
     }
