@@ -6,6 +6,7 @@ use candle_nn::VarBuilder;
 
 use super::cpu_conv::{Base, PackedConv};
 use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
+use super::stage_cpu::{run_stage, FastResBlock, PostStage};
 use super::{ResBlockKind, VitsConfig};
 use crate::whisper::cpu_ops;
 
@@ -175,6 +176,9 @@ pub struct Generator {
     cond: Option<TapConv1d>,
     ups: Vec<Upsample>,
     resblocks: Vec<ResBlock>,
+    /// The CPU in float32, per stage: its residual blocks as Winograd convolutions, where
+    /// every one is covered (see `WinogradConv::new`).
+    fast_stages: Vec<Option<Vec<FastResBlock>>>,
     kernels_per_stage: usize,
     conv_post: TapConv1d,
     context: usize,
@@ -188,14 +192,24 @@ impl Generator {
         let conv_pre = conv1d(vb.pp("conv_pre"), cfg.inter_channels, ch0, 7, 1)?;
         let mut ups = Vec::new();
         let mut resblocks = Vec::new();
+        let mut fast_stages = Vec::new();
         let mut ch = ch0;
         for (i, (&rate, &kernel)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
             let out = ch / 2;
+            let mut fast = Some(Vec::new());
             ups.push(Upsample::load(vb.pp(format!("ups.{i}")), ch, out, kernel, rate)?);
             for (j, (&k, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate() {
                 let idx = i * cfg.resblock_kernel_sizes.len() + j;
-                resblocks.push(ResBlock::load(vb.pp(format!("resblocks.{idx}")), cfg.resblock, out, k, dil)?);
+                let vb = vb.pp(format!("resblocks.{idx}"));
+                resblocks.push(ResBlock::load(vb.clone(), cfg.resblock, out, k, dil)?);
+                if let Some(blocks) = &mut fast {
+                    match FastResBlock::load(vb, cfg.resblock, out, k, dil)? {
+                        Some(block) => blocks.push(block),
+                        None => fast = None,
+                    }
+                }
             }
+            fast_stages.push(fast);
             ch = out;
         }
         let cond = if cfg.gin_channels > 0 { Some(conv1d(vb.pp("cond"), cfg.gin_channels, ch0, 1, 1)?) } else { None };
@@ -204,6 +218,7 @@ impl Generator {
             cond,
             ups,
             resblocks,
+            fast_stages,
             kernels_per_stage: cfg.resblock_kernel_sizes.len(),
             context: receptive_radius(cfg),
             stage_reach: resblock_reach(cfg).ceil() as usize,
@@ -216,6 +231,7 @@ impl Generator {
     /// waveform keeps 41-44 dB SNR (the flows and text encoder in bf16 would drop it to 12 dB,
     /// so they stay f32).
     pub fn use_bf16(&mut self) -> bool {
+        self.fast_stages.iter_mut().for_each(|stage| *stage = None);
         for block in &mut self.resblocks {
             for (first, second) in &mut block.convs {
                 first.use_bf16();
@@ -249,6 +265,12 @@ impl Generator {
             x = up.forward(&x, LRELU_SLOPE as f32)?;
             let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let tile = tile_len(x.dim(1)?);
+            if let Some(fast) = self.fast_stages[i].as_ref().filter(|_| x.device().is_cpu()) {
+                let post = |y: &Tensor| self.post(y);
+                let post = last.then_some(&post as &PostStage<'_>);
+                x = run_stage(fast, &x, (self.stage_reach, POST_REACH), tile, post)?;
+                continue;
+            }
             x = if last && x.device().is_cpu() {
                 tiled(&x, self.stage_reach + POST_REACH, tile, |x| self.post(&self.stage(blocks, x)?))?
             } else if x.device().is_cpu() {
@@ -370,6 +392,39 @@ mod tests {
     use candle_core::Device;
 
     use super::*;
+
+    #[test]
+    fn winograd_stage_matches_the_direct_residual_blocks() -> Result<()> {
+        let (ch, len, kernels, dilations) = (64, 700, [3, 5], [1, 3]);
+        let mut tensors = std::collections::HashMap::new();
+        for (b, &k) in kernels.iter().enumerate() {
+            for j in 0..dilations.len() {
+                let n = ch * ch * k;
+                let w: Vec<f32> = (0..n).map(|i| ((i * 7919 + b + j) % 1000) as f32 / 8000.0 - 0.06).collect();
+                let bias: Vec<f32> = (0..ch).map(|i| (i % 7) as f32 / 70.0).collect();
+                tensors
+                    .insert(format!("resblocks.{b}.convs.{j}.weight"), Tensor::from_vec(w, (ch, ch, k), &Device::Cpu)?);
+                tensors.insert(format!("resblocks.{b}.convs.{j}.bias"), Tensor::from_vec(bias, ch, &Device::Cpu)?);
+            }
+        }
+        let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
+        let load =
+            |b: usize| ResBlock::load(vb.pp(format!("resblocks.{b}")), ResBlockKind::Two, ch, kernels[b], &dilations);
+        let direct = [load(0)?, load(1)?];
+        let fast_load = |b: usize| {
+            FastResBlock::load(vb.pp(format!("resblocks.{b}")), ResBlockKind::Two, ch, kernels[b], &dilations)
+        };
+        let fast = [fast_load(0)?.expect("covered"), fast_load(1)?.expect("covered")];
+        let x: Vec<f32> = (0..ch * len).map(|i| ((i * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
+        let x = Tensor::from_vec(x, (1, ch, len), &Device::Cpu)?;
+        let want = ((direct[0].forward(&x)? + direct[1].forward(&x)?)? / 2.0)?;
+        // Tiles of 128 samples, widened by the blocks' reach (1 + 3 for kernel 3, 2 + 6 for 5).
+        let got = run_stage(&fast, &x, (8, 0), 128, None)?;
+        let err = (got - &want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
+        assert!(err <= 1e-5 * scale, "largest difference {err} against values up to {scale}");
+        Ok(())
+    }
 
     #[test]
     fn tiles_widened_by_the_reach_give_exactly_the_whole() -> Result<()> {

@@ -10,7 +10,9 @@ mod generator;
 mod layers;
 pub mod onnx;
 mod spline;
+mod stage_cpu;
 mod text_encoder;
+mod winograd;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;
