@@ -54,7 +54,7 @@ impl FastResBlock {
         Ok(Some(Self { convs }))
     }
 
-    /// `out` = the block on `x` (`[len][ch]`); `spare` and `mid` are working buffers.
+    /// `out` = the block on `x` (`[len][ch]`), with the working buffers of `buffers`.
     fn forward_into(&self, x: &[f32], len: usize, out: &mut Vec<f32>, buffers: &mut Buffers) {
         let Buffers { spare, mid, scratch } = buffers;
         for (i, (first, second)) in self.convs.iter().enumerate() {

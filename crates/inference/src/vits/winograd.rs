@@ -85,8 +85,7 @@ impl WinogradConv {
         })
     }
 
-    /// `[len][cout]`: the convolution of `leaky_relu(x, slope)` (`x`: `[len][cin]`) plus the bias
-    /// and, when given, `residual` (`[len][cout]`).
+    /// [`Self::apply_into`] a new vector, with fresh buffers.
     #[cfg(test)]
     pub fn apply(&self, x: &[f32], len: usize, slope: f32, residual: Option<&[f32]>) -> Vec<f32> {
         let mut out = Vec::new();
@@ -94,8 +93,10 @@ impl WinogradConv {
         out
     }
 
-    /// [`Self::apply`] into `out`, with the buffers of `scratch` (both reused from call to call:
-    /// fresh buffers of these sizes cost page faults on every call), on the calling thread.
+    /// `out` = `[len][cout]`: the convolution of `leaky_relu(x, slope)` (`x`: `[len][cin]`) plus
+    /// the bias and, when given, `residual` (`[len][cout]`), on the calling thread, with the
+    /// buffers of `scratch` (both reused from call to call: fresh buffers of these sizes cost
+    /// page faults on every call).
     pub fn apply_into(
         &self,
         x: &[f32],
