@@ -472,15 +472,9 @@ mod tests {
     use super::*;
     use crate::cpu_isa::with_level;
 
-    /// Pseudo-random values in [-1, 1), reproducible.
+    /// Reproducible values in [-1, 1).
     fn values(n: usize, seed: u64) -> Vec<f32> {
-        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-        (0..n)
-            .map(|_| {
-                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-            })
-            .collect()
+        crate::whisper::packed_check::values(n, seed, 1.0)
     }
 
     /// The direct convolution in f64, channels-last.

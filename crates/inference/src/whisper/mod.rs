@@ -19,7 +19,7 @@ pub mod logits;
 pub mod model;
 pub mod network;
 #[cfg(test)]
-mod packed_check;
+pub(crate) mod packed_check;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod words;
