@@ -231,7 +231,6 @@ impl Generator {
     /// waveform keeps 41-44 dB SNR (the flows and text encoder in bf16 would drop it to 12 dB,
     /// so they stay f32).
     pub fn use_bf16(&mut self) -> bool {
-        self.fast_stages.iter_mut().for_each(|stage| *stage = None);
         for block in &mut self.resblocks {
             for (first, second) in &mut block.convs {
                 first.use_bf16();
@@ -246,7 +245,13 @@ impl Generator {
             }
         }
         self.conv_post.use_bf16();
-        self.conv_post.is_bf16()
+        let bf16 = self.conv_post.is_bf16();
+        if bf16 {
+            // The residual blocks run the bf16 direct kernel then (faster here than float32
+            // Winograd, measured); their Winograd weights go.
+            self.fast_stages.iter_mut().for_each(|stage| *stage = None);
+        }
+        bf16
     }
 
     /// Latent frames on each side of a frame that reach its output samples.
