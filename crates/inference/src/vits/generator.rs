@@ -3,10 +3,11 @@
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
+use rayon::prelude::*;
 
 use super::cpu_conv::{Base, PackedConv};
 use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
-use super::stage_cpu::{run_stage, FastResBlock, PostStage};
+use super::stage_cpu::{run_tile, FastResBlock};
 use super::{ResBlockKind, VitsConfig};
 use crate::whisper::cpu_ops;
 
@@ -270,16 +271,15 @@ impl Generator {
             x = up.forward(&x, LRELU_SLOPE as f32)?;
             let blocks = &self.resblocks[i * self.kernels_per_stage..(i + 1) * self.kernels_per_stage];
             let tile = tile_len(x.dim(1)?);
-            if let Some(fast) = self.fast_stages[i].as_ref().filter(|_| x.device().is_cpu()) {
-                let post = |y: &Tensor| self.post(y);
-                let post = last.then_some(&post as &PostStage<'_>);
-                x = run_stage(fast, &x, (self.stage_reach, POST_REACH), tile, post)?;
-                continue;
-            }
+            let fast = self.fast_stages[i].as_deref();
+            let stage = |x: &Tensor| match fast {
+                Some(fast) => run_tile(fast, x),
+                None => self.stage(blocks, x),
+            };
             x = if last && x.device().is_cpu() {
-                tiled(&x, self.stage_reach + POST_REACH, tile, |x| self.post(&self.stage(blocks, x)?))?
+                tiled(&x, self.stage_reach + POST_REACH, tile, fast.is_some(), |x| self.post(&stage(x)?))?
             } else if x.device().is_cpu() {
-                tiled(&x, self.stage_reach, tile, |x| self.stage(blocks, x))?
+                tiled(&x, self.stage_reach, tile, fast.is_some(), stage)?
             } else {
                 self.stage(blocks, &x)?
             };
@@ -329,34 +329,40 @@ fn tile_len(channels: usize) -> usize {
 }
 
 /// `f` (convolutions with "same" zero padding that together read `reach` samples on each side)
-/// applied to `x` (`[1, c, len]`) tile by tile: each tile of `tile` samples is computed from the
-/// input widened by `reach` on each side and keeps its middle, which is then exactly what `f`
-/// of the whole gives (each output sums the same inputs in the same order).
-fn tiled(x: &Tensor, reach: usize, tile: usize, f: impl Fn(&Tensor) -> Result<Tensor>) -> Result<Tensor> {
+/// applied to `x` (`[1, c, len]`) tile by tile: each tile of at most `tile` samples is computed
+/// from the input widened by `reach` on each side and keeps its middle, which is then exactly
+/// what `f` of the whole gives (each output sums the same inputs in the same order). With
+/// `parallel` (an `f` that runs on one thread), the tiles run in parallel, at least one per
+/// thread so that short sentences use every core too.
+fn tiled(
+    x: &Tensor,
+    reach: usize,
+    tile: usize,
+    parallel: bool,
+    f: impl Fn(&Tensor) -> Result<Tensor> + Sync,
+) -> Result<Tensor> {
     let (_, channels, len) = x.dims3()?;
-    if len <= 2 * tile {
+    let tile = if parallel { tile.min(len.div_ceil(rayon::current_num_threads())).max(1) } else { tile };
+    if len <= tile || !parallel && len <= 2 * tile {
         return f(x);
     }
-    let mut out: Vec<f32> = Vec::new();
-    let mut out_channels = 0;
-    with_values(x, |values| -> Result<()> {
-        for start in (0..len).step_by(tile) {
+    let starts: Vec<usize> = (0..len).step_by(tile).collect();
+    let pieces = with_values(x, |values| {
+        let piece = |&start: &usize| {
             let end = (start + tile).min(len);
             let (lo, hi) = (start.saturating_sub(reach), (end + reach).min(len));
             let mut rows = Vec::with_capacity(channels * (hi - lo));
             values.chunks_exact(len).for_each(|row| rows.extend_from_slice(&row[lo..hi]));
             let y = f(&Tensor::from_vec(rows, (1, channels, hi - lo), x.device())?)?;
-            out_channels = y.dim(1)?;
-            out.resize(out_channels * len, 0.0);
-            with_values(&y, |y| {
-                for (dst, src) in out.chunks_exact_mut(len).zip(y.chunks_exact(hi - lo)) {
-                    dst[start..end].copy_from_slice(&src[start - lo..end - lo]);
-                }
-            })?;
+            y.narrow(2, start - lo, end - start)?.contiguous()
+        };
+        if parallel {
+            starts.par_iter().map(piece).collect::<Result<Vec<_>>>()
+        } else {
+            starts.iter().map(piece).collect::<Result<Vec<_>>>()
         }
-        Ok(())
     })??;
-    Tensor::from_vec(out, (1, out_channels, len), x.device())
+    Tensor::cat(&pieces, 2)
 }
 
 /// The generator's receptive field in latent frames on each side, rounded up, plus one: every
@@ -424,7 +430,7 @@ mod tests {
         let x = Tensor::from_vec(x, (1, ch, len), &Device::Cpu)?;
         let want = ((direct[0].forward(&x)? + direct[1].forward(&x)?)? / 2.0)?;
         // Tiles of 128 samples, widened by the blocks' reach (1 + 3 for kernel 3, 2 + 6 for 5).
-        let got = run_stage(&fast, &x, (8, 0), 128, None)?;
+        let got = tiled(&x, 8, 128, true, |x| run_tile(&fast, x))?;
         let err = (got - &want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(err <= 1e-5 * scale, "largest difference {err} against values up to {scale}");
@@ -448,9 +454,9 @@ mod tests {
         };
         let x = Tensor::from_vec(weights(channels * len, 3), (1, channels, len), &Device::Cpu)?;
         let whole = chain(&x)?.flatten_all()?.to_vec1::<f32>()?;
-        let tiles = tiled(&x, 7, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        let tiles = tiled(&x, 7, 16, false, chain)?.flatten_all()?.to_vec1::<f32>()?;
         assert_eq!(tiles, whole, "tiles widened by the full reach");
-        let short = tiled(&x, 6, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        let short = tiled(&x, 6, 16, false, chain)?.flatten_all()?.to_vec1::<f32>()?;
         assert_ne!(short, whole, "a reach one sample short must show at the tiles' edges");
         Ok(())
     }

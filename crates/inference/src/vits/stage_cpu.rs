@@ -1,12 +1,10 @@
-//! The generator's residual-block stages on the CPU in float32: the stage's time axis is split
-//! into tiles widened by the blocks' reach (as `generator::tiled` does), each tile runs
-//! channels-last through the Winograd convolutions of `winograd.rs` on one thread, and the
-//! tiles run in parallel: one hand-off per stage instead of one per convolution, and each
-//! tile's intermediates stay in its core's cache.
+//! The generator's residual-block stages on the CPU in float32: each tile of a stage (split and
+//! run in parallel by `generator::tiled`) runs channels-last through the Winograd convolutions
+//! of `winograd.rs` on one thread: one hand-off per stage instead of one per convolution, and
+//! each tile's intermediates stay in its core's cache.
 
 use candle_core::{Result, Tensor};
 use candle_nn::VarBuilder;
-use rayon::prelude::*;
 
 use super::layers::with_values;
 use super::winograd::{Scratch, WinogradConv};
@@ -84,51 +82,21 @@ thread_local! {
     static BUFFERS: std::cell::RefCell<(Vec<f32>, Buffers)> = std::cell::RefCell::default();
 }
 
-/// What runs on each tile of the last stage after its blocks (the output convolution and tanh).
-pub type PostStage<'a> = dyn Fn(&Tensor) -> Result<Tensor> + Sync + 'a;
-
-/// The stage's blocks on `x` (`[1, ch, len]`), averaged, then `post` (channels-first, `[1, ch, n]`
-/// -> `[1, c, n]`, reading at most `post_reach` samples on each side) when given; `reach`: the
-/// samples on each side that the blocks read; `max_tile`: the longest tile, in samples.
-pub fn run_stage(
-    blocks: &[FastResBlock],
-    x: &Tensor,
-    (reach, post_reach): (usize, usize),
-    max_tile: usize,
-    post: Option<&PostStage<'_>>,
-) -> Result<Tensor> {
-    let (_, channels, len) = x.dims3()?;
-    let reach = reach + post.map_or(0, |_| post_reach);
-    // At least one tile per thread, so that short sentences use every core too.
-    let tile = max_tile.min(len.div_ceil(rayon::current_num_threads())).max(1);
-    let starts: Vec<usize> = (0..len).step_by(tile).collect();
-    let pieces = with_values(x, |values| {
-        starts
-            .par_iter()
-            .map(|&start| {
-                let end = (start + tile).min(len);
-                let (lo, hi) = (start.saturating_sub(reach), (end + reach).min(len));
-                let n = hi - lo;
-                let rows = channels_last(values, len, lo..hi);
-                let mut sum = vec![0.0f32; n * channels];
-                BUFFERS.with_borrow_mut(|(y, buffers)| {
-                    for block in blocks {
-                        block.forward_into(&rows, n, y, buffers);
-                        sum.iter_mut().zip(y.iter()).for_each(|(s, &v)| *s += v);
-                    }
-                });
-                let scale = 1.0 / blocks.len() as f32;
-                sum.iter_mut().for_each(|s| *s *= scale);
-                let y = Tensor::from_vec(channels_first(&sum, channels), (1, channels, n), x.device())?;
-                let y = match post {
-                    Some(post) => post(&y)?,
-                    None => y,
-                };
-                y.narrow(2, start - lo, end - start)?.contiguous()
-            })
-            .collect::<Result<Vec<_>>>()
-    })??;
-    Tensor::cat(&pieces, 2)
+/// The stage's blocks on one tile `x` (`[1, ch, n]`, channels-first as the generator's tensors
+/// are), averaged; the caller widens the tiles by the blocks' reach (`generator::tiled`).
+pub fn run_tile(blocks: &[FastResBlock], x: &Tensor) -> Result<Tensor> {
+    let (_, channels, n) = x.dims3()?;
+    let rows = with_values(x, |values| channels_last(values, n, 0..n))?;
+    let mut sum = vec![0.0f32; n * channels];
+    BUFFERS.with_borrow_mut(|(y, buffers)| {
+        for block in blocks {
+            block.forward_into(&rows, n, y, buffers);
+            sum.iter_mut().zip(y.iter()).for_each(|(s, &v)| *s += v);
+        }
+    });
+    let scale = 1.0 / blocks.len() as f32;
+    sum.iter_mut().for_each(|s| *s *= scale);
+    Tensor::from_vec(channels_first(&sum, channels), (1, channels, n), x.device())
 }
 
 /// Columns `range` of `values` (`[ch][len]`) as `[range.len()][ch]`.
