@@ -207,3 +207,46 @@ fn beams_decoded_together_get_the_logits_they_get_alone() {
         alone = next;
     }
 }
+
+/// The engine's float32 (`load_as`) holds the f16 weights of model.bin at half width: the
+/// encoder output, a prompt's logits and a step of five rows must be the float32 copy's
+/// (`load`) bit for bit.
+#[test]
+fn float32_at_half_width_is_the_float32_model_bit_for_bit() {
+    use smai_inference::whisper::ComputeType;
+    let dir = models_dir().join("tiny.en");
+    let device = candle_core::Device::Cpu;
+    let full = WhisperModel::load("tiny.en", &dir, &device).unwrap();
+    let half = WhisperModel::load_as("tiny.en", &dir, &device, ComputeType::Float32).unwrap();
+    let audio = std::fs::read(eval_dir().join(CLIPS[0])).unwrap();
+    let audio = smai_inference::audio::decode_to_mono_16k(&audio).unwrap();
+    let (n_frames, mel) = full.mel.compute(&audio);
+    let n_mels = full.mel.n_mels();
+    let frames = smai_inference::audio::mel::N_FRAMES;
+    let mut window = vec![0.0f32; n_mels * frames];
+    for (m, row) in window.chunks_exact_mut(frames).enumerate() {
+        let take = n_frames.min(frames);
+        row[..take].copy_from_slice(&mel[m * n_frames..][..take]);
+    }
+    let bits = |t: &candle_core::Tensor| -> Vec<u32> {
+        t.flatten_all().unwrap().to_vec1::<f32>().unwrap().iter().map(|v| v.to_bits()).collect()
+    };
+    let (encoded_full, encoded_half) = (full.encode(&window).unwrap(), half.encode(&window).unwrap());
+    assert!(bits(&encoded_full) == bits(&encoded_half), "encoder outputs differ");
+    let prompt = [50257u32, 50362, 383, 2068, 7586, 21831, 13];
+    let positions: Vec<usize> = (0..prompt.len()).collect();
+    let (mut state_full, mut state_half) = (full.start(&encoded_full).unwrap(), half.start(&encoded_half).unwrap());
+    let logits_full = full.feed(&mut state_full, &prompt, &positions).unwrap();
+    let logits_half = half.feed(&mut state_half, &prompt, &positions).unwrap();
+    let same = |a: &[Vec<f32>], b: &[Vec<f32>]| {
+        a.len() == b.len() && a.iter().flatten().zip(b.iter().flatten()).all(|(x, y)| x.to_bits() == y.to_bits())
+    };
+    assert!(same(&logits_full, &logits_half), "prompt logits differ");
+    let rows = [0u32; 5];
+    state_full.select(&rows).unwrap();
+    state_half.select(&rows).unwrap();
+    let step = [262u32, 290, 314, 318, 340];
+    let rows_full = full.feed_rows(&mut state_full, &step).unwrap();
+    let rows_half = half.feed_rows(&mut state_half, &step).unwrap();
+    assert!(same(&rows_full, &rows_half), "beam step logits differ");
+}

@@ -3,6 +3,8 @@
 //! bias costs no extra pass or buffer, and GELU runs in place. One row (a decoding step): the
 //! output is split over rayon's threads as dot products, since gemm runs a single row on one
 //! thread, and the (tied) vocabulary projection alone reads 80 MB (tiny) per token.
+//! Float32 weights that are all exact f16 values (as CTranslate2 files store them) are held at
+//! half width and widened as the products read them (`cpu_f16`), with the same results.
 //! Other devices and dtypes use candle_nn's Linear unchanged.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Module, Result, Shape, Tensor};
@@ -10,6 +12,7 @@ use rayon::prelude::*;
 
 use super::compute_type::ComputeType;
 use super::cpu_bf16::Bf16Weights;
+use super::cpu_f16::HalfWeights;
 use super::cpu_int8::QuantizedWeights;
 use super::cpu_ops::{contiguous_f32, dispatch_isa, gelu_in_place, CHUNK};
 
@@ -27,6 +30,8 @@ pub struct Dense {
 enum Packed {
     Int8(QuantizedWeights),
     Bf16(Bf16Weights),
+    /// Float32 products, the weights held as f16.
+    Half(HalfWeights),
 }
 
 struct PackedDense {
@@ -50,9 +55,9 @@ impl Dense {
         self.inner.bias()
     }
 
-    /// Packs the weights in `compute`'s number type (int8 per output channel, or bf16) and
-    /// drops the float copy; only float32 layers on the CPU are packed (others, and float32
-    /// or auto, are left as they are).
+    /// Packs the weights in `compute`'s number type (int8 per output channel, or bf16; for
+    /// float32, f16 where every weight is an exact f16 value) and drops the float copy; only
+    /// float32 layers on the CPU are packed (others, and `auto`, are left as they are).
     pub fn pack(&mut self, compute: ComputeType) -> Result<()> {
         let w = self.inner.weight();
         if !w.device().is_cpu() || w.dtype() != DType::F32 || self.packed.is_some() {
@@ -63,7 +68,11 @@ impl Dense {
         let weights = match compute {
             ComputeType::Int8 => Packed::Int8(QuantizedWeights::new(&values()?, out_dim, in_dim)),
             ComputeType::Bfloat16 => Packed::Bf16(Bf16Weights::new(&values()?, out_dim, in_dim)),
-            ComputeType::Float32 | ComputeType::Auto => return Ok(()),
+            ComputeType::Float32 => match HalfWeights::new(&values()?, out_dim, in_dim) {
+                Some(half) => Packed::Half(half),
+                None => return Ok(()),
+            },
+            ComputeType::Auto => return Ok(()),
         };
         self.packed = Some(PackedDense { weights, bias: self.bias.to_vec1()? });
         let empty = Tensor::zeros((0, in_dim), DType::F32, w.device())?;
@@ -92,6 +101,7 @@ impl Dense {
             match &packed.weights {
                 Packed::Int8(q) => q.dequantized_row(j as usize, out),
                 Packed::Bf16(h) => h.dequantized_row(j as usize, out),
+                Packed::Half(h) => h.dequantized_row(j as usize, out),
             }
         }
         Tensor::from_vec(values, (rows.len(), in_dim), device).map(Some)
@@ -123,6 +133,7 @@ impl PackedDense {
         match &self.weights {
             Packed::Int8(q) => q.out_dim(),
             Packed::Bf16(h) => h.out_dim(),
+            Packed::Half(h) => h.out_dim(),
         }
     }
 
@@ -137,6 +148,7 @@ impl PackedDense {
             match &self.weights {
                 Packed::Int8(q) => q.forward(values, &self.bias),
                 Packed::Bf16(h) => h.forward(values, &self.bias),
+                Packed::Half(h) => h.forward(values, &self.bias),
             }
         };
         if gelu {
@@ -185,24 +197,68 @@ impl CustomOp3 for Linear {
         if dims.last() != Some(&in_dim) || b.len() != out_dim {
             candle_core::bail!("linear: x {:?}, weight {:?}, bias {:?}", xl.shape(), wl.shape(), bl.shape());
         }
-        let rows = x.len() / in_dim.max(1);
-        let mut y = if rows <= FEW_ROWS {
-            few_rows(x, w, b, rows, in_dim)
-        } else {
-            let mut y: Vec<f32> = Vec::with_capacity(rows * out_dim);
-            for _ in 0..rows {
-                y.extend_from_slice(b);
-            }
-            let threads = rayon::current_num_threads();
-            let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
-            // SAFETY: y is rows x out_dim, x is rows x in_dim, w is out_dim x in_dim (read as
-            // its transpose through the strides); y is a separate allocation.
+        let mut y = product(x, b, in_dim, &F32Rows { w, in_dim }, out_dim);
+        if self.gelu {
+            y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
+        }
+        let mut shape = dims.to_vec();
+        *shape.last_mut().expect("checked above") = out_dim;
+        Ok((CpuStorage::F32(y), Shape::from(shape)))
+    }
+}
+
+/// Weight rows as f32, borrowed or widened on the way.
+pub(super) trait RowSource: Sync {
+    /// Calls `f` with rows `first..first + n` of the weights (`n * in` values).
+    fn with_rows(&self, first: usize, n: usize, f: &mut dyn FnMut(&[f32]));
+
+    /// `out[j] += w_(first + j) . x`, summed as [`add_dot_products`] sums.
+    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]);
+}
+
+struct F32Rows<'a> {
+    w: &'a [f32],
+    in_dim: usize,
+}
+
+impl RowSource for F32Rows<'_> {
+    fn with_rows(&self, first: usize, n: usize, f: &mut dyn FnMut(&[f32])) {
+        f(&self.w[first * self.in_dim..(first + n) * self.in_dim]);
+    }
+
+    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]) {
+        add_dot_products(out, &self.w[first * self.in_dim..(first + out.len()) * self.in_dim], x);
+    }
+}
+
+/// `x W^T + b` for `x` of `rows x in` and the weights of `source` (`b.len()` rows), reading at
+/// most `block` weight rows per matrix product.
+pub(super) fn product(x: &[f32], b: &[f32], in_dim: usize, source: &impl RowSource, block: usize) -> Vec<f32> {
+    let rows = x.len() / in_dim.max(1);
+    if rows <= FEW_ROWS {
+        return few_rows(x, b, rows, in_dim, source);
+    }
+    let out_dim = b.len();
+    let mut y: Vec<f32> = Vec::with_capacity(rows * out_dim);
+    for _ in 0..rows {
+        y.extend_from_slice(b);
+    }
+    let threads = rayon::current_num_threads();
+    let parallelism = if threads > 1 { gemm::Parallelism::Rayon(threads) } else { gemm::Parallelism::None };
+    for first in (0..out_dim).step_by(block.max(1)) {
+        let n = block.min(out_dim - first);
+        let dst = y[first..].as_mut_ptr();
+        source.with_rows(first, n, &mut |w| {
+            // SAFETY: dst is rows x n inside y (row stride out_dim, columns first..first + n),
+            // x is rows x in_dim, w is n x in_dim (read as its transpose through the strides);
+            // y is a separate allocation from both. A block's sums over `in` run in the order
+            // a whole product would (gemm splits that dimension by its own size alone).
             unsafe {
                 gemm::gemm(
                     rows,
-                    out_dim,
+                    n,
                     in_dim,
-                    y.as_mut_ptr(),
+                    dst,
                     1,
                     out_dim as isize,
                     true,
@@ -220,22 +276,16 @@ impl CustomOp3 for Linear {
                     parallelism,
                 );
             }
-            y
-        };
-        if self.gelu {
-            y.par_chunks_mut(CHUNK).for_each(gelu_in_place);
-        }
-        let mut shape = dims.to_vec();
-        *shape.last_mut().expect("checked above") = out_dim;
-        Ok((CpuStorage::F32(y), Shape::from(shape)))
+        });
     }
+    y
 }
 
 /// `x W^T + b` for a few rows of `x` (one token per sequence, beams decoded together): a
 /// matrix product would pack the whole weight matrix on every call. Instead each block of
 /// weight rows is read from memory once and applied to every input row while it is in cache,
 /// with the very dot products one row alone gets.
-fn few_rows(x: &[f32], w: &[f32], b: &[f32], rows: usize, in_dim: usize) -> Vec<f32> {
+fn few_rows(x: &[f32], b: &[f32], rows: usize, in_dim: usize, source: &impl RowSource) -> Vec<f32> {
     let out_dim = b.len();
     if rows == 0 {
         return Vec::new();
@@ -246,10 +296,9 @@ fn few_rows(x: &[f32], w: &[f32], b: &[f32], rows: usize, in_dim: usize) -> Vec<
     let mut blocks = vec![0.0f32; rows * out_dim];
     blocks.par_chunks_mut(rows * per_task).enumerate().for_each(|(i, block)| {
         let (first, n) = (i * per_task, block.len() / rows);
-        let w = &w[first * in_dim..(first + n) * in_dim];
         for (out, x) in block.chunks_exact_mut(n).zip(x.chunks_exact(in_dim)) {
             out.copy_from_slice(&b[first..first + n]);
-            add_dot_products(out, w, x);
+            source.add_dots(first, out, x);
         }
     });
     if rows == 1 {
@@ -267,7 +316,7 @@ fn few_rows(x: &[f32], w: &[f32], b: &[f32], rows: usize, in_dim: usize) -> Vec<
 
 dispatch_isa! {
     /// `out[j] += w_j . x` for each row w_j of `w` (out.len() rows of x.len()).
-    fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) => add_dot_products_any
+    pub(super) fn add_dot_products(out: &mut [f32], w: &[f32], x: &[f32]) => add_dot_products_any
 }
 
 #[inline(always)]

@@ -8,6 +8,7 @@ pub mod bpe;
 pub mod compute_type;
 pub mod cpu_attention;
 mod cpu_bf16;
+mod cpu_f16;
 mod cpu_int8;
 pub mod cpu_linear;
 pub mod cpu_ops;

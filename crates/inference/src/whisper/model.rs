@@ -72,11 +72,10 @@ impl WhisperModel {
     pub fn load_as(id: &str, dir: &Path, device: &Device, compute: ComputeType) -> Result<Self, LoadError> {
         let mut model = Self::load(id, dir, device)?;
         let compute = compute.resolve(device);
-        if compute != ComputeType::Float32 {
-            model.encoder.pack(compute).map_err(LoadError::Tensor)?;
-            model.decoder.pack(compute).map_err(LoadError::Tensor)?;
-            model.compute_type = compute;
-        }
+        // Float32 too: weights stored as f16 stay at half width on the CPU (same results).
+        model.encoder.pack(compute).map_err(LoadError::Tensor)?;
+        model.decoder.pack(compute).map_err(LoadError::Tensor)?;
+        model.compute_type = compute;
         Ok(model)
     }
 

@@ -85,7 +85,7 @@ pub async fn load(config: &ServeConfig) -> anyhow::Result<Engines> {
                 None
             }
         };
-        release_freed_memory();
+        smai_inference::runtime::release_freed_memory();
         Ok(Engines { transcriber, synthesizer })
     })
     .await?
@@ -106,15 +106,4 @@ fn load_voices(config: &ServeConfig, device: &smai_inference::Device) -> Result<
     let voices =
         VoicesConfig::load(config.voices_config.as_deref()).map_err(|e| smai_core::Error::invalid(e.to_string()))?;
     PiperSynthesizer::load_as(&voices, &config.models_dir, device, config.queue_depth, &config.compute_type)
-}
-
-/// Hands the memory freed while loading (the weights' file bytes, float copies replaced by
-/// packed or quantised ones) back to the system: glibc keeps freed blocks in its arenas, and a
-/// server's resident size would otherwise carry them for its whole life.
-fn release_freed_memory() {
-    #[cfg(all(target_os = "linux", target_env = "gnu"))]
-    // SAFETY: malloc_trim only returns free heap pages to the system.
-    unsafe {
-        libc::malloc_trim(0);
-    }
 }

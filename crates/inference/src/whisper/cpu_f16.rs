@@ -1,0 +1,325 @@
+//! float32 dense layers whose weights stay at the half width the model file stores them in
+//! (CTranslate2's Whisper conversions hold float16): every f16 widens to exactly one f32, so
+//! products over rows widened as they are read give the float32 results bit for bit, in half
+//! the memory. Weights scaled by a power of two at load (the query projections) are held
+//! unscaled and scaled back as they widen, which is exact too. Weights that are not all exact
+//! f16 values that way (a float32 file's) stay float32.
+
+use std::cell::RefCell;
+
+use half::f16;
+use half::slice::HalfFloatSliceExt;
+
+use crate::cpu_isa::{level, Isa};
+
+use super::cpu_linear::{product, RowSource};
+
+/// Values widened per gemm call: a few MB, so the widened copy stays small beside the weights
+/// (the vocabulary alone would be 80-106 MB as f32) and one call still covers an encoder layer.
+const WIDEN_BLOCK: usize = 1 << 20;
+
+thread_local! {
+    /// The rows being widened, reused from call to call (decoding runs hundreds a token).
+    static WIDENED: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Powers of two tried as the scale of weights scaled at load: down to 2^-8.
+const MAX_SHIFT: i32 = 8;
+
+/// A float32 weight matrix `[out, in]` held as f16 values times a power of two.
+pub struct HalfWeights {
+    /// The f16 values' bits.
+    values: Vec<u16>,
+    /// 2^-shift: each weight is `values[i] * scale`.
+    scale: f32,
+    in_dim: usize,
+    out_dim: usize,
+}
+
+impl HalfWeights {
+    /// The weights at half width, or None when they are not all exactly f16 values times one
+    /// power of two.
+    pub fn new(w: &[f32], out_dim: usize, in_dim: usize) -> Option<Self> {
+        assert_eq!(w.len(), out_dim * in_dim, "weight size");
+        let isa = level();
+        (0..=MAX_SHIFT).find_map(|shift| {
+            let scale = 2f32.powi(-shift);
+            let mut values = vec![0u16; w.len()];
+            // In pieces, so that loading holds no float copy beside the weights.
+            let (mut scaled, mut halves, mut back) = ([0.0f32; 4096], [f16::ZERO; 4096], [0.0f32; 4096]);
+            for (piece, bits) in w.chunks(4096).zip(values.chunks_mut(4096)) {
+                let n = piece.len();
+                piece.iter().zip(&mut scaled[..n]).for_each(|(&v, s)| *s = v / scale);
+                halves[..n].convert_from_f32_slice(&scaled[..n]);
+                halves[..n].iter().zip(bits.iter_mut()).for_each(|(h, b)| *b = h.to_bits());
+                widen(bits, &mut back[..n], isa);
+                if !back[..n].iter().zip(piece).all(|(&h, &v)| (h * scale).to_bits() == v.to_bits()) {
+                    return None;
+                }
+            }
+            Some(Self { values, scale, in_dim, out_dim })
+        })
+    }
+
+    /// `half` widened into `out`, scaled back.
+    fn widen(&self, half: &[u16], out: &mut [f32], isa: Isa) {
+        widen(half, out, isa);
+        if self.scale != 1.0 {
+            out.iter_mut().for_each(|v| *v *= self.scale);
+        }
+    }
+
+    pub fn out_dim(&self) -> usize {
+        self.out_dim
+    }
+
+    /// Row `j` as float: the token embedding where the vocabulary projection is tied to it.
+    pub fn dequantized_row(&self, j: usize, out: &mut [f32]) {
+        self.widen(&self.values[j * self.in_dim..][..self.in_dim], &mut out[..self.in_dim], level());
+    }
+
+    /// `x W^T + b` for `x` of `rows x in` (row-major), as `rows x out`: the float32 layer's
+    /// own products on the widened rows.
+    pub fn forward(&self, x: &[f32], b: &[f32]) -> Vec<f32> {
+        // The level is read here, on the calling thread: the products run on rayon's.
+        let rows = HalfRows { weights: self, isa: level() };
+        product(x, b, self.in_dim, &rows, (WIDEN_BLOCK / self.in_dim.max(1)).max(1))
+    }
+}
+
+/// The weights as the products read them, at the caller's vector level.
+struct HalfRows<'a> {
+    weights: &'a HalfWeights,
+    isa: Isa,
+}
+
+impl RowSource for HalfRows<'_> {
+    fn with_rows(&self, first: usize, n: usize, f: &mut dyn FnMut(&[f32])) {
+        let this = self.weights;
+        let half = &this.values[first * this.in_dim..(first + n) * this.in_dim];
+        let widen = |buf: &mut Vec<f32>| {
+            buf.resize(half.len(), 0.0);
+            this.widen(half, buf, self.isa);
+        };
+        WIDENED.with(|cell| match cell.try_borrow_mut() {
+            Ok(mut buf) => {
+                widen(&mut buf);
+                f(&buf);
+            }
+            // Only where a call nests inside another on this thread.
+            Err(_) => {
+                let mut buf = Vec::new();
+                widen(&mut buf);
+                f(&buf);
+            }
+        });
+    }
+
+    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]) {
+        let n = self.weights.in_dim;
+        let rows = &self.weights.values[first * n..(first + out.len()) * n];
+        if self.weights.scale != 1.0 {
+            // The query projections (d x d, a small part of a step): widen, then sum.
+            return self.with_rows(first, out.len(), &mut |w| {
+                for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
+                    *o += dot_any(row, x);
+                }
+            });
+        }
+        #[cfg(target_arch = "x86_64")]
+        {
+            if self.isa == Isa::Avx512 {
+                // SAFETY: the level is only Avx512 where the CPU has AVX-512 F.
+                return unsafe { x86::add_dots_avx512(out, rows, x) };
+            }
+            if self.isa == Isa::Avx2 && is_x86_feature_detected!("f16c") {
+                // SAFETY: AVX2, FMA (the level) and F16C checked.
+                return unsafe { x86::add_dots_avx2(out, rows, x) };
+            }
+        }
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
+            let mut acc = [0.0f32; 16];
+            let (ws, xs) = (row.chunks_exact(16), x.chunks_exact(16));
+            let tail: f32 = ws.remainder().iter().zip(xs.remainder()).map(|(&a, b)| widen_one(a) * b).sum();
+            for (w, v) in ws.zip(xs) {
+                for ((acc, &a), &b) in acc.iter_mut().zip(w).zip(v) {
+                    *acc = widen_one(a).mul_add(b, *acc);
+                }
+            }
+            *o += acc.iter().sum::<f32>() + tail;
+        }
+    }
+}
+
+#[inline(always)]
+fn widen_one(h: u16) -> f32 {
+    f16::from_bits(h).to_f32()
+}
+
+/// `row . x` summed as `add_dot_products` sums (sixteen running sums, then the tail).
+fn dot_any(row: &[f32], x: &[f32]) -> f32 {
+    let mut out = [0.0f32];
+    super::cpu_linear::add_dot_products(&mut out, row, x);
+    out[0]
+}
+
+/// f16 bits widened to f32: F16C's or AVX-512's conversions where the CPU has them (half's
+/// slice conversion calls a function per eight values, which cost decoding a third of its time).
+fn widen(src: &[u16], dst: &mut [f32], isa: Isa) {
+    assert_eq!(src.len(), dst.len(), "widen sizes");
+    #[cfg(target_arch = "x86_64")]
+    {
+        if isa == Isa::Avx512 {
+            // SAFETY: the level is only Avx512 where the CPU has AVX-512 F.
+            return unsafe { x86::widen_avx512(src, dst) };
+        }
+        if isa == Isa::Avx2 && is_x86_feature_detected!("f16c") {
+            // SAFETY: F16C checked.
+            return unsafe { x86::widen_f16c(src, dst) };
+        }
+    }
+    dst.iter_mut().zip(src).for_each(|(d, &h)| *d = widen_one(h));
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::widen_one;
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn widen_avx512(src: &[u16], dst: &mut [f32]) {
+        let chunks = src.len() / 16;
+        for i in 0..chunks {
+            let h = _mm256_loadu_si256(src.as_ptr().add(16 * i).cast());
+            _mm512_storeu_ps(dst.as_mut_ptr().add(16 * i), _mm512_cvtph_ps(h));
+        }
+        for i in 16 * chunks..src.len() {
+            dst[i] = widen_one(src[i]);
+        }
+    }
+
+    #[target_feature(enable = "avx,f16c")]
+    pub unsafe fn widen_f16c(src: &[u16], dst: &mut [f32]) {
+        let chunks = src.len() / 8;
+        for i in 0..chunks {
+            let h = _mm_loadu_si128(src.as_ptr().add(8 * i).cast());
+            _mm256_storeu_ps(dst.as_mut_ptr().add(8 * i), _mm256_cvtph_ps(h));
+        }
+        for i in 8 * chunks..src.len() {
+            dst[i] = widen_one(src[i]);
+        }
+    }
+
+    /// The sixteen running sums of a row in order, then their sum and the tail's, as the
+    /// scalar loop adds them.
+    #[inline(always)]
+    fn finish(acc: [f32; 16], row: &[u16], x: &[f32]) -> f32 {
+        let done = row.len() / 16 * 16;
+        let tail: f32 = row[done..].iter().zip(&x[done..]).map(|(&a, b)| widen_one(a) * b).sum();
+        acc.iter().sum::<f32>() + tail
+    }
+
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn add_dots_avx512(out: &mut [f32], rows: &[u16], x: &[f32]) {
+        let n = x.len();
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
+            let mut acc = _mm512_setzero_ps();
+            for i in 0..n / 16 {
+                let w = _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(16 * i).cast()));
+                acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.as_ptr().add(16 * i)), acc);
+            }
+            let mut lanes = [0.0f32; 16];
+            _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+            *o += finish(lanes, row, x);
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn add_dots_avx2(out: &mut [f32], rows: &[u16], x: &[f32]) {
+        let n = x.len();
+        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
+            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
+            for i in 0..n / 16 {
+                let (w, v) = (row.as_ptr().add(16 * i), x.as_ptr().add(16 * i));
+                let w_lo = _mm256_cvtph_ps(_mm_loadu_si128(w.cast()));
+                let w_hi = _mm256_cvtph_ps(_mm_loadu_si128(w.add(8).cast()));
+                lo = _mm256_fmadd_ps(w_lo, _mm256_loadu_ps(v), lo);
+                hi = _mm256_fmadd_ps(w_hi, _mm256_loadu_ps(v.add(8)), hi);
+            }
+            let mut lanes = [0.0f32; 16];
+            _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
+            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi);
+            *o += finish(lanes, row, x);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::whisper::cpu_linear::Dense;
+    use crate::whisper::cpu_ops::test_tensor;
+    use candle_core::{Result, Tensor};
+
+    fn rounded_to_f16(t: &Tensor) -> Result<Tensor> {
+        t.to_dtype(candle_core::DType::F16)?.to_dtype(candle_core::DType::F32)
+    }
+
+    #[test]
+    fn half_width_weights_give_the_float32_results_bit_for_bit() -> Result<()> {
+        // Few rows (dot products), many (gemm, the vocabulary in several widened blocks).
+        for (rows, in_dim, out_dim) in
+            [(1, 384, 51_865), (5, 384, 3000), (3, 37, 50), (9, 37, 5), (300, 512, 5000), (1500, 384, 1536)]
+        {
+            let w = rounded_to_f16(&test_tensor((out_dim, in_dim), 0.17, 1)?)?;
+            let b = test_tensor(out_dim, 1.7, 2)?;
+            let x = test_tensor((1, rows, in_dim), 1.7, 3)?;
+            let float = Dense::new(w.clone(), Some(b.clone()))?;
+            let mut half = Dense::new(w, Some(b))?;
+            half.pack(crate::whisper::compute_type::ComputeType::Float32)?;
+            assert!(half.is_packed(), "exact f16 weights are held at half width");
+            let want = float.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+            for isa in Isa::available() {
+                let got = crate::cpu_isa::with_level(isa, || half.forward(&x)?.flatten_all()?.to_vec1::<f32>())?;
+                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{rows}x{in_dim}->{out_dim} at {isa:?}: results differ");
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn weights_scaled_by_a_power_of_two_are_held_unscaled() -> Result<()> {
+        let w = (rounded_to_f16(&test_tensor((40, 64), 0.17, 1)?)? * 0.125)?;
+        let values: Vec<f32> = w.flatten_all()?.to_vec1()?;
+        // Some of these are below f16's normal range unscaled: only a scale holds them all.
+        assert!(values.iter().any(|&v| v != 0.0 && v.abs() < 6.1e-5 && f16::from_f32(v).to_f32() != v));
+        let half = HalfWeights::new(&values, 40, 64).expect("f16 values times 2^-3");
+        assert!(half.scale < 1.0);
+        let x = test_tensor((1, 12, 64), 1.7, 3)?;
+        let want: Vec<f32> = Dense::new(w, None)?.forward(&x)?.flatten_all()?.to_vec1()?;
+        let got = half.forward(&x.flatten_all()?.to_vec1()?, &[0.0; 40]);
+        assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "scaled weights differ");
+        Ok(())
+    }
+
+    #[test]
+    fn weights_that_are_not_f16_stay_float32() -> Result<()> {
+        let w = test_tensor((8, 16), 0.17, 1)?;
+        assert!(HalfWeights::new(&w.flatten_all()?.to_vec1()?, 8, 16).is_none());
+        let mut dense = Dense::new(w, None)?;
+        dense.pack(crate::whisper::compute_type::ComputeType::Float32)?;
+        assert!(!dense.is_packed());
+        Ok(())
+    }
+
+    #[test]
+    fn rows_widen_exactly() {
+        let w: Vec<f32> = (0..12).map(|i| f16::from_f32(i as f32 * 0.3 - 1.0).to_f32()).collect();
+        let half = HalfWeights::new(&w, 3, 4).expect("exact");
+        let mut row = [0.0f32; 4];
+        half.dequantized_row(2, &mut row);
+        assert_eq!(row.as_slice(), &w[8..12]);
+    }
+}
