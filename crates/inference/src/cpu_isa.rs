@@ -61,6 +61,27 @@ impl Isa {
     }
 }
 
+/// Whether 512-bit instructions run at full width: every AVX-512 CPU but AMD's family 19h
+/// (Zen 4, which splits them in two 256-bit halves; Zen 5 is family 1Ah).
+pub fn avx512_at_full_width() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        use std::arch::x86_64::__cpuid;
+        static FULL: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *FULL.get_or_init(|| {
+            // SAFETY: cpuid leaves 0 and 1 exist on every x86-64 CPU (recent Rust marks
+            // `__cpuid` safe; older toolchains still need the block).
+            #[allow(unused_unsafe)]
+            let (vendor, signature) = unsafe { (__cpuid(0), __cpuid(1)) };
+            let amd = [vendor.ebx, vendor.edx, vendor.ecx] == [0x6874_7541, 0x6974_6e65, 0x444d_4163];
+            let family = ((signature.eax >> 8) & 0xf) + ((signature.eax >> 20) & 0xff);
+            !(amd && family == 0x19)
+        })
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
 thread_local! {
     static ON_THIS_THREAD: Cell<Option<Isa>> = const { Cell::new(None) };
 }

@@ -4,6 +4,7 @@
 
 pub mod asr;
 pub mod audio;
+pub mod cpu_gemm;
 pub mod cpu_isa;
 pub mod models;
 pub mod phonemize;

@@ -45,25 +45,13 @@ unsafe fn matmul(
     rhs_rs: usize,
     rhs_cs: usize,
 ) {
-    gemm::gemm(
-        m,
-        n,
-        k,
-        dst,
-        1,
-        dst_rs as isize,
+    crate::cpu_gemm::gemm(
+        (m, n, k),
+        (dst, 1, dst_rs as isize),
         false,
-        lhs,
-        lhs_cs as isize,
-        lhs_rs as isize,
-        rhs,
-        rhs_cs as isize,
-        rhs_rs as isize,
-        0.0,
-        1.0,
-        false,
-        false,
-        false,
+        (lhs, lhs_cs as isize, lhs_rs as isize),
+        (rhs, rhs_cs as isize, rhs_rs as isize),
+        (0.0, 1.0),
         gemm::Parallelism::None,
     )
 }

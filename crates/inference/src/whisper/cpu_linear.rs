@@ -254,25 +254,13 @@ pub(super) fn product(x: &[f32], b: &[f32], in_dim: usize, source: &impl RowSour
             // y is a separate allocation from both. A block's sums over `in` run in the order
             // a whole product would (gemm splits that dimension by its own size alone).
             unsafe {
-                gemm::gemm(
-                    rows,
-                    n,
-                    in_dim,
-                    dst,
-                    1,
-                    out_dim as isize,
+                crate::cpu_gemm::gemm(
+                    (rows, n, in_dim),
+                    (dst, 1, out_dim as isize),
                     true,
-                    x.as_ptr(),
-                    1,
-                    in_dim as isize,
-                    w.as_ptr(),
-                    in_dim as isize,
-                    1,
-                    1.0,
-                    1.0,
-                    false,
-                    false,
-                    false,
+                    (x.as_ptr(), 1, in_dim as isize),
+                    (w.as_ptr(), in_dim as isize, 1),
+                    (1.0, 1.0),
                     parallelism,
                 );
             }
