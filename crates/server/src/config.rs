@@ -86,8 +86,9 @@ pub struct ServeConfig {
     /// Number type of the Whisper products: float32, int8 (CPU; weights quantised per channel
     /// at load, as faster-whisper's `compute_type="int8"`), bfloat16 (CPU; bf16 weights and
     /// inputs, f32 sums) or auto (int8 on x86 CPUs with AVX2, float32 elsewhere); one for all
-    /// models or per model: `base=int8,tiny.en=float32`. For a voice's vocoder, bfloat16 and
-    /// auto mean bf16 on CPUs with AVX-512 BF16 and float32 elsewhere; int8 means float32.
+    /// models or per model: `base=int8,tiny.en=float32`. For a voice's vocoder, bfloat16 means
+    /// bf16 on CPUs with AVX-512 BF16, auto the same only where that AVX-512 is double-pumped
+    /// (AMD Zen 4), float32 elsewhere; int8 means float32.
     #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeTypes::parse)]
     pub compute_type: ComputeTypes,
 

@@ -44,7 +44,8 @@ impl PiperSynthesizer {
     }
 
     /// [`Self::load`] with each model's vocoder in the number type `compute` gives its model id
-    /// (`bfloat16` or `auto`: bf16 on CPUs with AVX-512 BF16; see `Vits::use_compute_type`).
+    /// (`bfloat16`: bf16 on CPUs with AVX-512 BF16, `auto` only where that AVX-512 is
+    /// double-pumped; see `Vits::use_compute_type`).
     pub fn load_as(
         config: &VoicesConfig,
         models_dir: &Path,

@@ -12,7 +12,7 @@ use half::slice::HalfFloatSliceExt;
 
 use crate::cpu_isa::{level, Isa};
 
-use super::cpu_linear::{product, RowSource};
+use super::cpu_linear::{add_dot_products, product, RowSource};
 
 /// Values widened per gemm call: a few MB, so the widened copy stays small beside the weights
 /// (the vocabulary alone would be 80-106 MB as f32) and one call still covers an encoder layer.
@@ -116,18 +116,10 @@ impl RowSource for HalfRows<'_> {
     }
 
     fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]) {
-        let n = self.weights.in_dim;
-        let rows = &self.weights.values[first * n..(first + out.len()) * n];
-        if self.weights.scale != 1.0 {
-            // The query projections (d x d, a small part of a step): widen, then sum.
-            return self.with_rows(first, out.len(), &mut |w| {
-                for (o, row) in out.iter_mut().zip(w.chunks_exact(n)) {
-                    *o += dot_any(row, x);
-                }
-            });
-        }
         #[cfg(target_arch = "x86_64")]
-        {
+        if self.weights.scale == 1.0 {
+            let n = self.weights.in_dim;
+            let rows = &self.weights.values[first * n..(first + out.len()) * n];
             if self.isa == Isa::Avx512 {
                 // SAFETY: the level is only Avx512 where the CPU has AVX-512 F.
                 return unsafe { x86::add_dots_avx512(out, rows, x) };
@@ -137,30 +129,15 @@ impl RowSource for HalfRows<'_> {
                 return unsafe { x86::add_dots_avx2(out, rows, x) };
             }
         }
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
-            let mut acc = [0.0f32; 16];
-            let (ws, xs) = (row.chunks_exact(16), x.chunks_exact(16));
-            let tail: f32 = ws.remainder().iter().zip(xs.remainder()).map(|(&a, b)| widen_one(a) * b).sum();
-            for (w, v) in ws.zip(xs) {
-                for ((acc, &a), &b) in acc.iter_mut().zip(w).zip(v) {
-                    *acc = widen_one(a).mul_add(b, *acc);
-                }
-            }
-            *o += acc.iter().sum::<f32>() + tail;
-        }
+        // Scaled rows (the query projections, d x d, a small part of a step) and CPUs without
+        // F16C: widened, then float32's own dot products.
+        self.with_rows(first, out.len(), &mut |w| add_dot_products(out, w, x));
     }
 }
 
 #[inline(always)]
 fn widen_one(h: u16) -> f32 {
     f16::from_bits(h).to_f32()
-}
-
-/// `row . x` summed as `add_dot_products` sums (sixteen running sums, then the tail).
-fn dot_any(row: &[f32], x: &[f32]) -> f32 {
-    let mut out = [0.0f32];
-    super::cpu_linear::add_dot_products(&mut out, row, x);
-    out[0]
 }
 
 /// f16 bits widened to f32: F16C's or AVX-512's conversions where the CPU has them (half's

@@ -23,7 +23,8 @@ pub struct VoicesArgs {
     #[arg(long, env = "SMAI_DEVICE", default_value = "cpu")]
     pub device: String,
     /// Number type of the vocoder: float32, or bfloat16 (on CPUs with AVX-512 BF16, float32
-    /// elsewhere; auto is the same); one for all models or per model
+    /// elsewhere; auto the same where that AVX-512 is double-pumped, as on AMD Zen 4, else
+    /// float32); one for all models or per model
     /// (`en_US-joe-medium=bfloat16`).
     #[arg(long, env = "SMAI_COMPUTE_TYPE", default_value = "float32", value_parser = ComputeTypes::parse)]
     pub compute_type: ComputeTypes,
