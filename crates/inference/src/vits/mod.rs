@@ -11,8 +11,10 @@ mod layers;
 pub mod onnx;
 mod spline;
 mod stage_cpu;
+mod text_attention_cpu;
 mod text_encoder;
 mod winograd;
+mod winograd_transforms;
 
 use std::cell::OnceCell;
 use std::collections::HashMap;

@@ -5,7 +5,8 @@
 use candle_core::{DType, Device, Module, Result, Tensor, D};
 use candle_nn::{Embedding, VarBuilder};
 
-use super::layers::{conv1d, ChannelNorm, TapConv1d};
+use super::layers::{conv1d, with_values, ChannelNorm, TapConv1d};
+use super::text_attention_cpu::{relative_attention, RelativeEmbeddings};
 use super::VitsConfig;
 
 struct RelativeAttention {
@@ -15,6 +16,8 @@ struct RelativeAttention {
     o: TapConv1d,
     emb_rel_k: Tensor, // [2w+1, k_channels]
     emb_rel_v: Tensor,
+    /// The CPU: `emb_rel_k` and `emb_rel_v` as values.
+    rel_values: Option<(Vec<f32>, Vec<f32>)>,
     heads: usize,
     window: usize,
 }
@@ -24,13 +27,20 @@ impl RelativeAttention {
         let c = cfg.hidden_channels;
         let kc = c / cfg.n_heads;
         let rel = 2 * cfg.window_size + 1;
+        let emb_rel_k = vb.get((1, rel, kc), "emb_rel_k")?.squeeze(0)?;
+        let emb_rel_v = vb.get((1, rel, kc), "emb_rel_v")?.squeeze(0)?;
+        let rel_values = match emb_rel_k.device().is_cpu() {
+            true => Some((emb_rel_k.flatten_all()?.to_vec1()?, emb_rel_v.flatten_all()?.to_vec1()?)),
+            false => None,
+        };
         Ok(Self {
             q: conv1d(vb.pp("conv_q"), c, c, 1, 1)?,
             k: conv1d(vb.pp("conv_k"), c, c, 1, 1)?,
             v: conv1d(vb.pp("conv_v"), c, c, 1, 1)?,
             o: conv1d(vb.pp("conv_o"), c, c, 1, 1)?,
-            emb_rel_k: vb.get((1, rel, kc), "emb_rel_k")?.squeeze(0)?,
-            emb_rel_v: vb.get((1, rel, kc), "emb_rel_v")?.squeeze(0)?,
+            emb_rel_k,
+            emb_rel_v,
+            rel_values,
             heads: cfg.n_heads,
             window: cfg.window_size,
         })
@@ -43,6 +53,20 @@ impl RelativeAttention {
     }
 
     fn forward(&self, x: &Tensor) -> Result<Tensor> {
+        let (b, c, t) = x.dims3()?;
+        let Some((keys, values)) = self.rel_values.as_ref().filter(|_| b == 1) else {
+            return self.forward_ops(x);
+        };
+        let rel = RelativeEmbeddings { keys, values, window: self.window };
+        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
+        let out = with_values(&q, |q| {
+            with_values(&k, |k| with_values(&v, |v| relative_attention((q, k, v), t, self.heads, &rel)))
+        })???;
+        self.o.forward(&Tensor::from_vec(out, (1, c, t), x.device())?)
+    }
+
+    /// [`Self::forward`] as tensor operations (devices other than the CPU).
+    fn forward_ops(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         let kc = c / self.heads;
         let q = (self.split_heads(&self.q.forward(x)?)? / (kc as f64).sqrt())?;
@@ -163,5 +187,55 @@ impl TextEncoder {
         let stats = self.proj.forward(&x)?;
         let half = stats.dim(1)? / 2;
         Ok(Encoded { m: stats.narrow(1, 0, half)?, logs: stats.narrow(1, half, half)?, x })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+
+    use candle_core::Device;
+
+    use super::*;
+    use crate::whisper::packed_check::values;
+
+    #[test]
+    fn cpu_attention_matches_the_tensor_operations() -> Result<()> {
+        // Two heads of 48 channels, a window of 4 reaching past both ends of 23 positions.
+        let (c, heads, window, t) = (96, 2, 4, 23);
+        let dev = Device::Cpu;
+        let mut tensors = HashMap::new();
+        for (i, name) in ["conv_q", "conv_k", "conv_v", "conv_o"].iter().enumerate() {
+            let w = Tensor::from_vec(values(c * c, i as u64, 0.2), (c, c, 1), &dev)?;
+            tensors.insert(format!("{name}.weight"), w);
+            tensors.insert(format!("{name}.bias"), Tensor::from_vec(values(c, 10 + i as u64, 0.1), c, &dev)?);
+        }
+        let rel = |seed| {
+            Tensor::from_vec(values((2 * window + 1) * c / heads, seed, 0.5), (1, 2 * window + 1, c / heads), &dev)
+        };
+        tensors.insert("emb_rel_k".into(), rel(20)?);
+        tensors.insert("emb_rel_v".into(), rel(21)?);
+        let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
+        let conv = |name: &str| conv1d(vb.pp(name), c, c, 1, 1);
+        let (emb_rel_k, emb_rel_v) = (rel(20)?.squeeze(0)?, rel(21)?.squeeze(0)?);
+        let rel_values = Some((emb_rel_k.flatten_all()?.to_vec1()?, emb_rel_v.flatten_all()?.to_vec1()?));
+        let attention = RelativeAttention {
+            q: conv("conv_q")?,
+            k: conv("conv_k")?,
+            v: conv("conv_v")?,
+            o: conv("conv_o")?,
+            emb_rel_k,
+            emb_rel_v,
+            rel_values,
+            heads,
+            window,
+        };
+        let x = Tensor::from_vec(values(c * t, 30, 2.0), (1, c, t), &dev)?;
+        let fast = attention.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let ops = attention.forward_ops(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let scale = ops.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let worst = fast.iter().zip(&ops).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        assert!(worst <= 1e-5 * scale, "CPU attention differs by {worst} (values up to {scale})");
+        Ok(())
     }
 }

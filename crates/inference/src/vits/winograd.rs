@@ -12,15 +12,16 @@
 //! Every level sums each value in the same order, so AVX-512, AVX2 and plain code give
 //! bit-identical results.
 
-use crate::cpu_isa::{dispatch_isa, level, Isa};
+use super::winograd_transforms::{transform_input, transform_output, Base, Input};
+use crate::cpu_isa::{level, Isa};
 
 /// Transformed positions per tile.
-const POINTS: usize = 8;
+pub(super) const POINTS: usize = 8;
 /// Tiles transformed and multiplied together: their transformed inputs and products stay in
 /// the core's cache. A multiple of every level's rows per register block.
-const CHUNK: usize = 48;
+pub(super) const CHUNK: usize = 48;
 /// Output channels per register block (two AVX-512 vectors); output channels must be a multiple.
-const COLS: usize = 32;
+pub(super) const COLS: usize = 32;
 /// Below this many input channels the transforms cost about as much as the products they save
 /// (32 channels measured even with the direct kernel on AVX-512).
 const MIN_INPUT_CHANNELS: usize = 64;
@@ -109,26 +110,21 @@ impl WinogradConv {
         assert!(residual.is_none_or(|r| r.len() == len * self.cout), "conv residual size");
         let (m, d, cout) = (self.outputs, self.dilation, self.cout);
         let blocks = len.div_ceil(m * d);
-        // The activated input with the "same" padding's zeros, and the zeros the last block's
-        // tiles read past the end.
-        let pad = (self.taps - 1) / 2 * d;
-        let Scratch { act, work } = scratch;
-        act.resize((blocks * m * d + (self.taps - 1) * d) * self.cin, 0.0);
-        let (head, rest) = act.split_at_mut(pad * self.cin);
-        let (middle, tail) = rest.split_at_mut(x.len());
-        head.fill(0.0);
-        tail.fill(0.0);
-        leaky_relu_into(middle, x, slope);
+        let Scratch { zeros, work } = scratch;
+        zeros.resize(self.cin, 0.0);
+        // The "same" padding and the rows the last block's tiles read past the end are zeros;
+        // the leaky ReLU is applied as the input transform reads the rows.
+        let input = Input { x, len, pad: (self.taps - 1) / 2 * d, slope, zeros };
         // Every output is written below; earlier contents are only overwritten.
         out.truncate(len * cout);
         out.resize(len * cout, 0.0);
         let base = Base { bias: &self.bias, residual };
-        self.run_tiles(act, blocks * d, base, out, work);
+        self.run_tiles(&input, blocks * d, base, out, work);
     }
 
     /// Tiles `0..tiles` (tile b * d + r holds outputs b * m * d + r + j * d, j < m, and reads
-    /// the rows of `act` from the same one) into `out`, a chunk of tiles at a time.
-    fn run_tiles(&self, act: &[f32], tiles: usize, base: Base, out: &mut [f32], work: &mut Work) {
+    /// the padded input's rows from the same one) into `out`, a chunk of tiles at a time.
+    fn run_tiles(&self, input: &Input, tiles: usize, base: Base, out: &mut [f32], work: &mut Work) {
         let (m, d, cin, cout) = (self.outputs, self.dilation, self.cin, self.cout);
         let Work { transformed, products } = work;
         transformed.resize(POINTS * CHUNK * cin, 0.0);
@@ -137,13 +133,15 @@ impl WinogradConv {
         for first in (0..tiles).step_by(CHUNK) {
             let count = CHUNK.min(tiles - first);
             let starts: Vec<usize> = (first..first + count).map(|tile| tile / d * m * d + tile % d).collect();
-            transform_input(&self.input_transform, act, &starts, d, transformed, CHUNK * cin);
-            for xi in 0..POINTS {
-                let v = &transformed[xi * CHUNK * cin..][..CHUNK * cin];
-                let w = &self.weights[xi * cin * cout..][..cin * cout];
-                let p = &mut products[xi * CHUNK * cout..][..CHUNK * cout];
-                for row in (0..count).step_by(block_rows) {
-                    for col in (0..cout).step_by(COLS) {
+            transform_input(&self.input_transform, input, &starts, d, transformed, CHUNK * cin);
+            // A column block's weights (`[cin][COLS]` per position) stay in cache across the
+            // chunk's rows.
+            for col in (0..cout).step_by(COLS) {
+                for xi in 0..POINTS {
+                    let v = &transformed[xi * CHUNK * cin..][..CHUNK * cin];
+                    let w = &self.weights[xi * cin * cout..][..cin * cout];
+                    let p = &mut products[xi * CHUNK * cout..][..CHUNK * cout];
+                    for row in (0..count).step_by(block_rows) {
                         product_block(&v[row * cin..], w, p, (row, col), (cin, cout));
                     }
                 }
@@ -156,7 +154,8 @@ impl WinogradConv {
 /// A thread's working buffers for [`WinogradConv::apply_into`].
 #[derive(Default)]
 pub struct Scratch {
-    act: Vec<f32>,
+    /// One row of zeros, read for the padding.
+    zeros: Vec<f32>,
     work: Work,
 }
 
@@ -240,137 +239,6 @@ fn invert(mut a: Vec<Vec<f64>>) -> Vec<Vec<f64>> {
         }
     }
     inv
-}
-
-dispatch_isa! {
-    /// `dst = leaky_relu(src, slope)`.
-    fn leaky_relu_into(dst: &mut [f32], src: &[f32], slope: f32) => leaky_relu_any
-}
-
-#[inline(always)]
-fn leaky_relu_any(dst: &mut [f32], src: &[f32], slope: f32) {
-    dst.iter_mut().zip(src).for_each(|(d, &v)| *d = if v < 0.0 { v * slope } else { v });
-}
-
-/// Floats per step of the transforms' loops over channels: one AVX-512 vector.
-const LANES: usize = 16;
-
-dispatch_isa! {
-    /// For each tile i of `starts` (its first row in `act`, `[rows][cin]`): `transformed[xi *
-    /// stride + i * cin + c] = sum_j B^T[xi][j] * act[start + j * dilation][c]`, j ascending.
-    fn transform_input(bt: &[[f32; POINTS]; POINTS], act: &[f32], starts: &[usize], dilation: usize, transformed: &mut [f32], stride: usize) => transform_input_any
-}
-
-#[inline(always)]
-fn transform_input_any(
-    bt: &[[f32; POINTS]; POINTS],
-    act: &[f32],
-    starts: &[usize],
-    dilation: usize,
-    transformed: &mut [f32],
-    stride: usize,
-) {
-    let cin = stride / CHUNK;
-    for (i, &start) in starts.iter().enumerate() {
-        let rows: [&[f32]; POINTS] = std::array::from_fn(|j| &act[(start + j * dilation) * cin..][..cin]);
-        let mut c = 0;
-        while c + LANES <= cin {
-            let x: [&[f32; LANES]; POINTS] = std::array::from_fn(|j| lanes(&rows[j][c..]));
-            for (xi, coefficients) in bt.iter().enumerate() {
-                let mut acc = [0.0f32; LANES];
-                for (&b, xj) in coefficients.iter().zip(x) {
-                    if b != 0.0 {
-                        for l in 0..LANES {
-                            acc[l] = b.mul_add(xj[l], acc[l]);
-                        }
-                    }
-                }
-                transformed[xi * stride + i * cin + c..][..LANES].copy_from_slice(&acc);
-            }
-            c += LANES;
-        }
-        for c in c..cin {
-            for (xi, coefficients) in bt.iter().enumerate() {
-                let mut acc = 0.0f32;
-                for (&b, row) in coefficients.iter().zip(&rows) {
-                    if b != 0.0 {
-                        acc = b.mul_add(row[c], acc);
-                    }
-                }
-                transformed[xi * stride + i * cin + c] = acc;
-            }
-        }
-    }
-}
-
-/// The first [`LANES`] values of `values`.
-#[inline(always)]
-fn lanes(values: &[f32]) -> &[f32; LANES] {
-    values[..LANES].try_into().expect("LANES values")
-}
-
-/// What the output rows are added to: the bias and, when given, the residual (`[len][cout]`).
-#[derive(Clone, Copy)]
-struct Base<'a> {
-    bias: &'a [f32],
-    residual: Option<&'a [f32]>,
-}
-
-dispatch_isa! {
-    /// For each tile i of `starts` (its first output row) and each row j of `A^T` whose output
-    /// `start + j * dilation` is in `out` (`[len][cout]`): that row = `(residual + bias) +
-    /// sum_xi A^T[j][xi] * products[xi * stride + i * cout ..]`, xi ascending.
-    fn transform_output(at: &[[f32; POINTS]], products: &[f32], starts: &[usize], dilation: usize, base: Base, out: &mut [f32]) => transform_output_any
-}
-
-#[inline(always)]
-fn transform_output_any(
-    at: &[[f32; POINTS]],
-    products: &[f32],
-    starts: &[usize],
-    dilation: usize,
-    base: Base,
-    out: &mut [f32],
-) {
-    let cout = base.bias.len();
-    let stride = CHUNK * cout;
-    let len = out.len() / cout;
-    for (i, &start) in starts.iter().enumerate() {
-        for (j, coefficients) in at.iter().enumerate() {
-            let t = start + j * dilation;
-            if t >= len {
-                break;
-            }
-            let row = &mut out[t * cout..][..cout];
-            for (o, dst) in row.chunks_exact_mut(LANES).enumerate() {
-                let first = o * LANES;
-                let mut acc = [0.0f32; LANES];
-                for (xi, &a) in coefficients.iter().enumerate() {
-                    if a != 0.0 {
-                        let p = lanes(&products[xi * stride + i * cout + first..]);
-                        for l in 0..LANES {
-                            acc[l] = a.mul_add(p[l], acc[l]);
-                        }
-                    }
-                }
-                let dst: &mut [f32; LANES] = dst.try_into().expect("whole vectors");
-                let bias = lanes(&base.bias[first..]);
-                match base.residual {
-                    Some(r) => {
-                        let r = lanes(&r[t * cout + first..]);
-                        for l in 0..LANES {
-                            dst[l] = (r[l] + bias[l]) + acc[l];
-                        }
-                    }
-                    None => {
-                        for l in 0..LANES {
-                            dst[l] = bias[l] + acc[l];
-                        }
-                    }
-                }
-            }
-        }
-    }
 }
 
 /// One register block of a position's product: rows `row..` of `v` (`[rows][cin]`) times

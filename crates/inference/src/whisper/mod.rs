@@ -2,7 +2,7 @@
 //! faster-whisper decoding procedure, and long-form transcription.
 
 pub mod alignment;
-mod attention_kernels;
+pub(crate) mod attention_kernels;
 pub mod beam;
 pub mod bpe;
 pub mod compute_type;
