@@ -94,23 +94,27 @@ pub(super) fn transform_output(
     base: Base,
     out: &mut [f32],
 ) {
+    let tiles = OutputTiles { products, starts, dilation, base, out };
     match at.len() {
-        6 => output_rows::<6>(at, products, starts, dilation, base, out),
-        4 => output_rows::<4>(at, products, starts, dilation, base, out),
-        2 => output_rows::<2>(at, products, starts, dilation, base, out),
+        6 => output_rows::<6>(at, tiles),
+        4 => output_rows::<4>(at, tiles),
+        2 => output_rows::<2>(at, tiles),
         m => unreachable!("{m} outputs per tile: kernels of 3, 5 and 7 taps only"),
     }
 }
 
-/// [`transform_output`] for `M` outputs per tile.
-fn output_rows<const M: usize>(
-    at: &[[f32; POINTS]],
-    products: &[f32],
-    starts: &[usize],
+/// The arguments of [`transform_output`] after `A^T`.
+struct OutputTiles<'a> {
+    products: &'a [f32],
+    starts: &'a [usize],
     dilation: usize,
-    base: Base,
-    out: &mut [f32],
-) {
+    base: Base<'a>,
+    out: &'a mut [f32],
+}
+
+/// [`transform_output`] for `M` outputs per tile.
+fn output_rows<const M: usize>(at: &[[f32; POINTS]], tiles: OutputTiles) {
+    let OutputTiles { products, starts, dilation, base, out } = tiles;
     let at: &[[f32; POINTS]; M] = at.try_into().expect("M rows of A^T");
     let cout = base.bias.len();
     assert!(cout.is_multiple_of(COLS), "output channels a multiple of {COLS}");
