@@ -117,15 +117,14 @@ impl PackedConv {
         let shared = SharedOut(out.spare_capacity_mut().as_mut_ptr());
         let run = |&(tb0, ob0): &(usize, usize)| {
             let blocks = tb0..(tb0 + blocks_per_task).min(time_blocks);
-            // Runs `kernel(time block in the tile, channel block, sums)` over the task's blocks
-            // and writes each block's sums onto the base.
-            let each_block = |kernel: &dyn Fn(usize, usize, &mut [f32; OC * MAX_TW])| {
+            // Runs the kernel over the task's blocks and writes each block's sums onto the base.
+            let each_block = |kernel: &BlockKernel| {
                 let mut acc = [0.0f32; OC * MAX_TW];
                 for tb in blocks.clone() {
                     let t0 = tb * tw;
                     let width = tw.min(out_len - t0);
                     for ob in ob0..(ob0 + OC_BLOCKS_PER_TASK).min(oc_blocks) {
-                        kernel(tb - tb0, ob, &mut acc);
+                        kernel(tb - tb0, width, ob, &mut acc);
                         for o in 0..OC.min(self.cout - ob * OC) {
                             let ch = ob * OC + o;
                             let row = ch * out_len + t0;
@@ -140,13 +139,14 @@ impl PackedConv {
             let (first, width) = (tb0 * tw, blocks.len() * tw);
             match &self.bf16 {
                 Some(taps) => taps.with_tile(&source, first, width, |tile, stride| {
-                    each_block(&|i, ob, acc| taps.block(ob, &tile[i * tw..], stride, acc))
+                    each_block(&|i, _, ob, acc| taps.block(ob, &tile[i * tw..], stride, acc))
                 }),
                 None => TILE.with_borrow_mut(|tile| {
                     let stride = self.fill_tile(&source, first, width, tile);
                     let taps = self.cin * self.taps * OC;
-                    each_block(&|i, ob, acc| {
-                        self.block(isa, &self.weights[ob * taps..][..taps], &tile[i * tw..], stride, acc)
+                    each_block(&|i, width, ob, acc| {
+                        let w = &self.weights[ob * taps..][..taps];
+                        self.block(isa, w, (&tile[i * tw..], stride), width, acc)
                     })
                 }),
             }
@@ -182,22 +182,41 @@ impl PackedConv {
     }
 
     /// One register block: `acc[o * MAX_TW + j]` = the convolution sum of output channel `o`
-    /// of the block at sample `j` of the time block whose padded input starts at `x`.
-    fn block(&self, isa: Isa, w: &[f32], x: &[f32], stride: usize, acc: &mut [f32; OC * MAX_TW]) {
+    /// of the block at sample `j < width` of the time block whose padded input starts at `x`.
+    /// A block's last samples past `width` are left out a vector at a time: the text encoder's
+    /// and the flows' sequences (tens to a few hundred samples) otherwise spent up to a third of
+    /// their multiply-adds on the padding of their last block.
+    fn block(&self, isa: Isa, w: &[f32], (x, stride): (&[f32], usize), width: usize, acc: &mut [f32; OC * MAX_TW]) {
         let (cin, taps, dil) = (self.cin, self.taps, self.dilation);
         let tw = block_width(isa);
         let needed = (cin - 1) * stride + (taps - 1) * dil + tw;
         assert!(x.len() >= needed && w.len() == cin * taps * OC, "conv block bounds");
+        assert!((1..=tw).contains(&width), "conv block width");
+        let shape = (cin, taps, dil);
         #[cfg(target_arch = "x86_64")]
         match isa {
             // SAFETY: `level` never names a level the CPU lacks; the assert above keeps every
-            // read inside `x` and `w`.
+            // read inside `x` and `w` (narrower kernels read less).
             Isa::Avx512 => {
-                return unsafe { x86::block_avx512(w.as_ptr(), x.as_ptr(), stride, (cin, taps, dil), 0, acc) }
+                let (w, x) = (w.as_ptr(), x.as_ptr());
+                return unsafe {
+                    match width.div_ceil(16) {
+                        1 => x86::block_avx512_16(w, x, stride, shape, 0, acc),
+                        2 => x86::block_avx512_32(w, x, stride, shape, 0, acc),
+                        _ => x86::block_avx512(w, x, stride, shape, 0, acc),
+                    }
+                };
             }
             Isa::Avx2 => {
+                let (w, x) = (w.as_ptr(), x.as_ptr());
                 for half in [0, OC / 2] {
-                    unsafe { x86::block_avx2(w.as_ptr(), x.as_ptr(), stride, (cin, taps, dil), half, acc) };
+                    unsafe {
+                        match width.div_ceil(8) {
+                            1 => x86::block_avx2_8(w, x, stride, shape, half, acc),
+                            2 => x86::block_avx2_16(w, x, stride, shape, half, acc),
+                            _ => x86::block_avx2(w, x, stride, shape, half, acc),
+                        }
+                    }
                 }
                 return;
             }
@@ -206,6 +225,10 @@ impl PackedConv {
         block_plain(w, x, stride, cin, taps, dil, acc);
     }
 }
+
+/// A register-block kernel as `PackedConv::apply_padded` runs it: (time block in the tile,
+/// outputs in it, channel block, sums).
+type BlockKernel<'a> = dyn Fn(usize, usize, usize, &mut [f32; OC * MAX_TW]) + 'a;
 
 /// Output samples per register block at `isa`.
 fn block_width(isa: Isa) -> usize {
@@ -297,6 +320,12 @@ mod x86 {
 
     use super::{MAX_TW, OC, TW_AVX2, TW_AVX512};
 
+    /// Samples of the narrower blocks that end a sequence.
+    const ONE_VECTOR: usize = 16;
+    const TWO_VECTORS: usize = 32;
+    const ONE_VECTOR_AVX2: usize = 8;
+    const TWO_VECTORS_AVX2: usize = 16;
+
     /// Defines one level's register-block kernel: `$lanes`-float vectors, `$rows` output
     /// channels (from `first` within the block of `OC`) of `$tw / $lanes` vectors of
     /// accumulators, input vectors loaded once per (channel, tap) and each weight broadcast once.
@@ -349,8 +378,32 @@ mod x86 {
     );
     block_kernel!(
         /// # Safety
+        /// As [`block_avx512`]; it reads fewer input samples.
+        block_avx512_16, "avx512f", OC, ONE_VECTOR, 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    );
+    block_kernel!(
+        /// # Safety
+        /// As [`block_avx512`]; it reads fewer input samples.
+        block_avx512_32, "avx512f", OC, TWO_VECTORS, 16,
+        _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
+    );
+    block_kernel!(
+        /// # Safety
         /// AVX2 and FMA present; bounds as [`block_avx512`] with `TW_AVX2`; `first` is 0 or `OC / 2`.
         block_avx2, "avx2,fma", OC / 2, TW_AVX2, 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    );
+    block_kernel!(
+        /// # Safety
+        /// As [`block_avx2`]; it reads fewer input samples.
+        block_avx2_8, "avx2,fma", OC / 2, ONE_VECTOR_AVX2, 8,
+        _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
+    );
+    block_kernel!(
+        /// # Safety
+        /// As [`block_avx2`]; it reads fewer input samples.
+        block_avx2_16, "avx2,fma", OC / 2, TWO_VECTORS_AVX2, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
     );
 }
@@ -413,8 +466,17 @@ mod tests {
 
     #[test]
     fn every_level_matches_the_f64_convolution_and_the_others_bit_for_bit() {
-        // (cout, cin, taps, dilation, len): the generator's shapes, odd sizes and short inputs.
-        let cases = [(32, 32, 7, 5, 1000), (6, 3, 3, 1, 5), (1, 32, 7, 1, 97), (9, 5, 5, 12, 300), (4, 2, 1, 1, 1)];
+        // (cout, cin, taps, dilation, len): the generator's shapes, odd sizes and short inputs,
+        // with last blocks of one, two and three vectors at every level.
+        let cases = [
+            (32, 32, 7, 5, 1000),
+            (6, 3, 3, 1, 5),
+            (1, 32, 7, 1, 97),
+            (9, 5, 5, 12, 300),
+            (4, 2, 1, 1, 1),
+            (16, 12, 3, 2, 125),
+            (8, 8, 5, 1, 68),
+        ];
         for (i, &(cout, cin, taps, dil, len)) in cases.iter().enumerate() {
             let w = values(cout * cin * taps, i as u64);
             let x = values(cin * len, 100 + i as u64);
