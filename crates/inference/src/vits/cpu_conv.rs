@@ -322,12 +322,6 @@ mod x86 {
 
     use super::{MAX_TW, OC, TW_AVX2, TW_AVX512};
 
-    /// Samples of the narrower blocks that end a sequence.
-    const ONE_VECTOR: usize = 16;
-    const TWO_VECTORS: usize = 32;
-    const ONE_VECTOR_AVX2: usize = 8;
-    const TWO_VECTORS_AVX2: usize = 16;
-
     /// Defines one level's register-block kernel: `$lanes`-float vectors, `$rows` output
     /// channels (from `first` within the block of `OC`) of `$tw / $lanes` vectors of
     /// accumulators, input vectors loaded once per (channel, tap) and each weight broadcast once.
@@ -380,14 +374,14 @@ mod x86 {
     );
     block_kernel!(
         /// # Safety
-        /// As [`block_avx512`]; it reads fewer input samples.
-        block_avx512_16, "avx512f", OC, ONE_VECTOR, 16,
+        /// As [`block_avx512`]; a sequence's last 16 samples or fewer, reading fewer inputs.
+        block_avx512_16, "avx512f", OC, 16, 16,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
     );
     block_kernel!(
         /// # Safety
         /// As [`block_avx512`]; it reads fewer input samples.
-        block_avx512_32, "avx512f", OC, TWO_VECTORS, 16,
+        block_avx512_32, "avx512f", OC, 32, 16,
         _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps
     );
     block_kernel!(
@@ -399,13 +393,13 @@ mod x86 {
     block_kernel!(
         /// # Safety
         /// As [`block_avx2`]; it reads fewer input samples.
-        block_avx2_8, "avx2,fma", OC / 2, ONE_VECTOR_AVX2, 8,
+        block_avx2_8, "avx2,fma", OC / 2, 8, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
     );
     block_kernel!(
         /// # Safety
         /// As [`block_avx2`]; it reads fewer input samples.
-        block_avx2_16, "avx2,fma", OC / 2, TWO_VECTORS_AVX2, 8,
+        block_avx2_16, "avx2,fma", OC / 2, 16, 8,
         _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps
     );
 }

@@ -280,9 +280,9 @@ impl Generator {
             // on their tile's thread (rayon keeps nested work local), one hand-off per tile
             // instead of one per convolution (the 32-channel stage took 20 % less time).
             x = if last && x.device().is_cpu() {
-                tiled(&x, self.stage_reach + POST_REACH, tile, true, |x| self.post(&stage(x)?))?
+                tiled(&x, self.stage_reach + POST_REACH, tile, |x| self.post(&stage(x)?))?
             } else if x.device().is_cpu() {
-                tiled(&x, self.stage_reach, tile, true, stage)?
+                tiled(&x, self.stage_reach, tile, stage)?
             } else {
                 self.stage(blocks, &x)?
             };
@@ -334,19 +334,12 @@ fn tile_len(channels: usize) -> usize {
 /// `f` (convolutions with "same" zero padding that together read `reach` samples on each side)
 /// applied to `x` (`[1, c, len]`) tile by tile: each tile of at most `tile` samples is computed
 /// from the input widened by `reach` on each side and keeps its middle, which is then exactly
-/// what `f` of the whole gives (each output sums the same inputs in the same order). With
-/// `parallel`, the tiles run in parallel, at least one per thread so that short sentences use
-/// every core too.
-fn tiled(
-    x: &Tensor,
-    reach: usize,
-    tile: usize,
-    parallel: bool,
-    f: impl Fn(&Tensor) -> Result<Tensor> + Sync,
-) -> Result<Tensor> {
+/// what `f` of the whole gives (each output sums the same inputs in the same order). The tiles
+/// run in parallel, at least one per thread so that short sentences use every core too.
+fn tiled(x: &Tensor, reach: usize, tile: usize, f: impl Fn(&Tensor) -> Result<Tensor> + Sync) -> Result<Tensor> {
     let (_, channels, len) = x.dims3()?;
-    let tile = if parallel { tile.min(len.div_ceil(rayon::current_num_threads())).max(1) } else { tile };
-    if len <= tile || !parallel && len <= 2 * tile {
+    let tile = tile.min(len.div_ceil(rayon::current_num_threads())).max(1);
+    if len <= tile {
         return f(x);
     }
     let starts: Vec<usize> = (0..len).step_by(tile).collect();
@@ -359,11 +352,7 @@ fn tiled(
             let y = f(&Tensor::from_vec(rows, (1, channels, hi - lo), x.device())?)?;
             y.narrow(2, start - lo, end - start)?.contiguous()
         };
-        if parallel {
-            starts.par_iter().map(piece).collect::<Result<Vec<_>>>()
-        } else {
-            starts.iter().map(piece).collect::<Result<Vec<_>>>()
-        }
+        starts.par_iter().map(piece).collect::<Result<Vec<_>>>()
     })??;
     Tensor::cat(&pieces, 2)
 }
@@ -433,7 +422,7 @@ mod tests {
         let x = Tensor::from_vec(x, (1, ch, len), &Device::Cpu)?;
         let want = ((direct[0].forward(&x)? + direct[1].forward(&x)?)? / 2.0)?;
         // Tiles of 128 samples, widened by the blocks' reach (1 + 3 for kernel 3, 2 + 6 for 5).
-        let got = tiled(&x, 8, 128, true, |x| run_tile(&fast, x))?;
+        let got = tiled(&x, 8, 128, |x| run_tile(&fast, x))?;
         let err = (got - &want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(err <= 1e-5 * scale, "largest difference {err} against values up to {scale}");
@@ -457,9 +446,9 @@ mod tests {
         };
         let x = Tensor::from_vec(weights(channels * len, 3), (1, channels, len), &Device::Cpu)?;
         let whole = chain(&x)?.flatten_all()?.to_vec1::<f32>()?;
-        let tiles = tiled(&x, 7, 16, false, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        let tiles = tiled(&x, 7, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
         assert_eq!(tiles, whole, "tiles widened by the full reach");
-        let short = tiled(&x, 6, 16, false, chain)?.flatten_all()?.to_vec1::<f32>()?;
+        let short = tiled(&x, 6, 16, chain)?.flatten_all()?.to_vec1::<f32>()?;
         assert_ne!(short, whole, "a reach one sample short must show at the tiles' edges");
         Ok(())
     }

@@ -353,7 +353,12 @@ impl WaveNet {
             (Some(layer), Some(g)) => Some(layer.forward(g)?.flatten_all()?.to_vec1::<f32>()?),
             _ => None,
         };
-        let mut stream = with_values(x, |v| [v, &vec![0.0; h * len]].concat())?;
+        let mut stream = with_values(x, |v| {
+            let mut stream = Vec::with_capacity(2 * h * len);
+            stream.extend_from_slice(v);
+            stream.resize(2 * h * len, 0.0);
+            stream
+        })?;
         let n = self.in_layers.len();
         for (i, (in_layer, res_skip)) in self.in_layers.iter().zip(&self.res_skip).enumerate() {
             let Some(mut x_in) = in_layer.apply_values(&stream[..h * len], len, None) else { return Ok(None) };
