@@ -7,6 +7,7 @@ use super::generate::WindowBudget;
 use super::logits::{log_softmax, LogitRules};
 use super::model::WhisperModel;
 use candle_core::Tensor;
+use rayon::prelude::*;
 
 /// A live hypothesis; its decoder state is row `i` of the shared batch when it is `beams[i]`.
 struct Beam {
@@ -78,20 +79,26 @@ fn survivors(
     eot: u32,
     finished: &mut Vec<(Vec<u32>, f32)>,
 ) -> Vec<(usize, u32, f32)> {
-    let mut candidates: Vec<(usize, u32, f32)> = Vec::new();
-    for (b, beam) in beams.iter().enumerate() {
-        let mut logits = beam.logits.clone();
-        rules.apply(&mut logits, &beam.tokens);
-        let lp = log_softmax(&logits);
-        let mut order: Vec<u32> = (0..lp.len() as u32).collect();
-        let k = (beam_size + 1).min(order.len());
-        order.select_nth_unstable_by(k - 1, |&x, &y| lp[y as usize].total_cmp(&lp[x as usize]));
-        for &t in &order[..k] {
-            if lp[t as usize].is_finite() {
-                candidates.push((b, t, beam.sum_logprob + lp[t as usize]));
-            }
-        }
-    }
+    // Each beam's proposals on its own thread (the log-softmaxes over the vocabulary are most
+    // of a step's work outside the network), gathered in beam order.
+    let proposals: Vec<Vec<(usize, u32, f32)>> = beams
+        .par_iter()
+        .enumerate()
+        .map(|(b, beam)| {
+            let mut logits = beam.logits.clone();
+            rules.apply(&mut logits, &beam.tokens);
+            let lp = log_softmax(&logits);
+            let mut order: Vec<u32> = (0..lp.len() as u32).collect();
+            let k = (beam_size + 1).min(order.len());
+            order.select_nth_unstable_by(k - 1, |&x, &y| lp[y as usize].total_cmp(&lp[x as usize]));
+            order[..k]
+                .iter()
+                .filter(|&&t| lp[t as usize].is_finite())
+                .map(|&t| (b, t, beam.sum_logprob + lp[t as usize]))
+                .collect()
+        })
+        .collect();
+    let mut candidates: Vec<(usize, u32, f32)> = proposals.into_iter().flatten().collect();
     candidates.sort_by(|a, b| b.2.total_cmp(&a.2));
     let mut next = Vec::new();
     for c in candidates {

@@ -89,21 +89,23 @@ impl CustomOp3 for Attention {
         let rows = (BLOCK_BYTES / (4 * s.max(1))).min(t.div_ceil(4 * threads)).clamp(8, 256);
         let rows = if t >= ROW_BLOCK { rows.div_ceil(ROW_BLOCK) * ROW_BLOCK } else { rows };
         let shape = HeadShape { d, h, s, dh };
+        let kv_batch = |batch: usize| {
+            let kv = if kb == 1 { 0 } else { batch };
+            (&k[kv * h * s * dh..(kv + 1) * h * s * dh], &v[kv * h * s * dh..(kv + 1) * h * s * dh])
+        };
+        if t < ROW_BLOCK {
+            return Ok((CpuStorage::F32(attend_few_rows(q, b, kv_batch, shape)), ql.shape().clone()));
+        }
         let mut out = vec![0.0f32; b * t * d];
         for (batch, out) in out.chunks_mut(t * d).enumerate() {
             let q = &q[batch * t * d..(batch + 1) * t * d];
-            let kv = if kb == 1 { 0 } else { batch };
-            let (k, v) = (&k[kv * h * s * dh..(kv + 1) * h * s * dh], &v[kv * h * s * dh..(kv + 1) * h * s * dh]);
-            // Many query rows: our kernels over keys transposed once; a few (decoding steps):
-            // gemm, which pads nothing.
-            let keys = (t >= ROW_BLOCK).then(|| transposed_keys(k, shape));
+            let (k, v) = kv_batch(batch);
+            // Many query rows: our kernels over keys transposed once.
+            let (kt, s_pad) = transposed_keys(k, shape);
             out.par_chunks_mut(rows * d).enumerate().for_each(|(block, out)| {
                 let n_rows = out.len() / d;
                 let q = &q[block * rows * d..block * rows * d + n_rows * d];
-                match &keys {
-                    Some((kt, s_pad)) => attend_with_kernels(q, kt, *s_pad, v, shape, out),
-                    None => attend_with_gemm(q, k, v, shape, out),
-                }
+                attend_with_kernels(q, &kt, s_pad, v, shape, out);
             });
         }
         Ok((CpuStorage::F32(out), ql.shape().clone()))
@@ -160,28 +162,46 @@ fn attend_with_kernels(q: &[f32], kt: &[f32], s_pad: usize, v: &[f32], shape: He
     });
 }
 
-/// A block of query rows against every head, with gemm products.
-fn attend_with_gemm(q: &[f32], k: &[f32], v: &[f32], shape: HeadShape, out: &mut [f32]) {
+/// A decoding step's few query rows per batch row (`b` of them, `q` is b x t x d): every
+/// (batch row, head) pair on its own, in parallel, with gemm products (which pad nothing).
+fn attend_few_rows<'a>(
+    q: &[f32],
+    b: usize,
+    kv_batch: impl Fn(usize) -> (&'a [f32], &'a [f32]) + Sync,
+    shape: HeadShape,
+) -> Vec<f32> {
     let HeadShape { d, h, s, dh } = shape;
-    let n_rows = q.len() / d;
-    SCORES.with_borrow_mut(|scores| {
-        scores.resize(n_rows * s, 0.0);
-        for head in 0..h {
-            let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
-            // SAFETY: q's block is n_rows x d read at columns head*dh..+dh; kh and vh are
-            // s x dh; scores holds n_rows x s; out's block is n_rows x d written at columns
-            // head*dh..+dh. All are separate allocations.
+    let t = q.len() / (b * d).max(1);
+    // Pair i = (batch row i / h, head i % h) writes its t x dh results here first.
+    let mut per_head = vec![0.0f32; b * h * t * dh];
+    per_head.par_chunks_mut((t * dh).max(1)).enumerate().for_each(|(i, dst)| {
+        let (batch, head) = (i / h, i % h);
+        let (k, v) = kv_batch(batch);
+        let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
+        let q = &q[batch * t * d..(batch + 1) * t * d];
+        SCORES.with_borrow_mut(|scores| {
+            scores.resize(t * s, 0.0);
+            // SAFETY: q's rows are t x d read at columns head*dh..+dh; kh and vh are s x dh;
+            // scores holds t x s; dst is t x dh. All are separate allocations.
             unsafe {
-                matmul(n_rows, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
+                matmul(t, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
             }
             for row in scores.chunks_mut(s) {
                 softmax_in_place(row);
             }
             unsafe {
-                matmul(n_rows, dh, s, out.as_mut_ptr().add(head * dh), d, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
+                matmul(t, dh, s, dst.as_mut_ptr(), dh, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
             }
-        }
+        });
     });
+    let mut out = vec![0.0f32; b * t * d];
+    for (i, head_rows) in per_head.chunks_exact((t * dh).max(1)).enumerate() {
+        let (batch, head) = (i / h, i % h);
+        for (row, src) in head_rows.chunks_exact(dh).enumerate() {
+            out[(batch * t + row) * d + head * dh..][..dh].copy_from_slice(src);
+        }
+    }
+    out
 }
 
 /// softmax(q k^T) v over `heads` heads, for queries `q` (b, t, d) already scaled, and keys and
@@ -212,13 +232,20 @@ mod tests {
 
     #[test]
     fn matches_tensor_ops_for_encoder_and_decoder_shapes() -> Result<()> {
-        for (b, t, s, heads, dh) in [(1, 1500, 1500, 6, 64), (2, 37, 300, 4, 16), (1, 1, 1500, 8, 64), (3, 5, 7, 2, 3)]
-        {
+        // (query rows, their tokens, keys, heads, head width, key rows: one shared by all or one each)
+        for (b, t, s, heads, dh, kb) in [
+            (1, 1500, 1500, 6, 64, 1),
+            (2, 37, 300, 4, 16, 2),
+            (1, 1, 1500, 8, 64, 1),
+            (3, 5, 7, 2, 3, 3),
+            (5, 1, 300, 4, 16, 1),
+            (5, 1, 40, 4, 16, 5),
+        ] {
             let q = test_tensor((b, t, heads * dh), 0.5, 1)?;
-            let k = test_tensor((b, heads, s, dh), 1.7, 2)?;
-            let v = test_tensor((b, heads, s, dh), 1.7, 3)?;
+            let k = test_tensor((kb, heads, s, dh), 1.7, 2)?;
+            let v = test_tensor((kb, heads, s, dh), 1.7, 3)?;
             let ours = attention(&q, &k, &v, heads)?.expect("cpu f32 takes the fused path");
-            let want = by_tensor_ops(&q, &k, &v, heads)?;
+            let want = by_tensor_ops(&q, &k.repeat((b / kb, 1, 1, 1))?, &v.repeat((b / kb, 1, 1, 1))?, heads)?;
             assert_eq!(ours.dims(), want.dims());
             let diff = (ours - want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
             assert!(diff < 1e-5, "b {b} t {t} s {s} heads {heads}: differs by {diff}");

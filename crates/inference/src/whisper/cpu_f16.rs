@@ -115,23 +115,28 @@ impl RowSource for HalfRows<'_> {
         });
     }
 
-    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]) {
+    fn add_dots(&self, first: usize, outs: &mut [f32], xs: &[f32]) {
+        let in_dim = self.weights.in_dim;
+        let n = outs.len() / (xs.len() / in_dim).max(1);
         #[cfg(target_arch = "x86_64")]
         if self.weights.scale == 1.0 {
-            let n = self.weights.in_dim;
-            let rows = &self.weights.values[first * n..(first + out.len()) * n];
+            let rows = &self.weights.values[first * in_dim..(first + n) * in_dim];
             if self.isa == Isa::Avx512 {
                 // SAFETY: the level is only Avx512 where the CPU has AVX-512 F.
-                return unsafe { x86::add_dots_avx512(out, rows, x) };
+                return unsafe { x86::add_dots_avx512(outs, rows, xs, in_dim) };
             }
             if self.isa == Isa::Avx2 && is_x86_feature_detected!("f16c") {
                 // SAFETY: AVX2, FMA (the level) and F16C checked.
-                return unsafe { x86::add_dots_avx2(out, rows, x) };
+                return unsafe { x86::add_dots_avx2(outs, rows, xs, in_dim) };
             }
         }
         // Scaled rows (the query projections, d x d, a small part of a step) and CPUs without
         // F16C: widened, then float32's own dot products.
-        self.with_rows(first, out.len(), &mut |w| add_dot_products(out, w, x));
+        self.with_rows(first, n, &mut |w| {
+            for (out, x) in outs.chunks_exact_mut(n.max(1)).zip(xs.chunks_exact(in_dim)) {
+                add_dot_products(out, w, x);
+            }
+        });
     }
 }
 
@@ -197,38 +202,135 @@ mod x86 {
         acc.iter().sum::<f32>() + tail
     }
 
-    #[target_feature(enable = "avx512f")]
-    pub unsafe fn add_dots_avx512(out: &mut [f32], rows: &[u16], x: &[f32]) {
-        let n = x.len();
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
-            let mut acc = _mm512_setzero_ps();
-            for i in 0..n / 16 {
-                let w = _mm512_cvtph_ps(_mm256_loadu_si256(row.as_ptr().add(16 * i).cast()));
-                acc = _mm512_fmadd_ps(w, _mm512_loadu_ps(x.as_ptr().add(16 * i)), acc);
+    /// Calls `tile::<W, R>((j, b), args..)` over `n_out` weight rows by `n_in` input rows: W
+    /// weight rows by R input rows at a time (R from the list `1, 2, ..`, as many as are left),
+    /// then the weight rows left over one by one.
+    macro_rules! tiles {
+        ($tile:ident, $w:literal, [$($r:literal),+], $n_out:expr, $n_in:expr, $args:tt) => {{
+            let (n_out, n_in, most) = ($n_out, $n_in, [$($r),+].len());
+            for b in (0..n_in).step_by(most) {
+                let (mut j, r) = (0, (n_in - b).min(most));
+                while j + $w <= n_out {
+                    match r {
+                        $($r => tiles!(@call $tile, $w, $r, (j, b), $args),)+
+                        _ => unreachable!("at most {most} input rows a tile"),
+                    }
+                    j += $w;
+                }
+                for j in j..n_out {
+                    for b in b..b + r {
+                        tiles!(@call $tile, 1, 1, (j, b), $args);
+                    }
+                }
             }
-            let mut lanes = [0.0f32; 16];
-            _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
-            *o += finish(lanes, row, x);
+        }};
+        (@call $tile:ident, $w:expr, $r:expr, $at:expr, ($($arg:expr),*)) => {
+            $tile::<$w, $r>($at, $($arg),*)
+        };
+    }
+
+    /// Adds one tile's sums to `outs` (`n_out` per input row): each pair's sixteen running
+    /// sums finished as [`finish`] does for the single-row dot product.
+    #[inline(always)]
+    fn add_finished<const W: usize, const R: usize>(
+        lanes: [[[f32; 16]; R]; W],
+        at: (usize, usize),
+        (outs, rows, xs, n): (&mut [f32], &[u16], &[f32], usize),
+    ) {
+        let (j, b) = at;
+        let n_out = rows.len() / n;
+        for (a, lanes) in lanes.iter().enumerate() {
+            for (c, &lanes) in lanes.iter().enumerate() {
+                let (row, x) = (&rows[(j + a) * n..][..n], &xs[(b + c) * n..][..n]);
+                outs[(b + c) * n_out + j + a] += finish(lanes, row, x);
+            }
         }
     }
 
-    #[target_feature(enable = "avx2,fma,f16c")]
-    pub unsafe fn add_dots_avx2(out: &mut [f32], rows: &[u16], x: &[f32]) {
-        let n = x.len();
-        for (o, row) in out.iter_mut().zip(rows.chunks_exact(n)) {
-            let (mut lo, mut hi) = (_mm256_setzero_ps(), _mm256_setzero_ps());
-            for i in 0..n / 16 {
-                let (w, v) = (row.as_ptr().add(16 * i), x.as_ptr().add(16 * i));
-                let w_lo = _mm256_cvtph_ps(_mm_loadu_si128(w.cast()));
-                let w_hi = _mm256_cvtph_ps(_mm_loadu_si128(w.add(8).cast()));
-                lo = _mm256_fmadd_ps(w_lo, _mm256_loadu_ps(v), lo);
-                hi = _mm256_fmadd_ps(w_hi, _mm256_loadu_ps(v.add(8)), hi);
+    /// `outs[b * n_out + j] += row_j . x_b` for every weight row of `rows` and every input row
+    /// of `xs` (each `n` long). Every pair is summed as a single row's dot product sums it
+    /// (sixteen running sums in order, then [`finish`]), so the results are the same bit for
+    /// bit; the tiles give the core independent chains of multiply-adds to overlap (one chain
+    /// alone waits on each add) and widen each weight once for several input rows (the
+    /// beams).
+    #[target_feature(enable = "avx512f")]
+    pub unsafe fn add_dots_avx512(outs: &mut [f32], rows: &[u16], xs: &[f32], n: usize) {
+        tiles!(tile_avx512, 4, [1, 2, 3, 4], rows.len() / n, xs.len() / n, (outs, rows, xs, n));
+    }
+
+    /// Weight rows `j..j + W` against input rows `b..b + R`, `at = (j, b)`.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_avx512<const W: usize, const R: usize>(
+        at: (usize, usize),
+        outs: &mut [f32],
+        rows: &[u16],
+        xs: &[f32],
+        n: usize,
+    ) {
+        let (j, b) = at;
+        let mut acc = [[_mm512_setzero_ps(); R]; W];
+        let mut w = [_mm512_setzero_ps(); W];
+        for i in (0..n / 16 * 16).step_by(16) {
+            for (a, w) in w.iter_mut().enumerate() {
+                *w = _mm512_cvtph_ps(_mm256_loadu_si256(rows.as_ptr().add((j + a) * n + i).cast()));
             }
-            let mut lanes = [0.0f32; 16];
-            _mm256_storeu_ps(lanes.as_mut_ptr(), lo);
-            _mm256_storeu_ps(lanes.as_mut_ptr().add(8), hi);
-            *o += finish(lanes, row, x);
+            for c in 0..R {
+                let x = _mm512_loadu_ps(xs.as_ptr().add((b + c) * n + i));
+                for (acc, &w) in acc.iter_mut().zip(&w) {
+                    acc[c] = _mm512_fmadd_ps(w, x, acc[c]);
+                }
+            }
         }
+        let mut lanes = [[[0.0f32; 16]; R]; W];
+        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
+            for (lanes, &acc) in lanes.iter_mut().zip(acc) {
+                _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
+            }
+        }
+        add_finished(lanes, at, (outs, rows, xs, n));
+    }
+
+    /// As [`add_dots_avx512`], each row's sixteen sums in two AVX registers.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    pub unsafe fn add_dots_avx2(outs: &mut [f32], rows: &[u16], xs: &[f32], n: usize) {
+        tiles!(tile_avx2, 2, [1, 2], rows.len() / n, xs.len() / n, (outs, rows, xs, n));
+    }
+
+    /// Weight rows `j..j + W` against input rows `b..b + R`, `at = (j, b)`.
+    #[target_feature(enable = "avx2,fma,f16c")]
+    unsafe fn tile_avx2<const W: usize, const R: usize>(
+        at: (usize, usize),
+        outs: &mut [f32],
+        rows: &[u16],
+        xs: &[f32],
+        n: usize,
+    ) {
+        let (j, b) = at;
+        let mut acc = [[[_mm256_setzero_ps(); 2]; R]; W];
+        let mut w = [[_mm256_setzero_ps(); 2]; W];
+        for i in (0..n / 16 * 16).step_by(16) {
+            for (a, w) in w.iter_mut().enumerate() {
+                let row = rows.as_ptr().add((j + a) * n + i);
+                *w =
+                    [_mm256_cvtph_ps(_mm_loadu_si128(row.cast())), _mm256_cvtph_ps(_mm_loadu_si128(row.add(8).cast()))];
+            }
+            for c in 0..R {
+                let x = xs.as_ptr().add((b + c) * n + i);
+                let x = [_mm256_loadu_ps(x), _mm256_loadu_ps(x.add(8))];
+                for (acc, w) in acc.iter_mut().zip(&w) {
+                    acc[c][0] = _mm256_fmadd_ps(w[0], x[0], acc[c][0]);
+                    acc[c][1] = _mm256_fmadd_ps(w[1], x[1], acc[c][1]);
+                }
+            }
+        }
+        let mut lanes = [[[0.0f32; 16]; R]; W];
+        for (lanes, acc) in lanes.iter_mut().zip(&acc) {
+            for (lanes, acc) in lanes.iter_mut().zip(acc) {
+                _mm256_storeu_ps(lanes.as_mut_ptr(), acc[0]);
+                _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
+            }
+        }
+        add_finished(lanes, at, (outs, rows, xs, n));
     }
 }
 
@@ -247,7 +349,7 @@ mod tests {
     fn half_width_weights_give_the_float32_results_bit_for_bit() -> Result<()> {
         // Few rows (dot products), many (gemm, the vocabulary in several widened blocks).
         for (rows, in_dim, out_dim) in
-            [(1, 384, 51_865), (5, 384, 3000), (3, 37, 50), (9, 37, 5), (300, 512, 5000), (1500, 384, 1536)]
+            [(1, 384, 51_865), (5, 384, 3000), (3, 37, 50), (2, 37, 7), (9, 37, 5), (300, 512, 5000), (1500, 384, 1536)]
         {
             let w = rounded_to_f16(&test_tensor((out_dim, in_dim), 0.17, 1)?)?;
             let b = test_tensor(out_dim, 1.7, 2)?;

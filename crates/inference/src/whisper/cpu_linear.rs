@@ -212,8 +212,9 @@ pub(super) trait RowSource: Sync {
     /// Calls `f` with rows `first..first + n` of the weights (`n * in` values).
     fn with_rows(&self, first: usize, n: usize, f: &mut dyn FnMut(&[f32]));
 
-    /// `out[j] += w_(first + j) . x`, summed as [`add_dot_products`] sums.
-    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]);
+    /// `outs[r * n + j] += w_(first + j) . x_r` for each row `x_r` of `xs` (`n` outputs per
+    /// row), each summed as [`add_dot_products`] sums.
+    fn add_dots(&self, first: usize, outs: &mut [f32], xs: &[f32]);
 }
 
 struct F32Rows<'a> {
@@ -226,8 +227,12 @@ impl RowSource for F32Rows<'_> {
         f(&self.w[first * self.in_dim..(first + n) * self.in_dim]);
     }
 
-    fn add_dots(&self, first: usize, out: &mut [f32], x: &[f32]) {
-        add_dot_products(out, &self.w[first * self.in_dim..(first + out.len()) * self.in_dim], x);
+    fn add_dots(&self, first: usize, outs: &mut [f32], xs: &[f32]) {
+        let n = outs.len() / (xs.len() / self.in_dim).max(1);
+        let w = &self.w[first * self.in_dim..(first + n) * self.in_dim];
+        for (out, x) in outs.chunks_exact_mut(n.max(1)).zip(xs.chunks_exact(self.in_dim)) {
+            add_dot_products(out, w, x);
+        }
     }
 }
 
@@ -284,10 +289,10 @@ fn few_rows(x: &[f32], b: &[f32], rows: usize, in_dim: usize, source: &impl RowS
     let mut blocks = vec![0.0f32; rows * out_dim];
     blocks.par_chunks_mut(rows * per_task).enumerate().for_each(|(i, block)| {
         let (first, n) = (i * per_task, block.len() / rows);
-        for (out, x) in block.chunks_exact_mut(n).zip(x.chunks_exact(in_dim)) {
+        for out in block.chunks_exact_mut(n) {
             out.copy_from_slice(&b[first..first + n]);
-            source.add_dots(first, out, x);
         }
+        source.add_dots(first, block, x);
     });
     if rows == 1 {
         return blocks;

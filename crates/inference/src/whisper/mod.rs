@@ -15,6 +15,7 @@ pub mod cpu_ops;
 mod cpu_panels;
 pub mod ct2;
 pub mod generate;
+mod kv_cache;
 pub mod load;
 pub mod logits;
 pub mod model;

@@ -9,6 +9,7 @@ use candle_transformers::models::whisper::Config;
 
 use super::compute_type::ComputeType;
 use super::cpu_linear::Dense;
+use super::kv_cache::kept_and_appended;
 use super::{cpu_attention, cpu_ops};
 
 fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Dense> {
@@ -213,6 +214,9 @@ pub struct Decoder {
 pub struct DecoderState {
     self_kv: Vec<Option<(Tensor, Tensor)>>,
     cross_kv: Vec<(Tensor, Tensor)>,
+    /// Cached rows kept by [`DecoderState::select`] since the last step, in order: the next
+    /// step gathers them as it appends its keys and values (one copy of the cache, not two).
+    kept: Option<Vec<u32>>,
     pub length: usize,
 }
 
@@ -220,16 +224,18 @@ impl DecoderState {
     /// Keeps the cached rows `rows`, in that order (a row may repeat): the sequences that go
     /// on after a beam search step are continuations of these.
     pub fn select(&mut self, rows: &[u32]) -> Result<()> {
-        let batch = self.self_kv.iter().flatten().next().map(|(k, _)| k.dim(0)).transpose()?.unwrap_or(1);
+        let Some((k, _)) = self.self_kv.iter().flatten().next() else { return Ok(()) };
+        let batch = self.kept.as_ref().map_or(k.dim(0)?, Vec::len);
+        if rows.iter().any(|&r| r as usize >= batch) {
+            candle_core::bail!("rows {rows:?} of a cache of {batch}");
+        }
         if rows.len() == batch && rows.iter().enumerate().all(|(i, &r)| r as usize == i) {
             return Ok(());
         }
-        let Some(device) = self.cross_kv.first().map(|(k, _)| k.device().clone()) else { return Ok(()) };
-        let index = Tensor::new(rows, &device)?;
-        for (k, v) in self.self_kv.iter_mut().flatten() {
-            *k = k.index_select(&index, 0)?;
-            *v = v.index_select(&index, 0)?;
-        }
+        self.kept = Some(match &self.kept {
+            Some(kept) => rows.iter().map(|&r| kept[r as usize]).collect(),
+            None => rows.to_vec(),
+        });
         Ok(())
     }
 }
@@ -291,7 +297,7 @@ impl Decoder {
     /// A fresh state for one encoded window.
     pub fn start(&self, audio: &Tensor) -> Result<DecoderState> {
         let cross_kv = self.blocks.iter().map(|b| b.cross.keys_values(audio)).collect::<Result<_>>()?;
-        Ok(DecoderState { self_kv: vec![None; self.blocks.len()], cross_kv, length: 0 })
+        Ok(DecoderState { self_kv: vec![None; self.blocks.len()], cross_kv, kept: None, length: 0 })
     }
 
     /// Runs `tokens` after what `state` holds; returns their final hidden states (1, n, d).
@@ -344,7 +350,10 @@ impl Decoder {
             let h = b.ln.forward(&x)?;
             let (k_new, v_new) = b.attn.keys_values(&h)?;
             let (k, v) = match &state.self_kv[i] {
-                Some((k, v)) => (Tensor::cat(&[k, &k_new], 2)?, Tensor::cat(&[v, &v_new], 2)?),
+                Some((k, v)) => {
+                    let kept = state.kept.as_deref();
+                    (kept_and_appended(k, &k_new, kept)?, kept_and_appended(v, &v_new, kept)?)
+                }
                 None => (k_new, v_new),
             };
             x = (&x + b.attn.attend(&h, &k, &v, mask)?)?;
@@ -366,6 +375,7 @@ impl Decoder {
             x = b.mlp.forward(&x)?;
         }
         state.length += n;
+        state.kept = None;
         let picked = picked.into_iter().collect::<Option<Vec<_>>>();
         let picked =
             picked.ok_or_else(|| candle_core::Error::Msg(format!("alignment heads {heads:?} out of range")))?;
