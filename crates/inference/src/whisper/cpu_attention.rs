@@ -83,11 +83,6 @@ impl CustomOp3 for Attention {
                 self.heads
             );
         }
-        let threads = rayon::current_num_threads().max(1);
-        // Enough blocks to keep every thread busy, each block's scores small; whole register
-        // blocks of rows for the kernels.
-        let rows = (BLOCK_BYTES / (4 * s.max(1))).min(t.div_ceil(4 * threads)).clamp(8, 256);
-        let rows = if t >= ROW_BLOCK { rows.div_ceil(ROW_BLOCK) * ROW_BLOCK } else { rows };
         let shape = HeadShape { d, h, s, dh };
         let kv_batch = |batch: usize| {
             let kv = if kb == 1 { 0 } else { batch };
@@ -96,6 +91,11 @@ impl CustomOp3 for Attention {
         if t < ROW_BLOCK {
             return Ok((CpuStorage::F32(attend_few_rows(q, b, kv_batch, shape)), ql.shape().clone()));
         }
+        let threads = rayon::current_num_threads().max(1);
+        // Enough blocks to keep every thread busy, each block's scores small; whole register
+        // blocks of rows for the kernels.
+        let rows = (BLOCK_BYTES / (4 * s.max(1))).min(t.div_ceil(4 * threads)).clamp(8, 256);
+        let rows = rows.div_ceil(ROW_BLOCK) * ROW_BLOCK;
         let mut out = vec![0.0f32; b * t * d];
         for (batch, out) in out.chunks_mut(t * d).enumerate() {
             let q = &q[batch * t * d..(batch + 1) * t * d];
