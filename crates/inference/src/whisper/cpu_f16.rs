@@ -229,20 +229,24 @@ mod x86 {
         };
     }
 
+    /// The operands of [`add_dots_avx512`] and [`add_dots_avx2`].
+    struct Dots<'a> {
+        outs: &'a mut [f32],
+        rows: &'a [u16],
+        xs: &'a [f32],
+        n: usize,
+    }
+
     /// Adds one tile's sums to `outs` (`n_out` per input row): each pair's sixteen running
     /// sums finished as [`finish`] does for the single-row dot product.
     #[inline(always)]
-    fn add_finished<const W: usize, const R: usize>(
-        lanes: [[[f32; 16]; R]; W],
-        at: (usize, usize),
-        (outs, rows, xs, n): (&mut [f32], &[u16], &[f32], usize),
-    ) {
-        let (j, b) = at;
-        let n_out = rows.len() / n;
+    fn add_finished<const W: usize, const R: usize>(lanes: [[[f32; 16]; R]; W], at: (usize, usize), dots: &mut Dots) {
+        let ((j, b), n) = (at, dots.n);
+        let n_out = dots.rows.len() / n;
         for (a, lanes) in lanes.iter().enumerate() {
             for (c, &lanes) in lanes.iter().enumerate() {
-                let (row, x) = (&rows[(j + a) * n..][..n], &xs[(b + c) * n..][..n]);
-                outs[(b + c) * n_out + j + a] += finish(lanes, row, x);
+                let (row, x) = (&dots.rows[(j + a) * n..][..n], &dots.xs[(b + c) * n..][..n]);
+                dots.outs[(b + c) * n_out + j + a] += finish(lanes, row, x);
             }
         }
     }
@@ -255,19 +259,13 @@ mod x86 {
     /// beams).
     #[target_feature(enable = "avx512f")]
     pub unsafe fn add_dots_avx512(outs: &mut [f32], rows: &[u16], xs: &[f32], n: usize) {
-        tiles!(tile_avx512, 4, [1, 2, 3, 4], rows.len() / n, xs.len() / n, (outs, rows, xs, n));
+        tiles!(tile_avx512, 4, [1, 2, 3, 4], rows.len() / n, xs.len() / n, (&mut Dots { outs, rows, xs, n }));
     }
 
     /// Weight rows `j..j + W` against input rows `b..b + R`, `at = (j, b)`.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_avx512<const W: usize, const R: usize>(
-        at: (usize, usize),
-        outs: &mut [f32],
-        rows: &[u16],
-        xs: &[f32],
-        n: usize,
-    ) {
-        let (j, b) = at;
+    unsafe fn tile_avx512<const W: usize, const R: usize>(at: (usize, usize), dots: &mut Dots) {
+        let ((j, b), rows, xs, n) = (at, dots.rows, dots.xs, dots.n);
         let mut acc = [[_mm512_setzero_ps(); R]; W];
         let mut w = [_mm512_setzero_ps(); W];
         for i in (0..n / 16 * 16).step_by(16) {
@@ -287,25 +285,19 @@ mod x86 {
                 _mm512_storeu_ps(lanes.as_mut_ptr(), acc);
             }
         }
-        add_finished(lanes, at, (outs, rows, xs, n));
+        add_finished(lanes, at, dots);
     }
 
     /// As [`add_dots_avx512`], each row's sixteen sums in two AVX registers.
     #[target_feature(enable = "avx2,fma,f16c")]
     pub unsafe fn add_dots_avx2(outs: &mut [f32], rows: &[u16], xs: &[f32], n: usize) {
-        tiles!(tile_avx2, 2, [1, 2], rows.len() / n, xs.len() / n, (outs, rows, xs, n));
+        tiles!(tile_avx2, 2, [1, 2], rows.len() / n, xs.len() / n, (&mut Dots { outs, rows, xs, n }));
     }
 
     /// Weight rows `j..j + W` against input rows `b..b + R`, `at = (j, b)`.
     #[target_feature(enable = "avx2,fma,f16c")]
-    unsafe fn tile_avx2<const W: usize, const R: usize>(
-        at: (usize, usize),
-        outs: &mut [f32],
-        rows: &[u16],
-        xs: &[f32],
-        n: usize,
-    ) {
-        let (j, b) = at;
+    unsafe fn tile_avx2<const W: usize, const R: usize>(at: (usize, usize), dots: &mut Dots) {
+        let ((j, b), rows, xs, n) = (at, dots.rows, dots.xs, dots.n);
         let mut acc = [[[_mm256_setzero_ps(); 2]; R]; W];
         let mut w = [[_mm256_setzero_ps(); 2]; W];
         for i in (0..n / 16 * 16).step_by(16) {
@@ -330,7 +322,7 @@ mod x86 {
                 _mm256_storeu_ps(lanes.as_mut_ptr().add(8), acc[1]);
             }
         }
-        add_finished(lanes, at, (outs, rows, xs, n));
+        add_finished(lanes, at, dots);
     }
 }
 
