@@ -119,24 +119,39 @@ impl RowSource for HalfRows<'_> {
         let in_dim = self.weights.in_dim;
         let n = outs.len() / (xs.len() / in_dim).max(1);
         #[cfg(target_arch = "x86_64")]
-        if self.weights.scale == 1.0 {
+        if let Some(xs) = self.inputs_scaled(xs) {
             let rows = &self.weights.values[first * in_dim..(first + n) * in_dim];
             if self.isa == Isa::Avx512 {
                 // SAFETY: the level is only Avx512 where the CPU has AVX-512 F.
-                return unsafe { x86::add_dots_avx512(outs, rows, xs, in_dim) };
+                return unsafe { x86::add_dots_avx512(outs, rows, &xs, in_dim) };
             }
             if self.isa == Isa::Avx2 && is_x86_feature_detected!("f16c") {
                 // SAFETY: AVX2, FMA (the level) and F16C checked.
-                return unsafe { x86::add_dots_avx2(outs, rows, xs, in_dim) };
+                return unsafe { x86::add_dots_avx2(outs, rows, &xs, in_dim) };
             }
         }
-        // Scaled rows (the query projections, d x d, a small part of a step) and CPUs without
-        // F16C: widened, then float32's own dot products.
+        // CPUs without F16C, and inputs too small to scale exactly: widened, then float32's
+        // own dot products.
         self.with_rows(first, n, &mut |w| {
             for (out, x) in outs.chunks_exact_mut(n.max(1)).zip(xs.chunks_exact(in_dim)) {
                 add_dot_products(out, w, x);
             }
         });
+    }
+}
+
+impl HalfRows<'_> {
+    /// `xs` times the weights' scale, where that is exact for every value: then the unscaled
+    /// weights' products with them are the scaled weights' products with `xs` bit for bit
+    /// (each multiply-add rounds the same real number once). Scaling a value by 2^-k is exact
+    /// unless the result falls below the normal range.
+    fn inputs_scaled<'x>(&self, xs: &'x [f32]) -> Option<std::borrow::Cow<'x, [f32]>> {
+        let scale = self.weights.scale;
+        if scale == 1.0 {
+            return Some(xs.into());
+        }
+        let exact = |v: f32| v == 0.0 || (v * scale).abs() >= f32::MIN_POSITIVE;
+        xs.iter().all(|&v| exact(v)).then(|| xs.iter().map(|&v| v * scale).collect::<Vec<_>>().into())
     }
 }
 
@@ -370,10 +385,22 @@ mod tests {
         assert!(values.iter().any(|&v| v != 0.0 && v.abs() < 6.1e-5 && f16::from_f32(v).to_f32() != v));
         let half = HalfWeights::new(&values, 40, 64).expect("f16 values times 2^-3");
         assert!(half.scale < 1.0);
-        let x = test_tensor((1, 12, 64), 1.7, 3)?;
-        let want: Vec<f32> = Dense::new(w, None)?.forward(&x)?.flatten_all()?.to_vec1()?;
-        let got = half.forward(&x.flatten_all()?.to_vec1()?, &[0.0; 40]);
-        assert!(want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits()), "scaled weights differ");
+        let float = Dense::new(w, None)?;
+        // Many rows (gemm) and few (dot products on inputs scaled instead), one input with a
+        // value too small to scale exactly (widened weights instead).
+        for (rows, tiny) in [(12, false), (5, false), (1, false), (2, true)] {
+            let mut xs: Vec<f32> = test_tensor((1, rows, 64), 1.7, 3)?.flatten_all()?.to_vec1()?;
+            if tiny {
+                xs[70] = 3.0e-38;
+            }
+            let x = Tensor::from_vec(xs.clone(), (1, rows, 64), &candle_core::Device::Cpu)?;
+            for isa in Isa::available() {
+                let want: Vec<f32> = crate::cpu_isa::with_level(isa, || float.forward(&x)?.flatten_all()?.to_vec1())?;
+                let got = crate::cpu_isa::with_level(isa, || half.forward(&xs, &[0.0; 40]));
+                let same = want.iter().zip(&got).all(|(a, b)| a.to_bits() == b.to_bits());
+                assert!(same, "{rows} rows at {isa:?}: scaled weights differ");
+            }
+        }
         Ok(())
     }
 
