@@ -86,8 +86,7 @@ fn survivors(
         .enumerate()
         .map(|(b, beam)| {
             let mut logits = beam.logits.clone();
-            rules.apply(&mut logits, &beam.tokens);
-            let lp = log_softmax(&logits);
+            let lp = rules.apply(&mut logits, &beam.tokens).unwrap_or_else(|| log_softmax(&logits));
             let mut order: Vec<u32> = (0..lp.len() as u32).collect();
             let k = (beam_size + 1).min(order.len());
             order.select_nth_unstable_by(k - 1, |&x, &y| lp[y as usize].total_cmp(&lp[x as usize]));

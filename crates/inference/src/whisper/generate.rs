@@ -97,16 +97,16 @@ fn decode_once(
             let token = *generated.last().expect("a token per step");
             model.feed(&mut state, &[token], &[0])?.pop().expect("one position requested")
         };
-        rules.apply(&mut logits, &generated);
-        let token = if temperature > 0.0 {
+        let masked = rules.apply(&mut logits, &generated);
+        let (token, lp) = if temperature > 0.0 {
             for v in logits.iter_mut() {
                 *v /= temperature;
             }
-            sample(&logits, rng)
+            (sample(&logits, rng), log_softmax(&logits))
         } else {
-            argmax(&logits)
+            (argmax(&logits), masked.unwrap_or_else(|| log_softmax(&logits)))
         };
-        sum_logprob += log_softmax(&logits)[token as usize];
+        sum_logprob += lp[token as usize];
         if token == model.tokenizer.eot {
             break;
         }

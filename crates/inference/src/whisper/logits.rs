@@ -51,7 +51,9 @@ fn logsumexp(xs: &[f32]) -> f32 {
 
 impl LogitRules {
     /// Masks `logits` in place; `generated` are the tokens chosen so far after the prompt.
-    pub fn apply(&self, logits: &mut [f32], generated: &[u32]) {
+    /// Returns the masked logits' [`log_softmax`] where the rules computed it on the way (the
+    /// timestamps' probability check), so that callers need not compute it again.
+    pub fn apply(&self, logits: &mut [f32], generated: &[u32]) -> Option<Vec<f32>> {
         for &t in &self.suppress {
             disable(logits, t as usize..t as usize + 1);
         }
@@ -60,14 +62,14 @@ impl LogitRules {
                 disable(logits, t as usize..t as usize + 1);
             }
         }
-        let Some(ts) = &self.timestamps else { return };
+        let Some(ts) = &self.timestamps else { return None };
         let begin = ts.timestamp_begin as usize;
         let end = ts.timestamp_end as usize + 1;
         disable(logits, ts.no_timestamps as usize..ts.no_timestamps as usize + 1);
         if generated.is_empty() {
             disable(logits, 0..begin);
             disable(logits, begin + self.max_initial_timestamp_index as usize + 1..end);
-            return;
+            return None;
         }
         let is_ts = |t: u32| t >= ts.timestamp_begin;
         let last = generated[generated.len() - 1];
@@ -84,13 +86,16 @@ impl LogitRules {
         if let Some(&prev) = generated.iter().rev().find(|&&t| is_ts(t)) {
             disable(logits, begin..prev as usize);
         }
-        if check_probability {
-            let lp = log_softmax(logits);
-            let max_text = lp[..begin].iter().copied().fold(f32::NEG_INFINITY, f32::max);
-            if logsumexp(&lp[begin..end.min(lp.len())]) > max_text {
-                disable(logits, 0..begin);
-            }
+        if !check_probability {
+            return None;
         }
+        let lp = log_softmax(logits);
+        let max_text = lp[..begin].iter().copied().fold(f32::NEG_INFINITY, f32::max);
+        if logsumexp(&lp[begin..end.min(lp.len())]) > max_text {
+            disable(logits, 0..begin);
+            return None;
+        }
+        Some(lp)
     }
 }
 
@@ -125,8 +130,10 @@ mod tests {
         // After <|t1|> text: text, eot or a timestamp >= t1 may follow.
         let mut l = vec![0.0; 12];
         l[0] = 10.0; // text clearly more likely than all timestamps together
-        r.apply(&mut l, &[8, 0]);
+        let lp = r.apply(&mut l, &[8, 0]);
         assert_eq!(allowed(&l), vec![0, 2, 3, 4, 5, 8, 9, 10, 11]);
+        // The probability check's log-probabilities, returned, are the masked logits'.
+        assert_eq!(lp, Some(log_softmax(&l)));
         // After text then a timestamp: the pair must close with a later-or-equal timestamp.
         let mut l = vec![0.0; 12];
         r.apply(&mut l, &[8, 0, 9]);
@@ -141,7 +148,9 @@ mod tests {
     fn timestamp_mass_beats_text() {
         let mut l = vec![0.0; 12];
         l[0] = 1.0; // text max e^1 < sum over 5 timestamps e^0 * 5
-        rules().apply(&mut l, &[8, 0]);
+        let lp = rules().apply(&mut l, &[8, 0]);
         assert_eq!(allowed(&l), vec![8, 9, 10, 11]);
+        // Text was masked after the check: its log-probabilities no longer hold.
+        assert_eq!(lp, None);
     }
 }
