@@ -102,7 +102,8 @@ fn decode_once(
             for v in logits.iter_mut() {
                 *v /= temperature;
             }
-            (sample(&logits, rng), log_softmax(&logits))
+            let lp = log_softmax(&logits);
+            (sample(&logits, &lp, rng), lp)
         } else {
             (argmax(&logits), masked.unwrap_or_else(|| log_softmax(&logits)))
         };
@@ -125,8 +126,8 @@ fn argmax(v: &[f32]) -> u32 {
     best as u32
 }
 
-fn sample(logits: &[f32], rng: &mut Rng) -> u32 {
-    let lp = log_softmax(logits);
+/// A token drawn with the probabilities `lp` (the log-softmax of `logits`).
+fn sample(logits: &[f32], lp: &[f32], rng: &mut Rng) -> u32 {
     let mut r = rng.next_f32();
     for (i, &l) in lp.iter().enumerate() {
         let p = l.exp();

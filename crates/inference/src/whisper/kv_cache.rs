@@ -16,6 +16,11 @@ pub fn kept_and_appended(cache: &Tensor, new: &Tensor, kept: Option<&[u32]>) -> 
         let op = Append { kept: kept.map(<[u32]>::to_vec) };
         return cache.contiguous()?.apply_op2_no_bwd(&new.contiguous()?, &op);
     }
+    selected_then_concatenated(cache, new, kept)
+}
+
+/// The same as two tensor ops, on any device.
+fn selected_then_concatenated(cache: &Tensor, new: &Tensor, kept: Option<&[u32]>) -> Result<Tensor> {
     let cache = match kept {
         Some(rows) => cache.index_select(&Tensor::new(rows, cache.device())?, 0)?,
         None => cache.clone(),
@@ -60,14 +65,6 @@ mod tests {
     use super::*;
     use crate::whisper::cpu_ops::test_tensor;
 
-    fn by_tensor_ops(cache: &Tensor, new: &Tensor, kept: Option<&[u32]>) -> Result<Tensor> {
-        let cache = match kept {
-            Some(rows) => cache.index_select(&Tensor::new(rows, cache.device())?, 0)?,
-            None => cache.clone(),
-        };
-        Tensor::cat(&[&cache, new], 2)
-    }
-
     #[test]
     fn gathers_and_appends_as_select_then_concatenate() -> Result<()> {
         let cache = test_tensor((3, 2, 5, 4), 1.0, 1)?;
@@ -75,7 +72,7 @@ mod tests {
             let rows = kept.map_or(3, <[u32]>::len);
             let new = test_tensor((rows, 2, n, 4), 1.0, 2)?;
             let got = kept_and_appended(&cache, &new, kept)?;
-            let want = by_tensor_ops(&cache, &new, kept)?;
+            let want = selected_then_concatenated(&cache, &new, kept)?;
             assert_eq!(got.dims(), want.dims());
             let (got, want) = (got.flatten_all()?.to_vec1::<f32>()?, want.flatten_all()?.to_vec1::<f32>()?);
             assert_eq!(got, want, "rows {kept:?}, {n} new");
