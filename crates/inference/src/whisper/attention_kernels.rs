@@ -57,7 +57,7 @@ pub fn weighted_values(p: &[f32], s_pad: usize, v: &[f32], dh: usize, out: &mut 
                 x86::values_avx512(p.as_ptr(), s_pad, v.as_ptr(), s, dh, out.as_mut_ptr())
             },
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 | Isa::Avx512 if dh.is_multiple_of(32) => unsafe {
+            Isa::Avx2 | Isa::Avx512 if dh.is_multiple_of(16) => unsafe {
                 x86::values_avx2(p.as_ptr(), s_pad, v.as_ptr(), s, dh, out.as_mut_ptr())
             },
             _ => values_plain(p, s_pad, v, s, dh, out),
@@ -65,7 +65,7 @@ pub fn weighted_values(p: &[f32], s_pad: usize, v: &[f32], dh: usize, out: &mut 
     }
 }
 
-/// Rows per values block (12 rows of `ROW_BLOCK` split in two: 6 rows x 4 vectors).
+/// Rows per values block (12 rows of `ROW_BLOCK` split in two).
 const VALUE_ROWS: usize = 6;
 
 fn scores_plain(q: &[f32], kt: &[f32], dh: usize, s_pad: usize, out: &mut [f32]) {
@@ -128,22 +128,22 @@ mod x86 {
         };
     }
 
-    /// Defines one level's values kernel: `VALUE_ROWS` rows x 4 vectors of output dimensions
-    /// per register block.
+    /// Defines one level's values kernel: `VALUE_ROWS` rows x `$vecs` vectors of output
+    /// dimensions per register block (all accumulators, the loaded values and the splat must fit
+    /// the level's registers: 6 x 4 of AVX-512's 32, 6 x 2 of AVX2's 16).
     macro_rules! values_kernel {
-        ($name:ident, $feature:literal, $lanes:literal,
+        ($name:ident, $feature:literal, $lanes:literal, $vecs:literal,
          $zero:ident, $load:ident, $splat:ident, $fma:ident, $store:ident) => {
             /// # Safety
             /// The CPU has the features; `p` holds `VALUE_ROWS * s_pad` floats, `v` `s * dh`,
-            /// `out` `VALUE_ROWS * dh`, and `dh` is a multiple of `4 * $lanes`.
+            /// `out` `VALUE_ROWS * dh`, and `dh` is a multiple of `$vecs * $lanes`.
             #[target_feature(enable = $feature)]
             pub unsafe fn $name(p: *const f32, s_pad: usize, v: *const f32, s: usize, dh: usize, out: *mut f32) {
-                for e0 in (0..dh).step_by(4 * $lanes) {
-                    let mut acc = [[$zero(); 4]; VALUE_ROWS];
+                for e0 in (0..dh).step_by($vecs * $lanes) {
+                    let mut acc = [[$zero(); $vecs]; VALUE_ROWS];
                     for j in 0..s {
                         let vj = v.add(j * dh + e0);
-                        let x =
-                            [$load(vj), $load(vj.add($lanes)), $load(vj.add(2 * $lanes)), $load(vj.add(3 * $lanes))];
+                        let x: [_; $vecs] = std::array::from_fn(|c| $load(vj.add(c * $lanes)));
                         for (i, row) in acc.iter_mut().enumerate() {
                             let w = $splat(*p.add(i * s_pad + j));
                             for (a, &xv) in row.iter_mut().zip(&x) {
@@ -166,16 +166,16 @@ mod x86 {
 
     /// Both kernels of one level.
     macro_rules! level_kernels {
-        ($scores:ident, $values:ident, $feature:literal, $rows:literal, $lanes:literal, $($intrinsic:ident),*) => {
+        ($scores:ident, $values:ident, $feature:literal, $rows:literal, $lanes:literal, $vecs:literal, $($intrinsic:ident),*) => {
             scores_kernel!($scores, $feature, $rows, $lanes, $($intrinsic),*);
-            values_kernel!($values, $feature, $lanes, $($intrinsic),*);
+            values_kernel!($values, $feature, $lanes, $vecs, $($intrinsic),*);
         };
     }
 
     #[rustfmt::skip]
-    level_kernels!(scores_avx512, values_avx512, "avx512f", 12, 16, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
+    level_kernels!(scores_avx512, values_avx512, "avx512f", 12, 16, 4, _mm512_setzero_ps, _mm512_loadu_ps, _mm512_set1_ps, _mm512_fmadd_ps, _mm512_storeu_ps);
     #[rustfmt::skip]
-    level_kernels!(scores_avx2, values_avx2, "avx2,fma", 6, 8, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
+    level_kernels!(scores_avx2, values_avx2, "avx2,fma", 6, 8, 2, _mm256_setzero_ps, _mm256_loadu_ps, _mm256_set1_ps, _mm256_fmadd_ps, _mm256_storeu_ps);
 }
 
 #[cfg(test)]
@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn every_level_gives_the_same_bits_and_the_f64_products() {
-        for (rows, dh, s) in [(12usize, 64usize, 1500usize), (24, 64, 37), (12, 16, 5), (12, 3, 33)] {
+        for (rows, dh, s) in [(12usize, 64usize, 1500usize), (24, 64, 37), (12, 16, 5), (12, 48, 40), (12, 3, 33)] {
             let s_pad = s.div_ceil(KEY_BLOCK) * KEY_BLOCK;
             let q = values(rows * dh, 1);
             let mut kt = values(dh * s_pad, 2);
