@@ -22,6 +22,7 @@ pub mod model;
 pub mod network;
 #[cfg(test)]
 pub(crate) mod packed_check;
+mod stem;
 pub mod tokenizer;
 pub mod transcribe;
 pub mod words;

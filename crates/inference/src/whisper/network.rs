@@ -4,12 +4,13 @@
 //! names (`model.encoder.layers.0.self_attn.q_proj.weight`, ...), read through a VarBuilder.
 
 use candle_core::{DType, Device, IndexOp, Module, Result, Tensor};
-use candle_nn::{Conv1d, Conv1dConfig, LayerNorm, VarBuilder};
+use candle_nn::{LayerNorm, VarBuilder};
 use candle_transformers::models::whisper::Config;
 
 use super::compute_type::ComputeType;
 use super::cpu_linear::Dense;
 use super::kv_cache::kept_and_appended;
+use super::stem::{Layout, StemConv};
 use super::{cpu_attention, cpu_ops};
 
 fn linear(vb: &VarBuilder, in_dim: usize, out_dim: usize, bias: bool) -> Result<Dense> {
@@ -131,16 +132,11 @@ struct EncoderBlock {
 }
 
 pub struct Encoder {
-    conv1: Conv1d,
-    conv2: Conv1d,
+    conv1: StemConv,
+    conv2: StemConv,
     positions: Tensor,
     blocks: Vec<EncoderBlock>,
     ln_post: LayerNorm,
-}
-
-fn conv(vb: &VarBuilder, cin: usize, cout: usize, stride: usize) -> Result<Conv1d> {
-    let cfg = Conv1dConfig { padding: 1, stride, dilation: 1, groups: 1, cudnn_fwd_algo: None };
-    Ok(Conv1d::new(vb.get((cout, cin, 3), "weight")?, Some(vb.get(cout, "bias")?), cfg))
 }
 
 impl Encoder {
@@ -157,8 +153,8 @@ impl Encoder {
             })
             .collect::<Result<_>>()?;
         Ok(Self {
-            conv1: conv(&vb.pp("conv1"), cfg.num_mel_bins, d, 1)?,
-            conv2: conv(&vb.pp("conv2"), d, d, 2)?,
+            conv1: StemConv::load(&vb.pp("conv1"), cfg.num_mel_bins, d, 1)?,
+            conv2: StemConv::load(&vb.pp("conv2"), d, d, 2)?,
             positions: vb.get((cfg.max_source_positions, d), "embed_positions.weight")?,
             blocks,
             ln_post: layer_norm(&vb.pp("layer_norm"), d)?,
@@ -168,6 +164,8 @@ impl Encoder {
     /// Attention and MLP products in `compute`'s type (`cpu_int8`, `cpu_bf16`); the
     /// convolutions stay float.
     pub fn pack(&mut self, compute: ComputeType) -> Result<()> {
+        self.conv1.pack()?;
+        self.conv2.pack()?;
         for b in &mut self.blocks {
             b.attn.pack(compute)?;
             b.mlp.pack(compute)?;
@@ -177,8 +175,13 @@ impl Encoder {
 
     /// (1, n_mels, 3000) features -> (1, 1500, d) audio states.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
-        let x = cpu_ops::gelu(&self.conv1.forward(mel)?)?;
-        let x = cpu_ops::gelu(&self.conv2.forward(&x)?)?.transpose(1, 2)?;
+        let x = self.conv1.forward_gelu(mel, Layout::ChannelsFirst)?;
+        // The stem's CPU path gives channels-last frames; candle's conv1d channels-first ones.
+        let x = if mel.device().is_cpu() {
+            self.conv2.forward_gelu(&x, Layout::ChannelsLast)?
+        } else {
+            self.conv2.forward_gelu(&x, Layout::ChannelsFirst)?.transpose(1, 2)?
+        };
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
         for b in &self.blocks {
             let h = b.ln.forward(&x)?;
