@@ -30,19 +30,7 @@ pub struct TapConv1d {
     dilation: usize,
 }
 
-/// Runs `f` on the f32 values of a CPU tensor, in row-major order, without copying them when
-/// the tensor is already contiguous.
-pub fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
-    let x = x.contiguous()?;
-    let (storage, layout) = x.storage_and_layout();
-    match &*storage {
-        candle_core::Storage::Cpu(cpu) => {
-            let start = layout.start_offset();
-            Ok(f(&cpu.as_slice::<f32>()?[start..start + layout.shape().elem_count()]))
-        }
-        _ => candle_core::bail!("CPU tensor expected"),
-    }
-}
+pub use crate::whisper::cpu_ops::with_values;
 
 /// Leaky ReLU in one pass over the values (candle's takes several); CPU tensors only.
 pub fn leaky_relu(x: &Tensor, slope: f32) -> Result<Tensor> {

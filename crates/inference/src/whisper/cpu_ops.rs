@@ -189,6 +189,20 @@ fn on_cpu_f32(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
+/// Runs `f` on the f32 values of a CPU tensor, in row-major order, without copying them when
+/// the tensor is already contiguous.
+pub fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
+    let x = x.contiguous()?;
+    let (storage, layout) = x.storage_and_layout();
+    match &*storage {
+        candle_core::Storage::Cpu(cpu) => {
+            let start = layout.start_offset();
+            Ok(f(&cpu.as_slice::<f32>()?[start..start + layout.shape().elem_count()]))
+        }
+        _ => candle_core::bail!("CPU tensor expected"),
+    }
+}
+
 /// Exact GELU (the reference's `F.gelu`).
 pub fn gelu(x: &Tensor) -> Result<Tensor> {
     if on_cpu_f32(x) {

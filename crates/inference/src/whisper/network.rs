@@ -176,12 +176,7 @@ impl Encoder {
     /// (1, n_mels, 3000) features -> (1, 1500, d) audio states.
     pub fn forward(&self, mel: &Tensor) -> Result<Tensor> {
         let x = self.conv1.forward_gelu(mel, Layout::ChannelsFirst)?;
-        // The stem's CPU path gives channels-last frames; candle's conv1d channels-first ones.
-        let x = if mel.device().is_cpu() {
-            self.conv2.forward_gelu(&x, Layout::ChannelsLast)?
-        } else {
-            self.conv2.forward_gelu(&x, Layout::ChannelsFirst)?.transpose(1, 2)?
-        };
+        let x = self.conv2.forward_gelu(&x, Layout::ChannelsLast)?;
         let mut x = x.broadcast_add(&self.positions.narrow(0, 0, x.dim(1)?)?)?;
         for b in &self.blocks {
             let h = b.ln.forward(&x)?;

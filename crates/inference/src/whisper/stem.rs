@@ -4,7 +4,8 @@
 //! same kernels as every other product, at the vector level `cpu_isa` chose (candle's conv1d
 //! calls gemm, which picks its own, so `SMAI_CPU_ISA=avx2` did not reach it), with the weights
 //! at half width where they are exact f16 values and GELU in place. The result is
-//! channels-last, as the encoder's layers take it. Other devices keep candle's Conv1d.
+//! channels-last, as the encoder's layers take it. Other devices keep candle's Conv1d (its
+//! channels-first output transposed).
 
 use candle_core::{Module, Result, Tensor};
 use candle_nn::{Conv1d, Conv1dConfig, VarBuilder};
@@ -47,22 +48,21 @@ impl StemConv {
         self.dense.pack(ComputeType::Float32)
     }
 
-    /// GELU of the convolution of `x`: `[1, time_out, out]` channels-last on the CPU,
-    /// `[1, out, time_out]` elsewhere (where `x` must be channels-first).
+    /// GELU of the convolution of `x`, channels-last: `[1, time_out, out]`.
     pub fn forward_gelu(&self, x: &Tensor, layout: Layout) -> Result<Tensor> {
         if let Some(conv) = &self.conv {
-            if layout != Layout::ChannelsFirst {
-                candle_core::bail!("the stem takes channels-first input off the CPU");
-            }
-            return cpu_ops::gelu(&conv.forward(x)?);
+            let x = match layout {
+                Layout::ChannelsFirst => x.clone(),
+                Layout::ChannelsLast => x.transpose(1, 2)?.contiguous()?,
+            };
+            return cpu_ops::gelu(&conv.forward(&x)?)?.transpose(1, 2);
         }
         let (_, a, b) = x.dims3()?;
         let (cin, len) = match layout {
             Layout::ChannelsFirst => (a, b),
             Layout::ChannelsLast => (b, a),
         };
-        let values = x.flatten_all()?.to_vec1::<f32>()?;
-        let rows = im2col(&values, (cin, len), layout, self.stride);
+        let rows = cpu_ops::with_values(x, |values| im2col(values, (cin, len), layout, self.stride))?;
         let out_len = rows.len() / (cin * TAPS).max(1);
         self.dense.forward_gelu(&Tensor::from_vec(rows, (1, out_len, cin * TAPS), x.device())?)
     }
