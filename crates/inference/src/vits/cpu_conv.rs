@@ -93,72 +93,121 @@ impl PackedConv {
         slope: Option<f32>,
         base: Base,
     ) -> Vec<f32> {
-        assert_eq!(input.len(), self.cin * len, "conv input size");
-        assert!(base.bias.is_none_or(|b| b.len() == self.cout), "conv bias size");
-        assert!(base.residual.is_none_or(|r| r.len() == self.cout * out_len), "conv residual size");
-        let size = self.cout * out_len;
+        let mut out = Vec::new();
+        self.run(&Source { input, len, left_pad, slope }, (out_len, None), base, &mut out, true);
+        out
+    }
+
+    /// A transposed convolution's output `[channels, len]` (see [`Phases`]) from this
+    /// convolution's `frames` output frames of `source`, plus `bias` (`[channels]`): each sum
+    /// goes straight to its place, with no `[cout, frames]` buffer and no pass to interleave it.
+    pub fn apply_phases(&self, source: &Source, frames: usize, bias: &[f32], phases: Phases) -> Vec<f32> {
+        assert_eq!(phases.channels * phases.stride, self.cout, "transposed conv phases");
+        assert!(frames * phases.stride >= phases.len + phases.shift, "transposed conv frames");
+        let mut out = Vec::new();
+        let base = Base { bias: Some(bias), residual: None };
+        self.run(source, (frames, Some(phases)), base, &mut out, true);
+        out
+    }
+
+    /// [`Self::apply`] into `out` (its earlier contents replaced), all on the calling thread:
+    /// for callers that already run one task per thread, reusing their buffers.
+    pub fn apply_serial_into(&self, input: &[f32], len: usize, slope: Option<f32>, base: Base, out: &mut Vec<f32>) {
+        let left_pad = (self.taps - 1) * self.dilation / 2;
+        self.run(&Source { input, len, left_pad, slope }, (len, None), base, out, false);
+    }
+
+    /// The convolution into `out`, split into parallel tasks of (time blocks, channel blocks)
+    /// when `parallel`, else run whole on this thread.
+    fn run(&self, source: &Source, shape: (usize, Option<Phases>), base: Base, out: &mut Vec<f32>, parallel: bool) {
+        let (out_len, phases) = shape;
+        let (rows, size) = match phases {
+            Some(ph) => (ph.channels, ph.channels * ph.len),
+            None => (self.cout, self.cout * out_len),
+        };
+        assert_eq!(source.input.len(), self.cin * source.len, "conv input size");
+        assert!(base.bias.is_none_or(|b| b.len() == rows), "conv bias size");
+        assert!(base.residual.is_none_or(|r| r.len() == size && phases.is_none()), "conv residual size");
+        out.clear();
         if size == 0 {
-            return Vec::new();
+            return;
         }
         // Every element is written once below (the tasks cover every (channel, time) pair), so
         // the output is not zeroed first: one pass less over the vocoder's long outputs.
-        let mut out: Vec<f32> = Vec::with_capacity(size);
+        out.reserve(size);
         let isa = level();
         let tw = if self.bf16.is_some() { TW_AVX512 } else { block_width(isa) };
-        let source = Source { input, len, left_pad, slope };
         let time_blocks = out_len.div_ceil(tw);
         let oc_blocks = self.cout.div_ceil(OC);
-        let work_per_block = OC * tw * self.cin * self.taps * oc_blocks.min(OC_BLOCKS_PER_TASK);
-        let blocks_per_task = TASK_WORK.div_ceil(work_per_block.max(1)).clamp(1, time_blocks);
-        let tasks: Vec<(usize, usize)> = (0..time_blocks)
-            .step_by(blocks_per_task)
-            .flat_map(|tb| (0..oc_blocks).step_by(OC_BLOCKS_PER_TASK).map(move |ob| (tb, ob)))
-            .collect();
         let shared = SharedOut(out.spare_capacity_mut().as_mut_ptr());
-        let run = |&(tb0, ob0): &(usize, usize)| {
-            let blocks = tb0..(tb0 + blocks_per_task).min(time_blocks);
-            // Runs the kernel over the task's blocks and writes each block's sums onto the base.
-            let each_block = |kernel: &BlockKernel| {
-                let mut acc = [0.0f32; OC * MAX_TW];
-                for tb in blocks.clone() {
-                    let t0 = tb * tw;
-                    let width = tw.min(out_len - t0);
-                    for ob in ob0..(ob0 + OC_BLOCKS_PER_TASK).min(oc_blocks) {
-                        kernel(tb - tb0, width, ob, &mut acc);
-                        for o in 0..OC.min(self.cout - ob * OC) {
-                            let ch = ob * OC + o;
-                            let row = ch * out_len + t0;
-                            // SAFETY: tasks cover disjoint (channel block, time range) pairs of
-                            // `out`, so no other thread touches these elements; row + width <= cout * out_len.
-                            let dst = unsafe { std::slice::from_raw_parts_mut(shared.at(row), width) };
-                            base.add(ch, row, &acc[o * MAX_TW..o * MAX_TW + width], dst);
-                        }
-                    }
-                }
-            };
-            let (first, width) = (tb0 * tw, blocks.len() * tw);
-            match &self.bf16 {
-                Some(taps) => taps.with_tile(&source, first, width, |tile, stride| {
-                    each_block(&|i, _, ob, acc| taps.block(ob, &tile[i * tw..], stride, acc))
-                }),
-                None => TILE.with_borrow_mut(|tile| {
-                    let stride = self.fill_tile(&source, first, width, tile);
-                    let taps = self.cin * self.taps * OC;
-                    each_block(&|i, width, ob, acc| {
-                        let w = &self.weights[ob * taps..][..taps];
-                        self.block(isa, w, (&tile[i * tw..], stride), width, acc)
-                    })
-                }),
-            }
-        };
-        if tasks.len() == 1 {
-            tasks.iter().for_each(run);
+        let task = Task { source, out_len, phases, base, shared, tw, isa };
+        let tasks = self.split(time_blocks, oc_blocks, tw);
+        if parallel && tasks.len() > 1 {
+            tasks.into_par_iter().for_each(|t| self.run_task(&task, t));
         } else {
-            tasks.par_iter().for_each(run);
+            // One after another still: each task's input tile stays in the core's first-level cache.
+            tasks.into_iter().for_each(|t| self.run_task(&task, t));
         }
         // SAFETY: the tasks wrote all `size` elements (see above).
         unsafe { out.set_len(size) };
-        out
+    }
+
+    /// The parallel tasks' (time blocks, channel blocks): at least [`TASK_WORK`] multiply-adds
+    /// each where there is that much, up to [`OC_BLOCKS_PER_TASK`] channel blocks sharing each
+    /// task's input tile.
+    fn split(&self, time_blocks: usize, oc_blocks: usize, tw: usize) -> Vec<TaskRange> {
+        let work_per_block = OC * tw * self.cin * self.taps * oc_blocks.min(OC_BLOCKS_PER_TASK);
+        let blocks_per_task = TASK_WORK.div_ceil(work_per_block.max(1)).clamp(1, time_blocks);
+        let mut tasks = Vec::new();
+        for tb in (0..time_blocks).step_by(blocks_per_task) {
+            for ob in (0..oc_blocks).step_by(OC_BLOCKS_PER_TASK) {
+                tasks.push((tb..(tb + blocks_per_task).min(time_blocks), ob..(ob + OC_BLOCKS_PER_TASK).min(oc_blocks)));
+            }
+        }
+        tasks
+    }
+
+    /// One task: the kernel over its blocks, each block's sums written onto the base.
+    fn run_task(&self, task: &Task, (blocks, channel_blocks): TaskRange) {
+        let Task { source, out_len, phases, base, shared, tw, isa } = *task;
+        let each_block = |kernel: &BlockKernel| {
+            let mut acc = [0.0f32; OC * MAX_TW];
+            for tb in blocks.clone() {
+                let t0 = tb * tw;
+                let width = tw.min(out_len - t0);
+                for ob in channel_blocks.clone() {
+                    kernel(tb - blocks.start, width, ob, &mut acc);
+                    for o in 0..OC.min(self.cout - ob * OC) {
+                        let ch = ob * OC + o;
+                        let sums = &acc[o * MAX_TW..o * MAX_TW + width];
+                        if let Some(phases) = phases {
+                            // SAFETY: as below; each (row, frame) has its own place, if any.
+                            unsafe { phases.scatter(ch, t0, sums, base.bias, shared) };
+                            continue;
+                        }
+                        let row = ch * out_len + t0;
+                        // SAFETY: tasks cover disjoint (channel block, time range) pairs of
+                        // `out`, so no other thread touches these elements; row + width <= cout * out_len.
+                        let dst = unsafe { std::slice::from_raw_parts_mut(shared.at(row), width) };
+                        base.add(ch, row, sums, dst);
+                    }
+                }
+            }
+        };
+        let (first, width) = (blocks.start * tw, blocks.len() * tw);
+        match &self.bf16 {
+            Some(taps) => taps.with_tile(source, first, width, |tile, stride| {
+                each_block(&|i, _, ob, acc| taps.block(ob, &tile[i * tw..], stride, acc))
+            }),
+            None => TILE.with_borrow_mut(|tile| {
+                let stride = self.fill_tile(source, first, width, tile);
+                let taps = self.cin * self.taps * OC;
+                each_block(&|i, width, ob, acc| {
+                    let w = &self.weights[ob * taps..][..taps];
+                    self.block(isa, w, (&tile[i * tw..], stride), width, acc)
+                })
+            }),
+        }
     }
 
     /// Fills `tile` (`[cin, stride]`) with the activated, zero-padded input the kernels read for
@@ -226,7 +275,22 @@ impl PackedConv {
     }
 }
 
-/// A register-block kernel as `PackedConv::apply_padded` runs it: (time block in the tile,
+/// A parallel task's time blocks and output channel blocks.
+type TaskRange = (std::ops::Range<usize>, std::ops::Range<usize>);
+
+/// What every task of one convolution call shares.
+#[derive(Clone, Copy)]
+struct Task<'a> {
+    source: &'a Source<'a>,
+    out_len: usize,
+    phases: Option<Phases>,
+    base: Base<'a>,
+    shared: SharedOut,
+    tw: usize,
+    isa: Isa,
+}
+
+/// A register-block kernel as `PackedConv::run_task` runs it: (time block in the tile,
 /// outputs in it, channel block, sums).
 type BlockKernel<'a> = dyn Fn(usize, usize, usize, &mut [f32; OC * MAX_TW]) + 'a;
 
@@ -282,6 +346,37 @@ impl Base<'_> {
                 dst.iter_mut().zip(sums).zip(r).for_each(|((d, &a), &r)| _ = d.write((r + b) + a));
             }
             None => dst.iter_mut().zip(sums).for_each(|(d, &a)| _ = d.write(b + a)),
+        }
+    }
+}
+
+/// Output rows that are the phases of a transposed convolution (stride s): row
+/// `p * channels + o`, frame `u` holds sample `u * s + p - shift` of output channel `o`, kept
+/// where that lies in `0..len`.
+#[derive(Clone, Copy, Debug)]
+pub struct Phases {
+    pub stride: usize,
+    pub channels: usize,
+    pub shift: usize,
+    pub len: usize,
+}
+
+impl Phases {
+    /// Writes `bias[o] + sums[j]` for frames `t0 + j` of row `row` to their places in `out`
+    /// (`[channels, len]`).
+    ///
+    /// # Safety
+    /// `out` holds `channels * len` elements, and no other thread writes this row's frames.
+    unsafe fn scatter(&self, row: usize, t0: usize, sums: &[f32], bias: Option<&[f32]>, out: SharedOut) {
+        let (p, o) = (row / self.channels, row % self.channels);
+        let b = bias.map_or(0.0, |b| b[o]);
+        let first = (self.shift.saturating_sub(p)).div_ceil(self.stride).saturating_sub(t0);
+        for (j, &v) in sums.iter().enumerate().skip(first) {
+            let sample = (t0 + j) * self.stride + p - self.shift;
+            if sample >= self.len {
+                break;
+            }
+            (*out.at(o * self.len + sample)).write(b + v);
         }
     }
 }

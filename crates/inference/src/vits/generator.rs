@@ -5,9 +5,9 @@ use candle_core::{Module, Result, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
-use super::cpu_conv::{Base, PackedConv};
+use super::cpu_conv::{PackedConv, Phases, Source};
 use super::layers::{conv1d, leaky_relu, with_values, TapConv1d};
-use super::stage_cpu::{run_tile, FastResBlock};
+use super::stage_cpu::{run_tile, FastResBlock, TileKind};
 use super::{ResBlockKind, VitsConfig};
 use crate::whisper::cpu_ops;
 
@@ -100,28 +100,13 @@ impl Upsample {
         let Some(phases) = &self.phases else {
             return self.forward_products(&leaky_relu(x, slope)?, len, out_len);
         };
-        let (s, cout) = (self.stride, self.out_channels);
-        let n_groups = self.kernel.div_ceil(s);
-        let frames = len + n_groups - 1;
-        let by_phase = with_values(x, |values| {
-            phases.apply_padded(values, len, n_groups - 1, frames, Some(slope), Base::default())
+        let n_groups = self.kernel.div_ceil(self.stride);
+        let phases_of = Phases { stride: self.stride, channels: self.out_channels, shift: self.padding, len: out_len };
+        let out = with_values(x, |input| {
+            let source = Source { input, len, left_pad: n_groups - 1, slope: Some(slope) };
+            phases.apply_phases(&source, len + n_groups - 1, &self.bias_values, phases_of)
         })?;
-        // Output sample j is sample f = j + padding of the full transposed convolution:
-        // phase f % s at frame f / s.
-        let mut out = vec![0.0f32; cout * out_len];
-        for (o, row) in out.chunks_exact_mut(out_len).enumerate() {
-            let b = self.bias_values[o];
-            for p in 0..s {
-                let phase = &by_phase[(p * cout + o) * frames..][..frames];
-                // Samples j = u * s + p - padding of this phase, for the frames u that land in the row.
-                let first_frame = self.padding.saturating_sub(p).div_ceil(s);
-                for (u, &v) in phase.iter().enumerate().skip(first_frame) {
-                    let Some(slot) = row.get_mut(u * s + p - self.padding) else { break };
-                    *slot = v + b;
-                }
-            }
-        }
-        Tensor::from_vec(out, (1, cout, out_len), x.device())
+        Tensor::from_vec(out, (1, self.out_channels, out_len), x.device())
     }
 
     /// Devices other than the CPU: one product per tap group, phases interleaved by reshaping.
@@ -177,8 +162,7 @@ pub struct Generator {
     cond: Option<TapConv1d>,
     ups: Vec<Upsample>,
     resblocks: Vec<ResBlock>,
-    /// The CPU in float32, per stage: its residual blocks as Winograd convolutions, where
-    /// every one is covered (see `WinogradConv::new`).
+    /// The CPU in float32, per stage: its residual blocks as a tile runs them (`stage_cpu`).
     fast_stages: Vec<Option<Vec<FastResBlock>>>,
     kernels_per_stage: usize,
     conv_post: TapConv1d,
@@ -197,17 +181,22 @@ impl Generator {
         let mut ch = ch0;
         for (i, (&rate, &kernel)) in cfg.upsample_rates.iter().zip(&cfg.upsample_kernel_sizes).enumerate() {
             let out = ch / 2;
-            let mut fast = Some(Vec::new());
             ups.push(Upsample::load(vb.pp(format!("ups.{i}")), ch, out, kernel, rate)?);
-            for (j, (&k, dil)) in cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate() {
-                let idx = i * cfg.resblock_kernel_sizes.len() + j;
-                let vb = vb.pp(format!("resblocks.{idx}"));
-                resblocks.push(ResBlock::load(vb.clone(), cfg.resblock, out, k, dil)?);
-                if let Some(blocks) = &mut fast {
-                    match FastResBlock::load(vb, cfg.resblock, out, k, dil)? {
-                        Some(block) => blocks.push(block),
-                        None => fast = None,
-                    }
+            let kernels = cfg.resblock_kernel_sizes.iter().zip(&cfg.resblock_dilations).enumerate();
+            let stage_vb = |j: usize| vb.pp(format!("resblocks.{}", i * cfg.resblock_kernel_sizes.len() + j));
+            for (j, (&k, dil)) in kernels.clone() {
+                resblocks.push(ResBlock::load(stage_vb(j), cfg.resblock, out, k, dil)?);
+            }
+            // Winograd where it covers every convolution of the stage, else the direct kernel.
+            let mut fast = None;
+            for tile in [TileKind::Winograd, TileKind::Direct] {
+                let blocks = kernels
+                    .clone()
+                    .map(|(j, (&k, dil))| FastResBlock::load(stage_vb(j), (cfg.resblock, tile), out, k, dil))
+                    .collect::<Result<Option<Vec<_>>>>()?;
+                if blocks.is_some() {
+                    fast = blocks;
+                    break;
                 }
             }
             fast_stages.push(fast);
@@ -394,7 +383,47 @@ fn resblock_reach(cfg: &VitsConfig) -> f64 {
 mod tests {
     use candle_core::Device;
 
+    use super::super::cpu_conv::Base;
     use super::*;
+
+    #[test]
+    fn upsampler_matches_the_transposed_convolution() -> Result<()> {
+        // (in, out, kernel, stride, length): the voices' shapes, small, and an odd split.
+        for (cin, cout, kernel, stride, len) in [(16, 8, 16, 8, 13), (8, 4, 8, 4, 50), (6, 5, 5, 3, 7)] {
+            let ramp = |n: usize, m: usize| (0..n).map(|i| ((i * m % 41) as f32 - 20.0) / 30.0).collect::<Vec<f32>>();
+            let (w, bias, x) = (ramp(cin * cout * kernel, 7), ramp(cout, 3), ramp(cin * len, 11));
+            let mut tensors = std::collections::HashMap::new();
+            tensors.insert("weight".to_string(), Tensor::from_vec(w.clone(), (cin, cout, kernel), &Device::Cpu)?);
+            tensors.insert("bias".to_string(), Tensor::from_vec(bias.clone(), cout, &Device::Cpu)?);
+            let vb = VarBuilder::from_tensors(tensors, candle_core::DType::F32, &Device::Cpu);
+            let up = Upsample::load(vb, cin, cout, kernel, stride)?;
+            let got = up.forward(&Tensor::from_vec(x.clone(), (1, cin, len), &Device::Cpu)?, 0.1)?;
+            // ConvTranspose1d: input t feeds output t * stride + k - padding through tap k.
+            let padding = (kernel - stride) / 2;
+            let out_len = (len - 1) * stride + kernel - 2 * padding;
+            let mut want = vec![0.0f64; cout * out_len];
+            for o in 0..cout {
+                for (j, slot) in want[o * out_len..(o + 1) * out_len].iter_mut().enumerate() {
+                    *slot = f64::from(bias[o]);
+                    for c in 0..cin {
+                        for t in 0..len {
+                            let Some(k) = (j + padding).checked_sub(t * stride).filter(|&k| k < kernel) else {
+                                continue;
+                            };
+                            let v = x[c * len + t];
+                            let v = if v < 0.0 { v * 0.1 } else { v };
+                            *slot += f64::from(w[(c * cout + o) * kernel + k]) * f64::from(v);
+                        }
+                    }
+                }
+            }
+            assert_eq!(got.dims3()?, (1, cout, out_len));
+            for (g, w) in got.flatten_all()?.to_vec1::<f32>()?.iter().zip(&want) {
+                assert!((f64::from(*g) - w).abs() <= 1e-5 * (1.0 + w.abs()), "{g} against {w}");
+            }
+        }
+        Ok(())
+    }
 
     #[test]
     fn winograd_stage_matches_the_direct_residual_blocks() -> Result<()> {
@@ -415,9 +444,15 @@ mod tests {
             |b: usize| ResBlock::load(vb.pp(format!("resblocks.{b}")), ResBlockKind::Two, ch, kernels[b], &dilations);
         let direct = [load(0)?, load(1)?];
         let fast_load = |b: usize| {
-            FastResBlock::load(vb.pp(format!("resblocks.{b}")), ResBlockKind::Two, ch, kernels[b], &dilations)
+            let vb = vb.pp(format!("resblocks.{b}"));
+            FastResBlock::load(vb, (ResBlockKind::Two, TileKind::Winograd), ch, kernels[b], &dilations)
         };
         let fast = [fast_load(0)?.expect("covered"), fast_load(1)?.expect("covered")];
+        let direct_load = |b: usize| {
+            let vb = vb.pp(format!("resblocks.{b}"));
+            FastResBlock::load(vb, (ResBlockKind::Two, TileKind::Direct), ch, kernels[b], &dilations)
+        };
+        let direct_tiles = [direct_load(0)?.expect("CPU"), direct_load(1)?.expect("CPU")];
         let x: Vec<f32> = (0..ch * len).map(|i| ((i * 104729) % 1000) as f32 / 500.0 - 1.0).collect();
         let x = Tensor::from_vec(x, (1, ch, len), &Device::Cpu)?;
         let want = ((direct[0].forward(&x)? + direct[1].forward(&x)?)? / 2.0)?;
@@ -426,6 +461,10 @@ mod tests {
         let err = (got - &want)?.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         let scale = want.abs()?.flatten_all()?.max(0)?.to_scalar::<f32>()?;
         assert!(err <= 1e-5 * scale, "largest difference {err} against values up to {scale}");
+        // The direct kernel's tiles sum in the same order as the blocks' own convolutions.
+        let got = tiled(&x, 8, 128, |x| run_tile(&direct_tiles, x))?;
+        let want = want.flatten_all()?.to_vec1::<f32>()?;
+        assert_eq!(got.flatten_all()?.to_vec1::<f32>()?, want, "direct-kernel tiles");
         Ok(())
     }
 

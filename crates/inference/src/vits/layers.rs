@@ -44,13 +44,28 @@ pub fn leaky_relu(x: &Tensor, slope: f32) -> Result<Tensor> {
 impl TapConv1d {
     pub fn load(vb: VarBuilder, cin: usize, cout: usize, kernel: usize, dilation: usize, bias: bool) -> Result<Self> {
         let weight = vb.get((cout, cin, kernel), "weight")?;
+        let bias = if bias { Some(vb.get(cout, "bias")?) } else { None };
+        Self::from_tensors(weight, bias, dilation)
+    }
+
+    /// Convolutions of the same input as one, their outputs stacked in order (`[sum of outs]`):
+    /// one call over the input instead of one each.
+    pub fn load_stacked(vbs: &[VarBuilder], cin: usize, cout: usize, kernel: usize) -> Result<Self> {
+        let weights = vbs.iter().map(|vb| vb.get((cout, cin, kernel), "weight")).collect::<Result<Vec<_>>>()?;
+        let biases = vbs.iter().map(|vb| vb.get(cout, "bias")).collect::<Result<Vec<_>>>()?;
+        Self::from_tensors(Tensor::cat(&weights, 0)?, Some(Tensor::cat(&biases, 0)?), 1)
+    }
+
+    /// From weights `[out, in, kernel]` and an optional bias `[out]`.
+    fn from_tensors(weight: Tensor, bias: Option<Tensor>, dilation: usize) -> Result<Self> {
+        let (cout, cin, kernel) = weight.dims3()?;
         let (weight, packed) = if weight.device().is_cpu() {
             let values = weight.flatten_all()?.to_vec1::<f32>()?;
             (None, Some(PackedConv::new(&values, cout, cin, kernel, dilation)))
         } else {
             (Some(weight.permute((0, 2, 1))?.reshape((cout, kernel * cin))?.contiguous()?), None)
         };
-        let bias = if bias { Some(vb.get(cout, "bias")?.reshape((cout, 1))?) } else { None };
+        let bias = bias.map(|b| b.reshape((cout, 1))).transpose()?;
         let bias_values = match &bias {
             Some(b) => b.flatten_all()?.to_vec1::<f32>()?,
             None => vec![0.0; cout],

@@ -10,9 +10,8 @@ use super::text_attention_cpu::{relative_attention, RelativeEmbeddings};
 use super::VitsConfig;
 
 struct RelativeAttention {
-    q: TapConv1d,
-    k: TapConv1d,
-    v: TapConv1d,
+    /// The query, key and value projections as one (`[3c, c]`).
+    qkv: TapConv1d,
     o: TapConv1d,
     emb_rel_k: Tensor, // [2w+1, k_channels]
     emb_rel_v: Tensor,
@@ -34,9 +33,7 @@ impl RelativeAttention {
             false => None,
         };
         Ok(Self {
-            q: conv1d(vb.pp("conv_q"), c, c, 1, 1)?,
-            k: conv1d(vb.pp("conv_k"), c, c, 1, 1)?,
-            v: conv1d(vb.pp("conv_v"), c, c, 1, 1)?,
+            qkv: TapConv1d::load_stacked(&[vb.pp("conv_q"), vb.pp("conv_k"), vb.pp("conv_v")], c, c, 1)?,
             o: conv1d(vb.pp("conv_o"), c, c, 1, 1)?,
             emb_rel_k,
             emb_rel_v,
@@ -52,26 +49,29 @@ impl RelativeAttention {
         x.reshape((b, self.heads, c / self.heads, t))?.transpose(2, 3)?.contiguous()
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
+    /// `x + attention(x)`: the residual sum is taken as the output projection writes.
+    fn forward_residual(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         let Some((keys, values)) = self.rel_values.as_ref().filter(|_| b == 1) else {
-            return self.forward_ops(x);
+            return x + self.forward_ops(x)?;
         };
         let rel = RelativeEmbeddings { keys, values, window: self.window };
-        let (q, k, v) = (self.q.forward(x)?, self.k.forward(x)?, self.v.forward(x)?);
-        let out = with_values(&q, |q| {
-            with_values(&k, |k| with_values(&v, |v| relative_attention((q, k, v), t, self.heads, &rel)))
-        })???;
-        self.o.forward(&Tensor::from_vec(out, (1, c, t), x.device())?)
+        let out = with_values(&self.qkv.forward(x)?, |qkv| {
+            let (q, kv) = qkv.split_at(c * t);
+            let (k, v) = kv.split_at(c * t);
+            relative_attention((q, k, v), t, self.heads, &rel)
+        })?;
+        self.o.forward_fused(&Tensor::from_vec(out, (1, c, t), x.device())?, None, Some(x))
     }
 
-    /// [`Self::forward`] as tensor operations (devices other than the CPU).
+    /// The attention as tensor operations (devices other than the CPU).
     fn forward_ops(&self, x: &Tensor) -> Result<Tensor> {
         let (b, c, t) = x.dims3()?;
         let kc = c / self.heads;
-        let q = (self.split_heads(&self.q.forward(x)?)? / (kc as f64).sqrt())?;
-        let k = self.split_heads(&self.k.forward(x)?)?;
-        let v = self.split_heads(&self.v.forward(x)?)?;
+        let qkv = self.qkv.forward(x)?;
+        let q = (self.split_heads(&qkv.narrow(1, 0, c)?)? / (kc as f64).sqrt())?;
+        let k = self.split_heads(&qkv.narrow(1, c, c)?)?;
+        let v = self.split_heads(&qkv.narrow(1, 2 * c, c)?)?;
         let scores = q.matmul(&k.transpose(2, 3)?.contiguous()?)?;
         let rel_logits = q.broadcast_matmul(&self.emb_rel_k.t()?.contiguous()?)?;
         let scores = (scores + self.band_to_absolute(&rel_logits, t)?)?;
@@ -138,8 +138,11 @@ impl FeedForward {
         Ok(Self { conv_1: conv1d(vb.pp("conv_1"), c, f, k, 1)?, conv_2: conv1d(vb.pp("conv_2"), f, c, k, 1)? })
     }
 
-    fn forward(&self, x: &Tensor) -> Result<Tensor> {
-        self.conv_2.forward(&self.conv_1.forward(x)?.relu()?)
+    /// `x + ffn(x)`. The ReLU between the convolutions is the second's input activation (a
+    /// leaky ReLU of slope 0: negative inputs become -0.0, whose products add nothing), and
+    /// the residual sum is taken as it writes.
+    fn forward_residual(&self, x: &Tensor) -> Result<Tensor> {
+        self.conv_2.forward_fused(&self.conv_1.forward(x)?, Some(0.0), Some(x))
     }
 }
 
@@ -181,8 +184,8 @@ impl TextEncoder {
         let x = (self.emb.forward(&ids)? * (self.hidden as f64).sqrt())?;
         let mut x = x.transpose(1, 2)?.contiguous()?.to_dtype(DType::F32)?;
         for (attn, norm1, ffn, norm2) in &self.layers {
-            x = norm1.forward(&(&x + attn.forward(&x)?)?)?;
-            x = norm2.forward(&(&x + ffn.forward(&x)?)?)?;
+            x = norm1.forward(&attn.forward_residual(&x)?)?;
+            x = norm2.forward(&ffn.forward_residual(&x)?)?;
         }
         let stats = self.proj.forward(&x)?;
         let half = stats.dim(1)? / 2;
@@ -216,14 +219,12 @@ mod tests {
         tensors.insert("emb_rel_k".into(), rel(20)?);
         tensors.insert("emb_rel_v".into(), rel(21)?);
         let vb = VarBuilder::from_tensors(tensors, DType::F32, &dev);
-        let conv = |name: &str| conv1d(vb.pp(name), c, c, 1, 1);
+        let qkv = TapConv1d::load_stacked(&[vb.pp("conv_q"), vb.pp("conv_k"), vb.pp("conv_v")], c, c, 1)?;
         let (emb_rel_k, emb_rel_v) = (rel(20)?.squeeze(0)?, rel(21)?.squeeze(0)?);
         let rel_values = Some((emb_rel_k.flatten_all()?.to_vec1()?, emb_rel_v.flatten_all()?.to_vec1()?));
         let attention = RelativeAttention {
-            q: conv("conv_q")?,
-            k: conv("conv_k")?,
-            v: conv("conv_v")?,
-            o: conv("conv_o")?,
+            qkv,
+            o: conv1d(vb.pp("conv_o"), c, c, 1, 1)?,
             emb_rel_k,
             emb_rel_v,
             rel_values,
@@ -231,8 +232,8 @@ mod tests {
             window,
         };
         let x = Tensor::from_vec(values(c * t, 30, 2.0), (1, c, t), &dev)?;
-        let fast = attention.forward(&x)?.flatten_all()?.to_vec1::<f32>()?;
-        let ops = attention.forward_ops(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let fast = attention.forward_residual(&x)?.flatten_all()?.to_vec1::<f32>()?;
+        let ops = (&x + attention.forward_ops(&x)?)?.flatten_all()?.to_vec1::<f32>()?;
         let scale = ops.iter().fold(0f32, |m, v| m.max(v.abs()));
         let worst = fast.iter().zip(&ops).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(worst <= 1e-5 * scale, "CPU attention differs by {worst} (values up to {scale})");
