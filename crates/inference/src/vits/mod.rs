@@ -16,14 +16,15 @@ mod text_encoder;
 mod winograd;
 mod winograd_transforms;
 
-use std::cell::OnceCell;
 use std::collections::HashMap;
 use std::path::Path;
+use std::sync::OnceLock;
 
 use candle_core::{DType, Device, Module, Tensor};
 use candle_nn::VarBuilder;
 
 use crate::whisper::compute_type::ComputeType;
+use crate::whisper::cpu_ops::on_pool;
 pub use config::{InferenceScales, PiperConfig};
 use onnx::OnnxWeights;
 
@@ -269,6 +270,10 @@ impl Vits {
 
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
     pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
+        on_pool(|| self.synthesize_here(ids, scales, speaker))
+    }
+
+    fn synthesize_here(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
         match self.latent(ids, scales, speaker)? {
             Some(latent) => {
                 let z = self.latent_frames(&latent, 0..latent.frames)?;
@@ -281,6 +286,10 @@ impl Vits {
     /// The text encoder, durations and prior sample of an utterance (`None` when it has no
     /// frames); the flow runs as its frames are asked for.
     pub fn latent(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Option<Latent>, VoiceError> {
+        on_pool(|| self.latent_here(ids, scales, speaker))
+    }
+
+    fn latent_here(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Option<Latent>, VoiceError> {
         if ids.is_empty() {
             return Ok(None);
         }
@@ -320,7 +329,7 @@ impl Vits {
             let noise = m.randn_like(0.0, 1.0)?;
             (m + (noise * logs.exp()?)? * scales.noise_scale as f64)?
         };
-        Ok(Some(Latent { frames: frames.len(), z_p, z: OnceCell::new(), g }))
+        Ok(Some(Latent { frames: frames.len(), z_p, z: OnceLock::new(), g }))
     }
 
     /// Latent frames `range` (`[1, inter, len]`) out of the flow: a short range at the start
@@ -347,6 +356,10 @@ impl Vits {
     /// its receptive field on each side (within the utterance) and the middle is kept, so the
     /// pieces of an utterance join into the waveform [`Self::synthesize`] gives (to rounding).
     pub fn vocode(&self, latent: &Latent, range: std::ops::Range<usize>) -> Result<Vec<f32>, VoiceError> {
+        on_pool(|| self.vocode_here(latent, range))
+    }
+
+    fn vocode_here(&self, latent: &Latent, range: std::ops::Range<usize>) -> Result<Vec<f32>, VoiceError> {
         let end = range.end.min(latent.frames);
         if range.start >= end {
             return Ok(Vec::new());
@@ -366,7 +379,7 @@ impl Vits {
 pub struct Latent {
     pub frames: usize,
     z_p: Tensor,
-    z: OnceCell<Tensor>,
+    z: OnceLock<Tensor>,
     g: Option<Tensor>,
 }
 

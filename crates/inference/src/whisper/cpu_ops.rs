@@ -189,6 +189,19 @@ fn on_cpu_f32(x: &Tensor) -> bool {
     x.device().is_cpu() && x.dtype() == DType::F32
 }
 
+/// Runs `f` on a thread of rayon's pool, the calling thread waiting: the parallel products,
+/// attention and convolutions inside then fork from a worker, whose tasks the other workers
+/// steal, where each call from outside the pool would hand its tasks over and put the
+/// calling thread to sleep until they are done (tens of microseconds apiece, over the
+/// hundreds of small operations of a decoder step or a voice's text encoder). Only for
+/// computation: a worker that blocks (on a channel, say) holds one of the pool's threads.
+pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    if rayon::current_thread_index().is_some() {
+        return f();
+    }
+    rayon::scope(|_| f())
+}
+
 /// Runs `f` on the f32 values of a CPU tensor, in row-major order, without copying them when
 /// the tensor is already contiguous.
 pub fn with_values<R>(x: &Tensor, f: impl FnOnce(&[f32]) -> R) -> Result<R> {
