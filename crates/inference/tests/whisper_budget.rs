@@ -9,7 +9,7 @@ use smai_core::{TranscribeOptions, Transcriber, TranscriptEvent};
 use smai_inference::audio::decode_to_mono_16k;
 use smai_inference::whisper::{transcribe, transcribe_until, window_token_cap, Features, WhisperModel, WhisperOptions};
 use smai_inference::WhisperEngine;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::cell::Cell;
 use std::sync::mpsc;
 use std::time::Duration;
 
@@ -88,8 +88,11 @@ fn cancelling_stops_before_the_next_decoder_step() {
     let features = Features::compute(&model.mel, &long_speech()[..16_000 * 30]);
     let opts = WhisperOptions { beam_size: 1, temperatures: vec![0.0], ..Default::default() };
     // The caller goes away at the 10th check; every decoder step is preceded by one.
-    let checks = AtomicU64::new(0);
-    let cancelled = || checks.fetch_add(1, Ordering::Relaxed) + 1 >= 10;
+    let checks = Cell::new(0u64);
+    let cancelled = || {
+        checks.set(checks.get() + 1);
+        checks.get() >= 10
+    };
     let before = model.decoder_steps();
     let mut segments = 0;
     transcribe_until(&mut model, &features, &opts, &cancelled, |event| {

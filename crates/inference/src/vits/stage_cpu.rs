@@ -19,7 +19,7 @@ const SLOPE: f32 = 0.1;
 /// A residual-block convolution as a tile runs it: `conv(leaky_relu(x)) + bias (+ residual)`.
 enum TileConv {
     /// Channels-last (`[len][ch]`).
-    Winograd(WinogradConv),
+    Winograd(Box<WinogradConv>),
     /// Channels-first (`[ch][len]`).
     Direct { conv: PackedConv, bias: Vec<f32> },
 }
@@ -74,9 +74,8 @@ impl FastResBlock {
             let bias = vb.get(ch, "bias")?.to_vec1::<f32>()?;
             let weight = weight.flatten_all()?.to_vec1()?;
             Ok(match tile {
-                TileKind::Winograd => {
-                    WinogradConv::new(&weight, &bias, (ch, ch, kernel), dilation).map(TileConv::Winograd)
-                }
+                TileKind::Winograd => WinogradConv::new(&weight, &bias, (ch, ch, kernel), dilation)
+                    .map(|c| TileConv::Winograd(Box::new(c))),
                 TileKind::Direct => {
                     Some(TileConv::Direct { conv: PackedConv::new(&weight, ch, ch, kernel, dilation), bias })
                 }

@@ -193,8 +193,10 @@ fn on_cpu_f32(x: &Tensor) -> bool {
 /// attention and convolutions inside then fork from a worker, whose tasks the other workers
 /// steal, where each call from outside the pool would hand its tasks over and put the
 /// calling thread to sleep until they are done (tens of microseconds apiece, over the
-/// hundreds of small operations of a decoder step or a voice's text encoder). Only for
-/// computation: a worker that blocks (on a channel, say) holds one of the pool's threads.
+/// hundreds of small operations of a decoder step or a voice's text encoder). For bounded
+/// computation only (an encoder pass, a decoder call, a sentence's stage): a worker waiting on
+/// its own tasks may take up another such piece from the pool's queue meanwhile, and a worker
+/// that blocks (on a channel, say) holds one of the pool's threads.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     if rayon::current_thread_index().is_some() {
         return f();

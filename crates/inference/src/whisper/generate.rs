@@ -27,7 +27,7 @@ pub struct DecodeOptions {
 #[derive(Clone, Copy)]
 pub struct WindowBudget<'a> {
     pub max_new_tokens: usize,
-    pub cancelled: &'a (dyn Fn() -> bool + Sync),
+    pub cancelled: &'a dyn Fn() -> bool,
 }
 
 #[derive(Debug, Clone)]

@@ -3,6 +3,7 @@
 
 use super::bpe::BpeEncoder;
 use super::compute_type::ComputeType;
+use super::cpu_ops::on_pool;
 use super::load::{load_dir, GenerationConfig, LoadError};
 use super::network::{Decoder, DecoderState, Encoder};
 use super::tokenizer::WhisperTokenizer;
@@ -83,15 +84,18 @@ impl WhisperModel {
         self.config.max_target_positions
     }
 
+    // Each call below is one bounded piece of work run on rayon's pool (`on_pool`): an
+    // encoder pass, a decoder call, the cross-attention keys of a window.
+
     /// Encodes one window of features, `n_mels x N_FRAMES` row-major (zero padded).
     pub fn encode(&self, window: &[f32]) -> candle_core::Result<Tensor> {
         let x = Tensor::from_slice(window, (1, self.mel.n_mels(), N_FRAMES), &self.device)?;
-        self.encoder.forward(&x)
+        on_pool(|| self.encoder.forward(&x))
     }
 
     /// A decoding state against an encoded window.
     pub fn start(&self, encoded: &Tensor) -> candle_core::Result<DecoderState> {
-        self.decoder.start(encoded)
+        on_pool(|| self.decoder.start(encoded))
     }
 
     /// Decoder calls ([`WhisperModel::feed`]) since the model was loaded.
@@ -107,25 +111,28 @@ impl WhisperModel {
         positions: &[usize],
     ) -> candle_core::Result<Vec<Vec<f32>>> {
         self.steps.fetch_add(1, Ordering::Relaxed);
-        let hidden = self.decoder.forward(tokens, state)?;
-        positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
+        on_pool(|| {
+            let hidden = self.decoder.forward(tokens, state)?;
+            positions.iter().map(|&p| self.decoder.logits(&hidden.i((0, p))?)).collect()
+        })
     }
 
     /// Feeds one token to each row of `state` in one decoder pass (beams together); the
     /// logits of each row.
     pub fn feed_rows(&self, state: &mut DecoderState, tokens: &[u32]) -> candle_core::Result<Vec<Vec<f32>>> {
         self.steps.fetch_add(1, Ordering::Relaxed);
-        let hidden = self.decoder.step(tokens, state)?;
-        self.decoder.row_logits(&hidden)
+        on_pool(|| self.decoder.row_logits(&self.decoder.step(tokens, state)?))
     }
 
     /// One pass of `tokens` from an empty context for the word alignment: returns the
     /// raw logits at every position (n, vocab) and the cross-attention scores of the
     /// model's alignment heads, each (n, audio frames).
     pub fn alignment_pass(&self, encoded: &Tensor, tokens: &[u32]) -> candle_core::Result<(Tensor, Vec<Tensor>)> {
-        let mut state = self.decoder.start(encoded)?;
-        let heads = &self.generation.alignment_heads;
-        let (hidden, scores) = self.decoder.forward_with_cross_scores(tokens, &mut state, heads)?;
-        Ok((self.decoder.all_logits(&hidden)?, scores))
+        on_pool(|| {
+            let mut state = self.decoder.start(encoded)?;
+            let heads = &self.generation.alignment_heads;
+            let (hidden, scores) = self.decoder.forward_with_cross_scores(tokens, &mut state, heads)?;
+            Ok((self.decoder.all_logits(&hidden)?, scores))
+        })
     }
 }

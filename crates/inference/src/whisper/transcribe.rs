@@ -2,7 +2,6 @@
 //! `generate_segments`: each window is decoded with timestamps, cut into segments at
 //! timestamp pairs, and the next window starts at the last complete timestamp.
 
-use super::cpu_ops::on_pool;
 use super::generate::{detect_language, generate_with_fallback, DecodeOptions, DecodeResult, WindowBudget};
 use super::logits::{LogitRules, TimestampTokens};
 use super::model::WhisperModel;
@@ -219,10 +218,10 @@ pub fn transcribe_until(
     model: &mut WhisperModel,
     features: &Features,
     opts: &WhisperOptions,
-    cancelled: &(dyn Fn() -> bool + Sync),
+    cancelled: &dyn Fn() -> bool,
     mut emit: impl FnMut(TranscriptEvent) -> bool,
 ) -> Result<(), Error> {
-    let (language, first_encoded) = on_pool(|| choose_language(model, features, opts))?;
+    let (language, first_encoded) = choose_language(model, features, opts)?;
     if !emit(TranscriptEvent::Started { language: language.clone(), duration: features.duration }) {
         return Ok(());
     }
@@ -290,7 +289,7 @@ struct Transcription<'a> {
     next_id: usize,
     /// Where the last word ended (word timestamps).
     last_speech: f64,
-    cancelled: &'a (dyn Fn() -> bool + Sync),
+    cancelled: &'a dyn Fn() -> bool,
 }
 
 impl<'a> Transcription<'a> {
@@ -298,7 +297,7 @@ impl<'a> Transcription<'a> {
         model: &'a mut WhisperModel,
         opts: &'a WhisperOptions,
         language: String,
-        cancelled: &'a (dyn Fn() -> bool + Sync),
+        cancelled: &'a dyn Fn() -> bool,
     ) -> Result<Self, Error> {
         let tok = &model.tokenizer;
         let translate = tok.multilingual && opts.task == Task::Translate;
@@ -348,15 +347,11 @@ impl<'a> Transcription<'a> {
                 return Ok(());
             }
             let window = Window::at(seek, features);
-            let first = first_encoded.take().filter(|_| seek == 0);
-            let decoded = on_pool(|| {
-                let encoded = match first {
-                    Some(e) => e,
-                    None => self.model.encode(&features.window(self.model.mel.n_mels(), window)).map_err(internal)?,
-                };
-                self.decode_window(window, &encoded)
-            });
-            let Some((next, segments)) = decoded? else { return Ok(()) };
+            let encoded = match first_encoded.take().filter(|_| seek == 0) {
+                Some(e) => e,
+                None => self.model.encode(&features.window(self.model.mel.n_mels(), window)).map_err(internal)?,
+            };
+            let Some((next, segments)) = self.decode_window(window, &encoded)? else { return Ok(()) };
             seek = next;
             for segment in segments {
                 if !emit(TranscriptEvent::Segment(segment)) {
