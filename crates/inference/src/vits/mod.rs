@@ -332,19 +332,20 @@ impl Vits {
         Ok(Some(Latent { frames: frames.len(), z_p, z: OnceLock::new(), g }))
     }
 
-    /// Latent frames `range` (`[1, inter, len]`) out of the flow: a short range at the start
-    /// of a long utterance through the flow over the range and its receptive field alone (the
-    /// first piece of a streamed sentence, out sooner), anything else from the whole
-    /// utterance's flow, run once.
+    /// Latent frames `range` (`[1, inter, len]`) out of the flow: a range at the start of the
+    /// utterance whose span with its receptive field is at most two thirds of the utterance
+    /// through the flow over that span alone (the first piece of a streamed sentence, out
+    /// sooner: a third of the flow's time or more off the first audio, for at most two thirds
+    /// of a flow's work more in all), anything else from the whole utterance's flow, run once.
     fn latent_frames(&self, latent: &Latent, range: std::ops::Range<usize>) -> Result<Tensor, VoiceError> {
         let len = range.end - range.start;
         if let Some(z) = latent.z.get() {
             return Ok(z.narrow(2, range.start, len)?);
         }
         let context = self.flow.context_frames();
-        if len + 2 * context < latent.frames / 2 {
-            let from = range.start.saturating_sub(context);
-            let to = (range.end + context).min(latent.frames);
+        let from = range.start.saturating_sub(context);
+        let to = (range.end + context).min(latent.frames);
+        if range.start == 0 && 3 * (to - from) <= 2 * latent.frames {
             let z = self.flow.reverse(&latent.z_p.narrow(2, from, to - from)?.contiguous()?, latent.g.as_ref())?;
             return Ok(z.narrow(2, range.start - from, len)?);
         }
