@@ -77,8 +77,12 @@ impl PackedConv {
     /// The "same"-padded convolution of `input` (`[cin, len]`), with the leaky ReLU of `slope`
     /// applied to the input first, added to `base`: `[cout, len]`.
     pub fn apply(&self, input: &[f32], len: usize, slope: Option<f32>, base: Base) -> Vec<f32> {
-        let pad = (self.taps - 1) * self.dilation / 2;
-        self.apply_padded(input, len, pad, len, slope, base)
+        self.apply_padded(input, len, self.same_pad(), len, slope, base)
+    }
+
+    /// The left padding that keeps the output as long as the input.
+    fn same_pad(&self) -> usize {
+        (self.taps - 1) * self.dilation / 2
     }
 
     /// `[cout, out_len]`: the convolution of `input` (`[cin, len]`) preceded by `left_pad` zeros
@@ -113,8 +117,7 @@ impl PackedConv {
     /// [`Self::apply`] into `out` (its earlier contents replaced), all on the calling thread:
     /// for callers that already run one task per thread, reusing their buffers.
     pub fn apply_serial_into(&self, input: &[f32], len: usize, slope: Option<f32>, base: Base, out: &mut Vec<f32>) {
-        let left_pad = (self.taps - 1) * self.dilation / 2;
-        self.run(&Source { input, len, left_pad, slope }, (len, None), base, out, false);
+        self.run(&Source { input, len, left_pad: self.same_pad(), slope }, (len, None), base, out, false);
     }
 
     /// The convolution into `out`, split into parallel tasks of (time blocks, channel blocks)
@@ -370,7 +373,7 @@ impl Phases {
     unsafe fn scatter(&self, row: usize, t0: usize, sums: &[f32], bias: Option<&[f32]>, out: SharedOut) {
         let (p, o) = (row / self.channels, row % self.channels);
         let b = bias.map_or(0.0, |b| b[o]);
-        let first = (self.shift.saturating_sub(p)).div_ceil(self.stride).saturating_sub(t0);
+        let first = self.shift.saturating_sub(p).div_ceil(self.stride).saturating_sub(t0);
         for (j, &v) in sums.iter().enumerate().skip(first) {
             let sample = (t0 + j) * self.stride + p - self.shift;
             if sample >= self.len {

@@ -187,18 +187,17 @@ impl Generator {
             for (j, (&k, dil)) in kernels.clone() {
                 resblocks.push(ResBlock::load(stage_vb(j), cfg.resblock, out, k, dil)?);
             }
-            // Winograd where it covers every convolution of the stage, else the direct kernel.
-            let mut fast = None;
-            for tile in [TileKind::Winograd, TileKind::Direct] {
-                let blocks = kernels
+            let load_stage = |tile: TileKind| {
+                kernels
                     .clone()
                     .map(|(j, (&k, dil))| FastResBlock::load(stage_vb(j), (cfg.resblock, tile), out, k, dil))
-                    .collect::<Result<Option<Vec<_>>>>()?;
-                if blocks.is_some() {
-                    fast = blocks;
-                    break;
-                }
-            }
+                    .collect::<Result<Option<Vec<_>>>>()
+            };
+            // Winograd where it covers every convolution of the stage, else the direct kernel.
+            let fast = match load_stage(TileKind::Winograd)? {
+                Some(blocks) => Some(blocks),
+                None => load_stage(TileKind::Direct)?,
+            };
             fast_stages.push(fast);
             ch = out;
         }

@@ -270,15 +270,8 @@ impl Vits {
 
     /// Waveform in [-1, 1] for one utterance of phoneme ids (Piper's BOS/pad/EOS included).
     pub fn synthesize(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
-        on_pool(|| self.synthesize_here(ids, scales, speaker))
-    }
-
-    fn synthesize_here(&self, ids: &[i64], scales: InferenceScales, speaker: i64) -> Result<Vec<f32>, VoiceError> {
         match self.latent(ids, scales, speaker)? {
-            Some(latent) => {
-                let z = self.latent_frames(&latent, 0..latent.frames)?;
-                Ok(self.dec.forward(&z, latent.g.as_ref())?.flatten_all()?.to_vec1()?)
-            }
+            Some(latent) => self.vocode(&latent, 0..latent.frames),
             None => Ok(Vec::new()),
         }
     }
@@ -369,9 +362,11 @@ impl Vits {
         let from = range.start.saturating_sub(context);
         let to = (end + context).min(latent.frames);
         let z = self.latent_frames(latent, from..to)?;
-        let audio: Vec<f32> = self.dec.forward(&z, latent.g.as_ref())?.flatten_all()?.to_vec1()?;
+        let mut audio: Vec<f32> = self.dec.forward(&z, latent.g.as_ref())?.flatten_all()?.to_vec1()?;
         let hop = audio.len() / (to - from);
-        Ok(audio[(range.start - from) * hop..(end - from) * hop].to_vec())
+        audio.truncate((end - from) * hop);
+        audio.drain(..(range.start - from) * hop);
+        Ok(audio)
     }
 }
 

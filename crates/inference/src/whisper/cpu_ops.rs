@@ -197,10 +197,8 @@ fn on_cpu_f32(x: &Tensor) -> bool {
 /// computation only (an encoder pass, a decoder call, a sentence's stage): a worker waiting on
 /// its own tasks may take up another such piece from the pool's queue meanwhile, and a worker
 /// that blocks (on a channel, say) holds one of the pool's threads.
+/// On a worker already, `f` runs in place.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    if rayon::current_thread_index().is_some() {
-        return f();
-    }
     rayon::scope(|_| f())
 }
 
