@@ -1,6 +1,9 @@
 //! Speed of Piper voice synthesis beside piper-tts (onnxruntime) on the same voice and texts:
 //! time per synthesis of a short and a long text (and real-time factor), time to the first
-//! streamed chunk of a three-sentence paragraph, peak memory. piper-tts runs as a child process
+//! chunk of a three-sentence paragraph, peak memory. The first chunk is timed twice: with each
+//! sentence peak-normalised (both sides' default: the first sentence whole), and without
+//! (smai's streaming default, as its WebSocket speaks: the first piece of the first sentence;
+//! piper-tts with `normalize_audio=False`, still the first sentence whole). piper-tts runs as a child process
 //! (`examples/piper_tts_bench.py`); rounds alternate the two sides since the machine may be busy.
 //!
 //!     pip install piper-tts==1.8.0
@@ -57,14 +60,16 @@ struct Figures {
     short: Timing,
     long: Timing,
     first_chunk_s: f64,
+    /// Without peak normalisation.
+    first_streamed_s: f64,
     peak_rss_mib: f64,
 }
 
 fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {
-    let options = SpeechOptions { voice: "joe".into(), speed: 1.0, normalize: true };
-    let run = |text: &str| -> (f64, f64, f64) {
+    let options = |normalize: bool| SpeechOptions { voice: "joe".into(), speed: 1.0, normalize };
+    let run = |text: &str, normalize: bool| -> (f64, f64, f64) {
         let start = Instant::now();
-        let mut stream = engine.synthesize(text.to_string(), options.clone()).expect("synthesis starts");
+        let mut stream = engine.synthesize(text.to_string(), options(normalize)).expect("synthesis starts");
         let mut first = None;
         let (mut samples, mut rate) = (0usize, 1);
         while let Some(chunk) = stream.blocking_recv() {
@@ -75,11 +80,11 @@ fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {
         }
         (start.elapsed().as_secs_f64(), first.unwrap_or(f64::NAN), samples as f64 / rate as f64)
     };
-    run(&texts.short); // warm-up
+    run(&texts.short, true); // warm-up
     let timing = |text: &str| {
         let (mut seconds, mut audio_seconds) = (0.0, 0.0);
         for _ in 0..texts.repeats {
-            let (s, _, a) = run(text);
+            let (s, _, a) = run(text, true);
             seconds += s;
             audio_seconds += a;
         }
@@ -87,9 +92,13 @@ fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {
         Timing { seconds: seconds / n, audio_seconds: audio_seconds / n }
     };
     let (short, long) = (timing(&texts.short), timing(&texts.long));
-    let mut firsts: Vec<f64> = (0..texts.repeats).map(|_| run(&texts.paragraph).1).collect();
-    firsts.sort_by(f64::total_cmp);
-    Figures { load_s, short, long, first_chunk_s: firsts[firsts.len() / 2], peak_rss_mib: peak_rss_mib() }
+    let first = |normalize: bool| {
+        let mut firsts: Vec<f64> = (0..texts.repeats).map(|_| run(&texts.paragraph, normalize).1).collect();
+        firsts.sort_by(f64::total_cmp);
+        firsts[firsts.len() / 2]
+    };
+    let (first_chunk_s, first_streamed_s) = (first(true), first(false));
+    Figures { load_s, short, long, first_chunk_s, first_streamed_s, peak_rss_mib: peak_rss_mib() }
 }
 
 fn piper(args: &Args) -> Figures {
@@ -105,7 +114,7 @@ fn piper(args: &Args) -> Figures {
 fn print(name: &str, f: &Figures) {
     println!(
         "  {name:<10} short {:.3} s ({:.2} s audio, RTF {:.3})  long {:.3} s ({:.2} s audio, RTF {:.3})  \
-         first chunk {:.3} s  load {:.2} s  peak RSS {:.0} MiB",
+         first chunk {:.3} s (not normalized {:.3} s)  load {:.2} s  peak RSS {:.0} MiB",
         f.short.seconds,
         f.short.audio_seconds,
         f.short.seconds / f.short.audio_seconds,
@@ -113,6 +122,7 @@ fn print(name: &str, f: &Figures) {
         f.long.audio_seconds,
         f.long.seconds / f.long.audio_seconds,
         f.first_chunk_s,
+        f.first_streamed_s,
         f.load_s,
         f.peak_rss_mib
     );
@@ -133,7 +143,7 @@ fn main() {
         texts.repeats
     );
     let best = |a: f64, b: f64| a.min(b);
-    let (mut short, mut long, mut first) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut short, mut long, mut first, mut streamed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for round in 0..args.rounds.max(1) {
         println!("round {}", round + 1);
         let theirs = (!args.ours_only && round % 2 == 1).then(|| piper(&args));
@@ -145,9 +155,10 @@ fn main() {
             short.push(mine.short.seconds / t.short.seconds);
             long.push(mine.long.seconds / t.long.seconds);
             first.push(mine.first_chunk_s / t.first_chunk_s);
+            streamed.push(mine.first_streamed_s / t.first_streamed_s);
             println!(
-                "  ratio smai/piper-tts: short {:.2}  long {:.2}  first chunk {:.2}",
-                short[round], long[round], first[round]
+                "  ratio smai/piper-tts: short {:.2}  long {:.2}  first chunk {:.2}  not normalized {:.2}",
+                short[round], long[round], first[round], streamed[round]
             );
         }
     }
@@ -156,14 +167,16 @@ fn main() {
         let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
         println!(
             "ratio smai/piper-tts over {} rounds: short mean {:.2} (best {:.2})  long mean {:.2} (best {:.2})  \
-             first chunk mean {:.2} (best {:.2})",
+             first chunk mean {:.2} (best {:.2})  not normalized mean {:.2} (best {:.2})",
             short.len(),
             mean(&short),
             lowest(&short),
             mean(&long),
             lowest(&long),
             mean(&first),
-            lowest(&first)
+            lowest(&first),
+            mean(&streamed),
+            lowest(&streamed)
         );
     }
 }
