@@ -3,13 +3,19 @@
 //! chunk of a three-sentence paragraph, peak memory. The first chunk is timed twice: with each
 //! sentence peak-normalised (both sides' default: the first sentence whole), and without
 //! (smai's streaming default, as its WebSocket speaks: the first piece of the first sentence;
-//! piper-tts with `normalize_audio=False`, still the first sentence whole). piper-tts runs as a child process
-//! (`examples/piper_tts_bench.py`); rounds alternate the two sides since the machine may be busy.
+//! piper-tts with `normalize_audio=False`, still the first sentence whole).
+//!
+//! piper-tts runs in a child process (`examples/piper_tts_bench.py`) that stays up and answers
+//! one synthesis at a time. Each measure is taken in pairs, the side going first alternating:
+//! two syntheses on one side, then two on the other. The first of a side's two runs right after
+//! the other side's work (as a server's request after another process has run), the second
+//! right after its own (as under steady load); both are reported. The machine may be shared,
+//! and a busy spell then slows both halves of a pair rather than one side's whole series. The
+//! ratio reported is the median of the pairs' ratios, with its quartiles and the ratio of the
+//! two sides' means.
 //!
 //!     pip install piper-tts==1.8.0
-//!     cargo run --release -p smai-tools --example tts_bench -- --rounds 2
-//!
-//! Texts and repeats are shared with the Python script through `bench_texts.json`.
+//!     cargo run --release -p smai-tools --example tts_bench -- --pairs 11
 
 use std::path::PathBuf;
 use std::process::Command;
@@ -21,14 +27,14 @@ use smai_core::{SpeechOptions, Synthesizer};
 use smai_inference::tts::voices::{model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 use smai_inference::whisper::ComputeTypes;
-use smai_tools::bench::peak_rss_mib;
+use smai_tools::bench::{peak_rss_mib, Side};
 use smai_tools::default_models_dir;
 
 #[derive(Parser)]
 struct Args {
-    /// Rounds; each measures both sides once.
-    #[arg(long, default_value_t = 2)]
-    rounds: usize,
+    /// Pairs per measure; each times two syntheses on each side.
+    #[arg(long, default_value_t = 11)]
+    pairs: usize,
     /// Only our side (for profiling).
     #[arg(long)]
     ours_only: bool,
@@ -45,87 +51,142 @@ struct Texts {
     short: String,
     long: String,
     paragraph: String,
-    repeats: usize,
 }
 
+/// One synthesis: its whole time, the time to its first chunk, and the audio it made.
 #[derive(serde::Deserialize, Clone, Copy)]
-struct Timing {
+struct Sample {
     seconds: f64,
+    first_s: f64,
     audio_seconds: f64,
 }
 
-#[derive(serde::Deserialize, Clone, Copy)]
-struct Figures {
-    load_s: f64,
-    short: Timing,
-    long: Timing,
-    first_chunk_s: f64,
-    /// Without peak normalisation.
-    first_streamed_s: f64,
-    peak_rss_mib: f64,
+/// What a measure synthesises and which of its times it reads.
+struct Measure<'a> {
+    name: &'static str,
+    text: &'a str,
+    normalize: bool,
+    first_chunk: bool,
 }
 
-fn ours(engine: &PiperSynthesizer, texts: &Texts, load_s: f64) -> Figures {
-    let options = |normalize: bool| SpeechOptions { voice: "joe".into(), speed: 1.0, normalize };
-    let run = |text: &str, normalize: bool| -> (f64, f64, f64) {
-        let start = Instant::now();
-        let mut stream = engine.synthesize(text.to_string(), options(normalize)).expect("synthesis starts");
-        let mut first = None;
-        let (mut samples, mut rate) = (0usize, 1);
-        while let Some(chunk) = stream.blocking_recv() {
-            let chunk = chunk.expect("chunk");
-            first.get_or_insert_with(|| start.elapsed().as_secs_f64());
-            samples += chunk.samples.len();
-            rate = chunk.sample_rate;
+impl Measure<'_> {
+    fn read(&self, sample: &Sample) -> f64 {
+        if self.first_chunk {
+            sample.first_s
+        } else {
+            sample.seconds
         }
-        (start.elapsed().as_secs_f64(), first.unwrap_or(f64::NAN), samples as f64 / rate as f64)
-    };
-    run(&texts.short, true); // warm-up
-    let timing = |text: &str| {
-        let (mut seconds, mut audio_seconds) = (0.0, 0.0);
-        for _ in 0..texts.repeats {
-            let (s, _, a) = run(text, true);
-            seconds += s;
-            audio_seconds += a;
-        }
-        let n = texts.repeats as f64;
-        Timing { seconds: seconds / n, audio_seconds: audio_seconds / n }
-    };
-    let (short, long) = (timing(&texts.short), timing(&texts.long));
-    let first = |normalize: bool| {
-        let mut firsts: Vec<f64> = (0..texts.repeats).map(|_| run(&texts.paragraph, normalize).1).collect();
-        firsts.sort_by(f64::total_cmp);
-        firsts[firsts.len() / 2]
-    };
-    let (first_chunk_s, first_streamed_s) = (first(true), first(false));
-    Figures { load_s, short, long, first_chunk_s, first_streamed_s, peak_rss_mib: peak_rss_mib() }
+    }
 }
 
-fn piper(args: &Args) -> Figures {
+fn synthesize_ours(engine: &PiperSynthesizer, text: &str, normalize: bool) -> Sample {
+    let options = SpeechOptions { voice: "joe".into(), speed: 1.0, normalize };
+    let start = Instant::now();
+    let mut stream = engine.synthesize(text.to_string(), options).expect("synthesis starts");
+    let mut first = None;
+    let (mut samples, mut rate) = (0usize, 1);
+    while let Some(chunk) = stream.blocking_recv() {
+        let chunk = chunk.expect("chunk");
+        first.get_or_insert_with(|| start.elapsed().as_secs_f64());
+        samples += chunk.samples.len();
+        rate = chunk.sample_rate;
+    }
+    Sample {
+        seconds: start.elapsed().as_secs_f64(),
+        first_s: first.unwrap_or(f64::NAN),
+        audio_seconds: samples as f64 / rate as f64,
+    }
+}
+
+/// piper-tts's side: `examples/piper_tts_bench.py` on the same voice file.
+fn start_peer(python: &str) -> Side {
     let onnx = model_path(&default_models_dir(), DEFAULT_MODEL);
     let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("examples/piper_tts_bench.py");
-    let out = Command::new(&args.python).arg(script).arg(onnx).output().expect("python runs");
-    assert!(out.status.success(), "piper-tts side failed: {}", String::from_utf8_lossy(&out.stderr));
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).expect("figures line");
-    serde_json::from_str(line).expect("figures")
+    let mut cmd = Command::new(python);
+    cmd.arg(script).arg(onnx);
+    Side::start("piper-tts", cmd).unwrap_or_else(|e| panic!("piper-tts side: {e}"))
 }
 
-fn print(name: &str, f: &Figures) {
+fn synthesize_peer(peer: &mut Side, text: &str, normalize: bool) -> Sample {
+    let request = serde_json::json!({ "text": text, "normalize": normalize });
+    peer.ask(&request).unwrap_or_else(|e| panic!("piper-tts side: {e}"))
+}
+
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    quantile(&sorted, 0.5)
+}
+
+/// A side's times of one measure: each pair's first synthesis, right after the other side's
+/// (whose work has taken the caches meanwhile, as another process would between two requests
+/// to a server), and its second, right after its own (as under steady load).
+#[derive(Default)]
+struct Runs {
+    after_other: Vec<f64>,
+    back_to_back: Vec<f64>,
+}
+
+impl Runs {
+    fn push(&mut self, mut twice: impl FnMut() -> f64) {
+        self.after_other.push(twice());
+        self.back_to_back.push(twice());
+    }
+}
+
+fn print_ratio(label: &str, mine: &[f64], theirs: &[f64]) -> f64 {
+    print!("    {label:<21} smai {:.3} s", median(mine));
+    if theirs.is_empty() {
+        println!();
+        return f64::NAN;
+    }
+    let mut ratios: Vec<f64> = mine.iter().zip(theirs).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     println!(
-        "  {name:<10} short {:.3} s ({:.2} s audio, RTF {:.3})  long {:.3} s ({:.2} s audio, RTF {:.3})  \
-         first chunk {:.3} s (not normalized {:.3} s)  load {:.2} s  peak RSS {:.0} MiB",
-        f.short.seconds,
-        f.short.audio_seconds,
-        f.short.seconds / f.short.audio_seconds,
-        f.long.seconds,
-        f.long.audio_seconds,
-        f.long.seconds / f.long.audio_seconds,
-        f.first_chunk_s,
-        f.first_streamed_s,
-        f.load_s,
-        f.peak_rss_mib
+        "  piper-tts {:.3} s  ratio {:.2} (quartiles {:.2}-{:.2}, of means {:.2})",
+        median(theirs),
+        quantile(&ratios, 0.5),
+        quantile(&ratios, 0.25),
+        quantile(&ratios, 0.75),
+        mean(mine) / mean(theirs)
     );
+    quantile(&ratios, 0.5)
+}
+
+/// Times one measure in pairs and prints its lines; returns the median ratios after the other
+/// side and back to back (NaN without a peer).
+fn run_measure(engine: &PiperSynthesizer, peer: &mut Option<Side>, measure: &Measure, pairs: usize) -> [f64; 2] {
+    let (mut mine, mut theirs, mut audio) = (Runs::default(), Runs::default(), 0.0);
+    for pair in 0..pairs {
+        let peer_first = pair % 2 == 1;
+        let mut peer_side = |peer: &mut Option<Side>| {
+            if let Some(p) = peer.as_mut() {
+                theirs.push(|| measure.read(&synthesize_peer(p, measure.text, measure.normalize)));
+            }
+        };
+        if peer_first {
+            peer_side(peer);
+        }
+        mine.push(|| {
+            let sample = synthesize_ours(engine, measure.text, measure.normalize);
+            audio = sample.audio_seconds;
+            measure.read(&sample)
+        });
+        if !peer_first {
+            peer_side(peer);
+        }
+    }
+    let audio_note = if measure.first_chunk { String::new() } else { format!(" ({audio:.2} s of audio)") };
+    println!("  {}{audio_note}", measure.name);
+    [
+        print_ratio("after the other side", &mine.after_other, &theirs.after_other),
+        print_ratio("back to back", &mine.back_to_back, &theirs.back_to_back),
+    ]
 }
 
 fn main() {
@@ -136,47 +197,41 @@ fn main() {
         PiperSynthesizer::load_as(&VoicesConfig::default(), &default_models_dir(), &Device::Cpu, 4, &args.compute_type)
             .unwrap_or_else(|e| panic!("{e}: {:?}", e.detail));
     let load_s = started.elapsed().as_secs_f64();
+    let mut peer = (!args.ours_only).then(|| start_peer(&args.python));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "tts bench: voice {DEFAULT_MODEL} ({}), {} repeats per text, {threads} cores",
+        "tts bench: voice {DEFAULT_MODEL} ({}), {} pairs per measure, {threads} cores; medians",
         args.compute_type.for_model(DEFAULT_MODEL),
-        texts.repeats
+        args.pairs
     );
-    let best = |a: f64, b: f64| a.min(b);
-    let (mut short, mut long, mut first, mut streamed) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-    for round in 0..args.rounds.max(1) {
-        println!("round {}", round + 1);
-        let theirs = (!args.ours_only && round % 2 == 1).then(|| piper(&args));
-        let mine = ours(&engine, &texts, load_s);
-        let theirs = theirs.or_else(|| (!args.ours_only).then(|| piper(&args)));
-        print("smai", &mine);
-        if let Some(t) = theirs {
-            print("piper-tts", &t);
-            short.push(mine.short.seconds / t.short.seconds);
-            long.push(mine.long.seconds / t.long.seconds);
-            first.push(mine.first_chunk_s / t.first_chunk_s);
-            streamed.push(mine.first_streamed_s / t.first_streamed_s);
-            println!(
-                "  ratio smai/piper-tts: short {:.2}  long {:.2}  first chunk {:.2}  not normalized {:.2}",
-                short[round], long[round], first[round], streamed[round]
-            );
+    let measures = [
+        Measure { name: "short sentence", text: &texts.short, normalize: true, first_chunk: false },
+        Measure { name: "long text", text: &texts.long, normalize: true, first_chunk: false },
+        Measure { name: "first chunk", text: &texts.paragraph, normalize: true, first_chunk: true },
+        Measure { name: "first chunk, not normalized", text: &texts.paragraph, normalize: false, first_chunk: true },
+    ];
+    for measure in &measures {
+        // Warm-up, not counted.
+        synthesize_ours(&engine, measure.text, measure.normalize);
+        if let Some(p) = peer.as_mut() {
+            synthesize_peer(p, measure.text, measure.normalize);
         }
     }
-    if !short.is_empty() {
-        let lowest = |v: &[f64]| v.iter().copied().fold(f64::INFINITY, best);
-        let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
-        println!(
-            "ratio smai/piper-tts over {} rounds: short mean {:.2} (best {:.2})  long mean {:.2} (best {:.2})  \
-             first chunk mean {:.2} (best {:.2})  not normalized mean {:.2} (best {:.2})",
-            short.len(),
-            mean(&short),
-            lowest(&short),
-            mean(&long),
-            lowest(&long),
-            mean(&first),
-            lowest(&first),
-            mean(&streamed),
-            lowest(&streamed)
-        );
+    let ratios: Vec<[f64; 2]> =
+        measures.iter().map(|m| run_measure(&engine, &mut peer, m, args.pairs.max(1))).collect();
+    print!("  load {load_s:.2} s, peak RSS {:.0} MiB", peak_rss_mib());
+    match peer.as_mut() {
+        Some(p) => {
+            let rss = p.peak_rss_mib().unwrap_or(f64::NAN);
+            println!("; piper-tts load {:.2} s, peak RSS {rss:.0} MiB", p.load_s)
+        }
+        None => println!(),
+    }
+    if peer.is_some() {
+        for (i, label) in ["after the other side", "back to back"].iter().enumerate() {
+            let line: Vec<String> =
+                measures.iter().zip(&ratios).map(|(m, r)| format!("{} {:.2}", m.name, r[i])).collect();
+            println!("ratio smai/piper-tts, {label} (median of {} pairs): {}", args.pairs, line.join(", "));
+        }
     }
 }

@@ -1,20 +1,25 @@
 //! `smai-tools asr-bench`: our engine and faster-whisper on the same dev files, same weights (the
 //! CTranslate2 directory both load) and the same decoding settings (float32 or int8, bfloat16
 //! against faster-whisper float32; greedy, temperature 0, no conditioning on previous text,
-//! English). Each side runs in its own child process so that load time, processing time and
-//! peak memory are measured the same way; the rounds alternate which side goes first, since
-//! the machine may be shared and noisy.
+//! English). Each side runs in its own child process, started once per model, so that load time
+//! and peak memory are measured the same way; the children then transcribe one file at a time
+//! on request: a block of files (`--block`, one by default) on one side, then on the other, the
+//! side going first alternating, and each file's two times make a pair. The machine may be
+//! shared and noisy, and a busy spell then slows both halves of a pair rather than one side's
+//! whole series.
 
 use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;
+use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
 use smai_inference::whisper::{ComputeType, WhisperModel, WhisperOptions};
-use std::path::PathBuf;
-use std::process::Command;
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
 use std::time::Instant;
 
-/// Set in the child process that runs our side of one round (value: the model id).
+/// Set in the child process that runs our side (value: the model id).
 const CHILD_ENV: &str = "SMAI_ASR_BENCH_CHILD";
 
 #[derive(Debug, Clone, Args)]
@@ -25,9 +30,14 @@ pub struct AsrBenchArgs {
     /// The first N files of the dev manifest.
     #[arg(long, default_value_t = 10)]
     pub files: usize,
-    /// Rounds per model; each round runs both sides once, alternating which goes first.
+    /// Rounds per model; each transcribes every file once on each side.
     #[arg(long, default_value_t = 2)]
     pub rounds: usize,
+    /// Files each side transcribes in a row before the other takes its turn: 1 runs each file
+    /// right after the other side's work (as a server's request after another process has
+    /// run), the number of files runs each side's round under steady load.
+    #[arg(long, default_value_t = 1)]
+    pub block: usize,
     /// Beams of the search on both sides (1: greedy; 5 is faster-whisper's and our default).
     #[arg(long, default_value_t = 1)]
     pub beam_size: usize,
@@ -55,15 +65,33 @@ pub struct AsrBenchArgs {
     pub script: PathBuf,
 }
 
-/// What one side reports for one round.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct SideRun {
-    pub load_s: f64,
-    pub process_s: f64,
-    pub audio_s: f64,
-    pub peak_rss_mib: f64,
-    pub texts: Vec<String>,
+/// A request to a side's child: transcribe a file, or report peak memory.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Request {
+    File(PathBuf),
+    PeakRss,
 }
+
+#[derive(Debug, Deserialize)]
+struct Loaded {
+    load_s: f64,
+}
+
+/// One file transcribed by one side.
+#[derive(Debug, Serialize, Deserialize)]
+struct Transcribed {
+    seconds: f64,
+    text: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PeakRss {
+    peak_rss_mib: f64,
+}
+
+/// What [`Side::ask`] sends for a side's peak memory (`{"peak_rss_mib": ...}` comes back).
+const PEAK_RSS: &str = "peak_rss";
 
 /// Peak resident memory of this process (VmHWM), MiB.
 pub fn peak_rss_mib() -> f64 {
@@ -75,58 +103,103 @@ pub fn peak_rss_mib() -> f64 {
         .map_or(f64::NAN, |kb| kb / 1024.0)
 }
 
-/// Our side of a round, in the child process: load, transcribe, report on stdout.
-fn run_ours(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, Error> {
+fn say(value: &impl Serialize) -> Result<(), Error> {
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{}", serde_json::to_string(value).map_err(Error::internal)?).map_err(Error::internal)?;
+    out.flush().map_err(Error::internal)
+}
+
+/// Our side, in the child process: load, then answer requests from stdin until it closes.
+fn serve_ours(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
     let started = Instant::now();
     let dir = args.models_dir.join(model_id);
     let mut model =
         WhisperModel::load_as(model_id, &dir, &candle_core::Device::Cpu, args.compute_type).map_err(Error::internal)?;
-    let load_s = started.elapsed().as_secs_f64();
-    let mut rows = read_manifest(&args.eval_dir)?;
-    rows.truncate(args.files);
+    say(&serde_json::json!({ "load_s": started.elapsed().as_secs_f64() }))?;
     let opts = WhisperOptions { beam_size: args.beam_size, ..reference_options() };
-    let started = Instant::now();
-    let mut texts = Vec::new();
-    for row in &rows {
-        texts.push(transcribe_file(&mut model, &args.eval_dir.join(&row.path), &opts)?.text);
+    for line in std::io::stdin().lines() {
+        match serde_json::from_str(&line.map_err(Error::internal)?).map_err(Error::internal)? {
+            Request::File(path) => {
+                let started = Instant::now();
+                let text = transcribe_file(&mut model, &path, &opts)?.text;
+                say(&Transcribed { seconds: started.elapsed().as_secs_f64(), text })?;
+            }
+            Request::PeakRss => say(&serde_json::json!({ "peak_rss_mib": peak_rss_mib() }))?,
+        }
     }
-    Ok(SideRun {
-        load_s,
-        process_s: started.elapsed().as_secs_f64(),
-        audio_s: rows.iter().map(|r| r.duration).sum(),
-        peak_rss_mib: peak_rss_mib(),
-        texts,
-    })
+    Ok(())
 }
 
-/// Runs a child and reads the JSON line it prints last.
-fn run_child(mut cmd: Command, what: &str) -> Result<SideRun, Error> {
-    let out = cmd.output().map_err(|e| Error::internal(format!("{what}: {e}")))?;
-    if !out.status.success() {
-        return Err(Error::internal(format!("{what} failed: {}", String::from_utf8_lossy(&out.stderr))));
-    }
-    let stdout = String::from_utf8_lossy(&out.stdout);
-    let line = stdout.lines().rev().find(|l| l.starts_with('{')).unwrap_or_default();
-    serde_json::from_str(line).map_err(|e| Error::internal(format!("{what} output: {e}: {stdout}")))
+/// A bench side's child process, one JSON request per line in and one JSON answer per line out,
+/// the first line out `{"load_s": ...}` once its model is loaded; `"peak_rss"` asks for its
+/// peak memory. Killed when dropped.
+pub struct Side {
+    pub name: &'static str,
+    child: Child,
+    input: ChildStdin,
+    output: BufReader<ChildStdout>,
+    /// Its model's load time, as it reported.
+    pub load_s: f64,
 }
 
-fn ours_child(model_id: &str) -> Result<SideRun, Error> {
-    let exe = std::env::current_exe().map_err(Error::internal)?;
-    let mut cmd = Command::new(exe);
+impl Side {
+    pub fn start(name: &'static str, mut cmd: Command) -> Result<Side, Error> {
+        let mut child = cmd
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .map_err(|e| Error::internal(format!("{name}: {e}")))?;
+        let input = child.stdin.take().ok_or_else(|| Error::internal("no stdin"))?;
+        let output = BufReader::new(child.stdout.take().ok_or_else(|| Error::internal("no stdout"))?);
+        let mut side = Side { name, child, input, output, load_s: 0.0 };
+        side.load_s = side.answer::<Loaded>()?.load_s;
+        Ok(side)
+    }
+
+    fn answer<T: DeserializeOwned>(&mut self) -> Result<T, Error> {
+        let mut line = String::new();
+        self.output.read_line(&mut line).map_err(Error::internal)?;
+        serde_json::from_str(&line).map_err(|e| Error::internal(format!("{} stopped ({e}): {line:?}", self.name)))
+    }
+
+    pub fn ask<T: DeserializeOwned>(&mut self, request: &impl Serialize) -> Result<T, Error> {
+        let line = serde_json::to_string(request).map_err(Error::internal)?;
+        writeln!(self.input, "{line}").and_then(|_| self.input.flush()).map_err(Error::internal)?;
+        self.answer()
+    }
+
+    fn transcribe(&mut self, path: &Path) -> Result<Transcribed, Error> {
+        self.ask(&Request::File(path.to_path_buf()))
+    }
+
+    pub fn peak_rss_mib(&mut self) -> Result<f64, Error> {
+        Ok(self.ask::<PeakRss>(&PEAK_RSS)?.peak_rss_mib)
+    }
+}
+
+impl Drop for Side {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_ours(model_id: &str) -> Result<Side, Error> {
+    let mut cmd = Command::new(std::env::current_exe().map_err(Error::internal)?);
     cmd.args(std::env::args_os().skip(1)).env(CHILD_ENV, model_id);
-    run_child(cmd, "our side")
+    Side::start("smai", cmd)
 }
 
-fn faster_whisper_child(args: &AsrBenchArgs, model_id: &str) -> Result<SideRun, Error> {
+fn start_faster_whisper(args: &AsrBenchArgs, model_id: &str) -> Result<Side, Error> {
     let mut cmd = Command::new(&args.python);
     // CTranslate2's OpenMP threads spin while waiting by default, which collapses on a busy
     // machine (several times slower); passive waiting gives it its best time here.
     if std::env::var_os("OMP_WAIT_POLICY").is_none() {
         cmd.env("OMP_WAIT_POLICY", "PASSIVE");
     }
-    cmd.arg(&args.script).arg(args.models_dir.join(model_id)).arg(&args.eval_dir).arg(args.files.to_string());
+    cmd.arg(&args.script).arg(args.models_dir.join(model_id));
     cmd.arg(args.beam_size.to_string()).arg(peer_compute_type(args).name());
-    run_child(cmd, "faster-whisper side")
+    Side::start("faster-whisper", cmd)
 }
 
 fn peer_compute_type(args: &AsrBenchArgs) -> ComputeType {
@@ -136,64 +209,126 @@ fn peer_compute_type(args: &AsrBenchArgs) -> ComputeType {
     }
 }
 
-fn summarize(name: &str, runs: &[SideRun]) -> (f64, f64) {
-    let best = runs.iter().map(|r| r.process_s).fold(f64::INFINITY, f64::min);
-    let mean = runs.iter().map(|r| r.process_s).sum::<f64>() / runs.len() as f64;
-    let audio = runs[0].audio_s;
-    let rss = runs.iter().map(|r| r.peak_rss_mib).fold(0.0, f64::max);
-    let load = runs.iter().map(|r| r.load_s).fold(f64::INFINITY, f64::min);
-    println!(
-        "  {name:<15} process best {best:7.2} s  mean {mean:7.2} s  RTF {:.4}  load {load:.2} s  peak RSS {rss:.0} MiB",
-        best / audio
-    );
-    (best, mean)
+/// One side's seconds per file, in the order the pairs ran, and its texts of the first round.
+#[derive(Default)]
+struct Series {
+    seconds: Vec<f64>,
+    texts: Vec<String>,
 }
 
-/// Entry point: in the child it runs our side, otherwise it orchestrates and prints the table.
+fn quantile(sorted: &[f64], q: f64) -> f64 {
+    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// Runs the rounds: `block` files on one side, then the same files on the other, the side going
+/// first alternating; each file's times on the two sides make a pair.
+fn run_pairs(sides: &mut [Side], files: &[PathBuf], rounds: usize, block: usize) -> Result<Vec<Series>, Error> {
+    for side in sides.iter_mut() {
+        side.transcribe(&files[0])?; // warm-up, not counted
+    }
+    let mut series: Vec<Series> = sides.iter().map(|_| Series::default()).collect();
+    let mut turn = 0;
+    for round in 0..rounds {
+        for chunk in files.chunks(block.max(1)) {
+            let mut done: Vec<Vec<Transcribed>> = sides.iter().map(|_| Vec::new()).collect();
+            let mut order: Vec<usize> = (0..sides.len()).collect();
+            if turn % 2 == 1 {
+                order.reverse();
+            }
+            turn += 1;
+            for k in order {
+                for file in chunk {
+                    done[k].push(sides[k].transcribe(file)?);
+                }
+            }
+            for (s, done) in series.iter_mut().zip(done) {
+                for t in done {
+                    s.seconds.push(t.seconds);
+                    if round == 0 {
+                        s.texts.push(t.text);
+                    }
+                }
+            }
+        }
+    }
+    Ok(series)
+}
+
+fn summarize(side: &mut Side, series: &Series, rounds: usize, audio_s: f64) -> Result<(), Error> {
+    let per_round: f64 = series.seconds.iter().sum::<f64>() / rounds as f64;
+    let rss = side.peak_rss_mib()?;
+    println!(
+        "  {:<15} process {per_round:7.2} s per round (mean)  RTF {:.4}  load {:.2} s  peak RSS {rss:.0} MiB",
+        side.name,
+        per_round / audio_s,
+        side.load_s
+    );
+    Ok(())
+}
+
+fn print_ratio(ours: &Series, theirs: &Series, rounds: usize) {
+    let mut ratios: Vec<f64> = ours.seconds.iter().zip(&theirs.seconds).map(|(a, b)| a / b).collect();
+    ratios.sort_by(f64::total_cmp);
+    let files = ours.texts.len();
+    let round_ratios: Vec<f64> = (0..rounds)
+        .map(|r| {
+            let sum = |s: &Series| s.seconds[r * files..(r + 1) * files].iter().sum::<f64>();
+            sum(ours) / sum(theirs)
+        })
+        .collect();
+    let (low, high) = round_ratios.iter().fold((f64::INFINITY, 0.0f64), |(l, h), &r| (l.min(r), h.max(r)));
+    let same = ours.texts.iter().zip(&theirs.texts).filter(|(a, b)| a == b).count();
+    println!(
+        "  ratio smai/faster-whisper: {:.2} (median of {} pairs, quartiles {:.2}-{:.2}; of sums {:.2}, rounds \
+         {low:.2}-{high:.2})  (identical texts: {same} of {files})",
+        quantile(&ratios, 0.5),
+        ratios.len(),
+        quantile(&ratios, 0.25),
+        quantile(&ratios, 0.75),
+        ours.seconds.iter().sum::<f64>() / theirs.seconds.iter().sum::<f64>(),
+    );
+}
+
+fn compare_model(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
+    let mut rows = read_manifest(&args.eval_dir)?;
+    rows.truncate(args.files.max(1));
+    let files: Vec<PathBuf> = rows.iter().map(|r| args.eval_dir.join(&r.path)).collect();
+    let audio_s: f64 = rows.iter().map(|r| r.duration).sum();
+    let mut sides = vec![start_ours(model_id)?];
+    if !args.ours_only {
+        sides.push(start_faster_whisper(args, model_id)?);
+    }
+    let rounds = args.rounds.max(1);
+    let series = run_pairs(&mut sides, &files, rounds, args.block)?;
+    println!("{model_id}: {audio_s:.1} s of audio in {} files", files.len());
+    for (side, s) in sides.iter_mut().zip(&series) {
+        summarize(side, s, rounds, audio_s)?;
+    }
+    if let [ours, theirs] = &series[..] {
+        print_ratio(ours, theirs, rounds);
+    }
+    Ok(())
+}
+
+/// Entry point: in the child it serves our side, otherwise it orchestrates and prints the table.
 pub fn run_asr_bench(args: AsrBenchArgs) -> Result<(), Error> {
     if let Ok(model_id) = std::env::var(CHILD_ENV) {
-        let run = run_ours(&args, &model_id)?;
-        println!("{}", serde_json::to_string(&run).map_err(Error::internal)?);
-        return Ok(());
+        return serve_ours(&args, &model_id);
     }
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let omp = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "asr bench: first {} dev files, {} rounds, {threads} cores, ours {} CPU, faster-whisper {} CPU, beam {}; \
-         faster-whisper OMP_WAIT_POLICY={omp}",
+        "asr bench: first {} dev files, {} rounds, blocks of {} files, {threads} cores, ours {} CPU, faster-whisper {} CPU, \
+         beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
         args.files,
         args.rounds,
+        args.block,
         args.compute_type.resolve(&candle_core::Device::Cpu),
         peer_compute_type(&args),
         args.beam_size
     );
     for model_id in &args.models {
-        let (mut ours, mut theirs) = (Vec::new(), Vec::new());
-        for round in 0..args.rounds.max(1) {
-            let ours_first = round % 2 == 0;
-            if ours_first || args.ours_only {
-                ours.push(ours_child(model_id)?);
-            }
-            if !args.ours_only {
-                theirs.push(faster_whisper_child(&args, model_id)?);
-                if !ours_first {
-                    ours.push(ours_child(model_id)?);
-                }
-            }
-        }
-        println!("{model_id}: {:.1} s of audio in {} files", ours[0].audio_s, ours[0].texts.len());
-        let (ours_best, ours_mean) = summarize("smai", &ours);
-        if theirs.is_empty() {
-            continue;
-        }
-        let (theirs_best, theirs_mean) = summarize("faster-whisper", &theirs);
-        let same = ours[0].texts.iter().zip(&theirs[0].texts).filter(|(a, b)| a == b).count();
-        println!(
-            "  ratio smai/faster-whisper: best {:.2}  mean {:.2}  (identical texts: {same} of {})",
-            ours_best / theirs_best,
-            ours_mean / theirs_mean,
-            ours[0].texts.len()
-        );
+        compare_model(&args, model_id)?;
     }
     Ok(())
 }
