@@ -184,7 +184,12 @@ fn run_measure(engine: &PiperSynthesizer, peer: &mut Option<Side>, measure: &Mea
     let audio_note = if measure.first_chunk { String::new() } else { format!(" ({audio:.2} s of audio)") };
     println!("  {}{audio_note}", measure.name);
     [
-        print_ratio("after the other side", &mine.after_other, &theirs.after_other),
+        // Without a peer the first run follows the last pair's second, not other work.
+        print_ratio(
+            if peer.is_some() { "after the other side" } else { "first of two" },
+            &mine.after_other,
+            &theirs.after_other,
+        ),
         print_ratio("back to back", &mine.back_to_back, &theirs.back_to_back),
     ]
 }
