@@ -27,7 +27,7 @@ use smai_core::{SpeechOptions, Synthesizer};
 use smai_inference::tts::voices::{model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 use smai_inference::whisper::ComputeTypes;
-use smai_tools::bench::{peak_rss_mib, Side};
+use smai_tools::bench::{median, peak_rss_mib, PairRatios, Side};
 use smai_tools::default_models_dir;
 
 #[derive(Parser)]
@@ -112,16 +112,6 @@ fn synthesize_peer(peer: &mut Side, text: &str, normalize: bool) -> Sample {
     peer.ask(&request).unwrap_or_else(|e| panic!("piper-tts side: {e}"))
 }
 
-fn quantile(sorted: &[f64], q: f64) -> f64 {
-    sorted[((sorted.len() - 1) as f64 * q).round() as usize]
-}
-
-fn median(values: &[f64]) -> f64 {
-    let mut sorted = values.to_vec();
-    sorted.sort_by(f64::total_cmp);
-    quantile(&sorted, 0.5)
-}
-
 /// A side's times of one measure: each pair's first synthesis, right after the other side's
 /// (whose work has taken the caches meanwhile, as another process would between two requests
 /// to a server), and its second, right after its own (as under steady load).
@@ -144,18 +134,16 @@ fn print_ratio(label: &str, mine: &[f64], theirs: &[f64]) -> f64 {
         println!();
         return f64::NAN;
     }
-    let mut ratios: Vec<f64> = mine.iter().zip(theirs).map(|(a, b)| a / b).collect();
-    ratios.sort_by(f64::total_cmp);
-    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let ratios = PairRatios::of(mine, theirs);
     println!(
         "  piper-tts {:.3} s  ratio {:.2} (quartiles {:.2}-{:.2}, of means {:.2})",
         median(theirs),
-        quantile(&ratios, 0.5),
-        quantile(&ratios, 0.25),
-        quantile(&ratios, 0.75),
-        mean(mine) / mean(theirs)
+        ratios.median,
+        ratios.quartiles.0,
+        ratios.quartiles.1,
+        ratios.of_totals
     );
-    quantile(&ratios, 0.5)
+    ratios.median
 }
 
 /// Times one measure in pairs and prints its lines; returns the median ratios after the other

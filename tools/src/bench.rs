@@ -73,7 +73,7 @@ enum Request {
     PeakRss,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct Loaded {
     load_s: f64,
 }
@@ -85,13 +85,10 @@ struct Transcribed {
     text: String,
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Serialize, Deserialize)]
 struct PeakRss {
     peak_rss_mib: f64,
 }
-
-/// What [`Side::ask`] sends for a side's peak memory (`{"peak_rss_mib": ...}` comes back).
-const PEAK_RSS: &str = "peak_rss";
 
 /// Peak resident memory of this process (VmHWM), MiB.
 pub fn peak_rss_mib() -> f64 {
@@ -115,7 +112,7 @@ fn serve_ours(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
     let dir = args.models_dir.join(model_id);
     let mut model =
         WhisperModel::load_as(model_id, &dir, &candle_core::Device::Cpu, args.compute_type).map_err(Error::internal)?;
-    say(&serde_json::json!({ "load_s": started.elapsed().as_secs_f64() }))?;
+    say(&Loaded { load_s: started.elapsed().as_secs_f64() })?;
     let opts = WhisperOptions { beam_size: args.beam_size, ..reference_options() };
     for line in std::io::stdin().lines() {
         match serde_json::from_str(&line.map_err(Error::internal)?).map_err(Error::internal)? {
@@ -124,7 +121,7 @@ fn serve_ours(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
                 let text = transcribe_file(&mut model, &path, &opts)?.text;
                 say(&Transcribed { seconds: started.elapsed().as_secs_f64(), text })?;
             }
-            Request::PeakRss => say(&serde_json::json!({ "peak_rss_mib": peak_rss_mib() }))?,
+            Request::PeakRss => say(&PeakRss { peak_rss_mib: peak_rss_mib() })?,
         }
     }
     Ok(())
@@ -173,7 +170,7 @@ impl Side {
     }
 
     pub fn peak_rss_mib(&mut self) -> Result<f64, Error> {
-        Ok(self.ask::<PeakRss>(&PEAK_RSS)?.peak_rss_mib)
+        Ok(self.ask::<PeakRss>(&Request::PeakRss)?.peak_rss_mib)
     }
 }
 
@@ -218,6 +215,34 @@ struct Series {
 
 fn quantile(sorted: &[f64], q: f64) -> f64 {
     sorted[((sorted.len() - 1) as f64 * q).round() as usize]
+}
+
+/// The median of `values` (not empty).
+pub fn median(values: &[f64]) -> f64 {
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    quantile(&sorted, 0.5)
+}
+
+/// Paired times compared, ours over theirs: the median of the pairs' ratios with its
+/// quartiles, and the ratio of the two sides' totals.
+pub struct PairRatios {
+    pub median: f64,
+    pub quartiles: (f64, f64),
+    pub of_totals: f64,
+}
+
+impl PairRatios {
+    /// From the two sides' times, pair by pair (same length, not empty).
+    pub fn of(ours: &[f64], theirs: &[f64]) -> PairRatios {
+        let mut ratios: Vec<f64> = ours.iter().zip(theirs).map(|(a, b)| a / b).collect();
+        ratios.sort_by(f64::total_cmp);
+        PairRatios {
+            median: quantile(&ratios, 0.5),
+            quartiles: (quantile(&ratios, 0.25), quantile(&ratios, 0.75)),
+            of_totals: ours.iter().sum::<f64>() / theirs.iter().sum::<f64>(),
+        }
+    }
 }
 
 /// Runs the rounds: `block` files on one side, then the same files on the other, the side going
@@ -267,8 +292,7 @@ fn summarize(side: &mut Side, series: &Series, rounds: usize, audio_s: f64) -> R
 }
 
 fn print_ratio(ours: &Series, theirs: &Series, rounds: usize) {
-    let mut ratios: Vec<f64> = ours.seconds.iter().zip(&theirs.seconds).map(|(a, b)| a / b).collect();
-    ratios.sort_by(f64::total_cmp);
+    let ratios = PairRatios::of(&ours.seconds, &theirs.seconds);
     let files = ours.texts.len();
     let round_ratios: Vec<f64> = (0..rounds)
         .map(|r| {
@@ -281,11 +305,11 @@ fn print_ratio(ours: &Series, theirs: &Series, rounds: usize) {
     println!(
         "  ratio smai/faster-whisper: {:.2} (median of {} pairs, quartiles {:.2}-{:.2}; of sums {:.2}, rounds \
          {low:.2}-{high:.2})  (identical texts: {same} of {files})",
-        quantile(&ratios, 0.5),
-        ratios.len(),
-        quantile(&ratios, 0.25),
-        quantile(&ratios, 0.75),
-        ours.seconds.iter().sum::<f64>() / theirs.seconds.iter().sum::<f64>(),
+        ratios.median,
+        ours.seconds.len(),
+        ratios.quartiles.0,
+        ratios.quartiles.1,
+        ratios.of_totals,
     );
 }
 
