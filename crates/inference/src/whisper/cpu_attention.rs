@@ -126,13 +126,14 @@ fn transposed_keys(k: &[f32], shape: HeadShape) -> (Vec<f32>, usize) {
     let HeadShape { h, s, dh, .. } = shape;
     let s_pad = s.div_ceil(KEY_BLOCK) * KEY_BLOCK;
     let mut kt = vec![0.0f32; h * dh * s_pad];
-    for (head, kt) in kt.chunks_exact_mut(dh * s_pad).enumerate() {
+    // One head per task: a serial pass here left the other threads idle.
+    kt.par_chunks_exact_mut(dh * s_pad).enumerate().for_each(|(head, kt)| {
         for (j, key) in k[head * s * dh..(head + 1) * s * dh].chunks_exact(dh).enumerate() {
             for (e, &x) in key.iter().enumerate() {
                 kt[e * s_pad + j] = x;
             }
         }
-    }
+    });
     (kt, s_pad)
 }
 

@@ -99,26 +99,38 @@ fn gelu_in_place_any(xs: &mut [f32]) {
 
 #[inline(always)]
 fn softmax_in_place_any(row: &mut [f32]) {
-    // Eight running maxima and sums so the reductions vectorise.
-    let mut lanes = [f32::NEG_INFINITY; 8];
-    let mut blocks = row.chunks_exact(8);
+    // Four vectors of running maxima: with one, each block's maximum would wait on the last.
+    // A plain comparison, where `f32::max` would add a NaN test to that chain (a NaN in the
+    // row gives NaN outputs either way).
+    let mut lanes = [[f32::NEG_INFINITY; 8]; 4];
+    let mut blocks = row.chunks_exact(32);
     for b in &mut blocks {
-        for (m, &v) in lanes.iter_mut().zip(b) {
-            *m = m.max(v);
+        for (lanes, b) in lanes.iter_mut().zip(b.chunks_exact(8)) {
+            for (m, &v) in lanes.iter_mut().zip(b) {
+                *m = if v > *m { v } else { *m };
+            }
         }
     }
-    let max = blocks.remainder().iter().fold(lanes.iter().copied().fold(f32::NEG_INFINITY, f32::max), |m, &v| m.max(v));
-    for v in row.iter_mut() {
+    let max = blocks
+        .remainder()
+        .iter()
+        .chain(lanes.as_flattened())
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    // Exponentials and their sum in one pass, sixteen running sums so it vectorises.
+    let mut sums = [0.0f32; 16];
+    let mut blocks = row.chunks_exact_mut(16);
+    for b in &mut blocks {
+        for (v, acc) in b.iter_mut().zip(sums.iter_mut()) {
+            *v = exp(*v - max);
+            *acc += *v;
+        }
+    }
+    let mut sum: f32 = 0.0;
+    for v in blocks.into_remainder() {
         *v = exp(*v - max);
+        sum += *v;
     }
-    let mut sums = [0.0f32; 8];
-    let mut blocks = row.chunks_exact(8);
-    for b in &mut blocks {
-        for (acc, &v) in sums.iter_mut().zip(b) {
-            *acc += v;
-        }
-    }
-    let sum: f32 = sums.iter().sum::<f32>() + blocks.remainder().iter().sum::<f32>();
+    let sum = sums.iter().sum::<f32>() + sum;
     let inv = 1.0 / sum;
     for v in row.iter_mut() {
         *v *= inv;
