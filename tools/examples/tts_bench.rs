@@ -7,9 +7,11 @@
 //!
 //! piper-tts runs in a child process (`examples/piper_tts_bench.py`) that stays up and answers
 //! one synthesis at a time. Each measure is taken in pairs, the side going first alternating:
-//! two syntheses on one side, then two on the other. The first of a side's two runs right after
-//! the other side's work (as a server's request after another process has run), the second
-//! right after its own (as under steady load); both are reported. The machine may be shared,
+//! two syntheses on one side, then two on the other. The first of a side's two runs after the
+//! other side's work (as a server's request after another process has run), the second right
+//! after its own (as under steady load); both are reported. Each side's turn starts after a
+//! quiet pause (`--settle-ms`, as `asr-bench`), so that it does not share the cores with the
+//! threads piper-tts's onnxruntime leaves spinning for a while after it answers. The machine may be shared,
 //! and a busy spell then slows both halves of a pair rather than one side's whole series. The
 //! ratio reported is the median of the pairs' ratios, with its quartiles and the ratio of the
 //! two sides' means.
@@ -27,7 +29,7 @@ use smai_core::{SpeechOptions, Synthesizer};
 use smai_inference::tts::voices::{model_path, DEFAULT_MODEL};
 use smai_inference::tts::{PiperSynthesizer, VoicesConfig};
 use smai_inference::whisper::ComputeTypes;
-use smai_tools::bench::{median, peak_rss_mib, PairRatios, Side};
+use smai_tools::bench::{median, peak_rss_mib, settle, PairRatios, Side, SETTLE_MS};
 use smai_tools::default_models_dir;
 
 #[derive(Parser)]
@@ -35,6 +37,9 @@ struct Args {
     /// Pairs per measure; each times two syntheses on each side.
     #[arg(long, default_value_t = 11)]
     pairs: usize,
+    /// Milliseconds of quiet before each side's turn (as `asr-bench`'s `--settle-ms`).
+    #[arg(long, default_value_t = SETTLE_MS)]
+    settle_ms: u64,
     /// Only our side (for profiling).
     #[arg(long)]
     ours_only: bool,
@@ -112,9 +117,10 @@ fn synthesize_peer(peer: &mut Side, text: &str, normalize: bool) -> Sample {
     peer.ask(&request).unwrap_or_else(|e| panic!("piper-tts side: {e}"))
 }
 
-/// A side's times of one measure: each pair's first synthesis, right after the other side's
-/// (whose work has taken the caches meanwhile, as another process would between two requests
-/// to a server), and its second, right after its own (as under steady load).
+/// A side's times of one measure: each pair's first synthesis, after the other side's and the
+/// pause (the other side's work has taken the caches meanwhile, as another process would
+/// between two requests to a server), and its second, right after its own (as under steady
+/// load).
 #[derive(Default)]
 struct Runs {
     after_other: Vec<f64>,
@@ -148,18 +154,20 @@ fn print_ratio(label: &str, mine: &[f64], theirs: &[f64]) -> f64 {
 
 /// Times one measure in pairs and prints its lines; returns the median ratios after the other
 /// side and back to back (NaN without a peer).
-fn run_measure(engine: &PiperSynthesizer, peer: &mut Option<Side>, measure: &Measure, pairs: usize) -> [f64; 2] {
+fn run_measure(engine: &PiperSynthesizer, peer: &mut Option<Side>, measure: &Measure, args: &Args) -> [f64; 2] {
     let (mut mine, mut theirs, mut audio) = (Runs::default(), Runs::default(), 0.0);
-    for pair in 0..pairs {
+    for pair in 0..args.pairs.max(1) {
         let peer_first = pair % 2 == 1;
         let mut peer_side = |peer: &mut Option<Side>| {
             if let Some(p) = peer.as_mut() {
+                settle(args.settle_ms);
                 theirs.push(|| measure.read(&synthesize_peer(p, measure.text, measure.normalize)));
             }
         };
         if peer_first {
             peer_side(peer);
         }
+        settle(args.settle_ms);
         mine.push(|| {
             let sample = synthesize_ours(engine, measure.text, measure.normalize);
             audio = sample.audio_seconds;
@@ -193,9 +201,11 @@ fn main() {
     let mut peer = (!args.ours_only).then(|| start_peer(&args.python));
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "tts bench: voice {DEFAULT_MODEL} ({}), {} pairs per measure, {threads} cores; medians",
+        "tts bench: voice {DEFAULT_MODEL} ({}), {} pairs per measure, {} ms pause before each turn, {threads} cores; \
+         medians",
         args.compute_type.for_model(DEFAULT_MODEL),
-        args.pairs
+        args.pairs,
+        args.settle_ms
     );
     let measures = [
         Measure { name: "short sentence", text: &texts.short, normalize: true, first_chunk: false },
@@ -210,8 +220,7 @@ fn main() {
             synthesize_peer(p, measure.text, measure.normalize);
         }
     }
-    let ratios: Vec<[f64; 2]> =
-        measures.iter().map(|m| run_measure(&engine, &mut peer, m, args.pairs.max(1))).collect();
+    let ratios: Vec<[f64; 2]> = measures.iter().map(|m| run_measure(&engine, &mut peer, m, &args)).collect();
     print!("  load {load_s:.2} s, peak RSS {:.0} MiB", peak_rss_mib());
     match peer.as_mut() {
         Some(p) => {

@@ -6,7 +6,8 @@
 //! on request: a block of files (`--block`, one by default) on one side, then on the other, the
 //! side going first alternating, and each file's two times make a pair. The machine may be
 //! shared and noisy, and a busy spell then slows both halves of a pair rather than one side's
-//! whole series.
+//! whole series. Each turn starts after a quiet pause (`--settle-ms`), so that it never shares
+//! the cores with threads the other process leaves spinning once it has answered.
 
 use crate::eval::{read_manifest, reference_options, transcribe_file};
 use clap::Args;
@@ -17,6 +18,7 @@ use smai_inference::whisper::{ComputeType, WhisperModel, WhisperOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Duration;
 use std::time::Instant;
 
 /// Set in the child process that runs our side (value: the model id).
@@ -38,6 +40,9 @@ pub struct AsrBenchArgs {
     /// run), the number of files runs each side's round under steady load.
     #[arg(long, default_value_t = 1)]
     pub block: usize,
+    /// Milliseconds of quiet before each side's turn (see [`SETTLE_MS`]).
+    #[arg(long, default_value_t = SETTLE_MS)]
+    pub settle_ms: u64,
     /// Beams of the search on both sides (1: greedy; 5 is faster-whisper's and our default).
     #[arg(long, default_value_t = 1)]
     pub beam_size: usize,
@@ -125,6 +130,18 @@ fn serve_ours(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
         }
     }
     Ok(())
+}
+
+/// Quiet time before each side's turn, by default. A peer's thread pool may keep its threads
+/// spinning after it has answered, waiting for more work: onnxruntime's (piper-tts) burn about
+/// 40 ms of a core that way on a 2-core machine. A turn started at once would share the cores
+/// with them, and its time would measure the peer's idle threads. The pause leaves the caches as
+/// the other side's work left them.
+pub const SETTLE_MS: u64 = 200;
+
+/// Waits `ms` milliseconds before a side's turn (see [`SETTLE_MS`]).
+pub fn settle(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
 }
 
 /// A bench side's child process, one JSON request per line in and one JSON answer per line out,
@@ -247,7 +264,8 @@ impl PairRatios {
 
 /// Runs the rounds: `block` files on one side, then the same files on the other, the side going
 /// first alternating; each file's times on the two sides make a pair.
-fn run_pairs(sides: &mut [Side], files: &[PathBuf], rounds: usize, block: usize) -> Result<Vec<Series>, Error> {
+fn run_pairs(sides: &mut [Side], files: &[PathBuf], rounds: usize, args: &AsrBenchArgs) -> Result<Vec<Series>, Error> {
+    let block = args.block;
     for side in sides.iter_mut() {
         side.transcribe(&files[0])?; // warm-up, not counted
     }
@@ -262,6 +280,7 @@ fn run_pairs(sides: &mut [Side], files: &[PathBuf], rounds: usize, block: usize)
             }
             turn += 1;
             for k in order {
+                settle(args.settle_ms);
                 for file in chunk {
                     done[k].push(sides[k].transcribe(file)?);
                 }
@@ -323,7 +342,7 @@ fn compare_model(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
         sides.push(start_faster_whisper(args, model_id)?);
     }
     let rounds = args.rounds.max(1);
-    let series = run_pairs(&mut sides, &files, rounds, args.block)?;
+    let series = run_pairs(&mut sides, &files, rounds, args)?;
     println!("{model_id}: {audio_s:.1} s of audio in {} files", files.len());
     for (side, s) in sides.iter_mut().zip(&series) {
         summarize(side, s, rounds, audio_s)?;
@@ -342,11 +361,12 @@ pub fn run_asr_bench(args: AsrBenchArgs) -> Result<(), Error> {
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let omp = std::env::var("OMP_WAIT_POLICY").unwrap_or_else(|_| "PASSIVE".into());
     println!(
-        "asr bench: first {} dev files, {} rounds, blocks of {} files, {threads} cores, ours {} CPU, faster-whisper {} CPU, \
-         beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
+        "asr bench: first {} dev files, {} rounds, blocks of {} files, {} ms pause before each turn, {threads} cores, \
+         ours {} CPU, faster-whisper {} CPU, beam {}; faster-whisper OMP_WAIT_POLICY={omp}",
         args.files,
         args.rounds,
         args.block,
+        args.settle_ms,
         args.compute_type.resolve(&candle_core::Device::Cpu),
         peer_compute_type(&args),
         args.beam_size
