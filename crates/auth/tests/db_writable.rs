@@ -39,6 +39,14 @@ async fn refused_when_locked(lock_folder: bool) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("keys.db");
     open_database(&path).await.unwrap().close().await;
+    // The pool's close can return before its connections' threads have closed them (the WAL
+    // files go with the last). A descriptor still open from them, opened writable before the
+    // lock, could serve the next open; so the test waits for them to go.
+    let wal = dir.path().join("keys.db-wal");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while wal.exists() && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    }
     let mut locked = vec![path.as_path()];
     if lock_folder {
         locked.push(dir.path());
