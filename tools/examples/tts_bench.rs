@@ -11,10 +11,10 @@
 //! other side's work (as a server's request after another process has run), the second right
 //! after its own (as under steady load); both are reported. Each side's turn starts after a
 //! quiet pause (`--settle-ms`, as `asr-bench`), so that it does not share the cores with the
-//! threads piper-tts's onnxruntime leaves spinning for a while after it answers. The machine may be shared,
-//! and a busy spell then slows both halves of a pair rather than one side's whole series. The
-//! ratio reported is the median of the pairs' ratios, with its quartiles and the ratio of the
-//! two sides' means.
+//! threads piper-tts's onnxruntime leaves spinning for a while after it answers. The machine may
+//! be shared, and a busy spell then slows both halves of a pair rather than one side's whole
+//! series. The ratio reported is the median of the pairs' ratios, with its quartiles and the
+//! ratio of the two sides' means.
 //!
 //!     pip install piper-tts==1.8.0
 //!     cargo run --release -p smai-tools --example tts_bench -- --pairs 11

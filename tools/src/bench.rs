@@ -18,8 +18,7 @@ use smai_inference::whisper::{ComputeType, WhisperModel, WhisperOptions};
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
-use std::time::Duration;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 /// Set in the child process that runs our side (value: the model id).
 const CHILD_ENV: &str = "SMAI_ASR_BENCH_CHILD";

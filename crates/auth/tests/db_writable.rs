@@ -4,6 +4,7 @@ use smai_auth::open_database;
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::Command;
+use std::time::{Duration, Instant};
 
 /// Makes `paths` unwritable: permission bits for an ordinary user; for root, whom they do not
 /// stop, the immutable attribute. Returns false where neither is possible.
@@ -43,9 +44,9 @@ async fn refused_when_locked(lock_folder: bool) {
     // files go with the last). A descriptor still open from them, opened writable before the
     // lock, could serve the next open; so the test waits for them to go.
     let wal = dir.path().join("keys.db-wal");
-    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-    while wal.exists() && std::time::Instant::now() < deadline {
-        tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while wal.exists() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
     let mut locked = vec![path.as_path()];
     if lock_folder {
