@@ -6,6 +6,7 @@ pub mod asr;
 pub mod audio;
 pub mod cpu_gemm;
 pub mod cpu_isa;
+pub mod cpu_pool;
 pub mod models;
 pub mod phonemize;
 pub mod runtime;

@@ -401,6 +401,7 @@ impl Voice {
         device: &Device,
         compute: ComputeType,
     ) -> Result<Self, VoiceError> {
+        crate::cpu_pool::init();
         let json_path = config_path.map(Path::to_path_buf).unwrap_or_else(|| {
             let mut p = onnx_path.as_os_str().to_owned();
             p.push(".json");

@@ -35,6 +35,7 @@ pub struct WhisperModel {
 impl WhisperModel {
     /// Loads `dir` (CTranslate2 or Hugging Face layout) plus `vocabulary.txt`.
     pub fn load(id: &str, dir: &Path, device: &Device) -> Result<Self, LoadError> {
+        crate::cpu_pool::init();
         let vocab_path = dir.join("vocabulary.txt");
         if !vocab_path.is_file() {
             return Err(LoadError::Missing(dir.display().to_string()));
