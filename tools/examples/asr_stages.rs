@@ -1,6 +1,7 @@
 //! Where our Whisper time goes, stage by stage, over the first N dev files (one 30 s window
 //! each for short files): audio decoding, log-mel, encoder, cross-attention keys/values, and
-//! the rest of greedy decoding (full transcription minus the stages measured alone).
+//! the rest of greedy decoding (full transcription minus the stages measured alone), with the
+//! number of decoder calls it made.
 //!
 //!     cargo run --release -p smai-tools --example asr_stages -- tiny.en 10 [float32|int8]
 
@@ -47,10 +48,13 @@ fn main() -> anyhow::Result<()> {
         t_total += t.elapsed().as_secs_f64();
     }
     let rest = t_total - t_mel - t_enc - t_cross;
+    let steps = model.decoder_steps();
     println!(
         "{model_id}, {} files: audio decode {t_decode:.3} s, mel {t_mel:.3} s, encoder {t_enc:.3} s, \
-              cross k/v {t_cross:.3} s, other decoding {rest:.3} s, transcribe total {t_total:.3} s",
-        rows.len()
+              cross k/v {t_cross:.3} s, other decoding {rest:.3} s ({steps} decoder steps, {:.2} ms each), \
+              transcribe total {t_total:.3} s",
+        rows.len(),
+        rest * 1e3 / steps.max(1) as f64
     );
     Ok(())
 }

@@ -1,18 +1,20 @@
 //! Unmasked multi-head attention for f32 tensors on the CPU in one pass: for each block of
 //! query rows and each head, scores = q k^T into a small scratch buffer, softmax in place,
 //! then scores v written into the head's columns of the output (with our kernels,
-//! `attention_kernels`, for many rows; with gemm for a decoding step's few). Compared with the
-//! same steps as candle tensor ops, it skips splitting the queries into heads and joining the
-//! heads back (two copies each), never holds all the scores at once, and runs blocks in
-//! parallel with single-threaded products instead of synchronising threads inside each
-//! product. The arithmetic is the same; only the order of the sums differs.
+//! `attention_kernels`, for many rows; with dot products and sums of value rows for a
+//! decoding step's few). Compared with the same steps as candle tensor ops, it skips splitting
+//! the queries into heads and joining the heads back (two copies each), never holds all the
+//! scores at once, and runs blocks in parallel with single-threaded products instead of
+//! synchronising threads inside each product. The arithmetic is the same; only the order of
+//! the sums differs.
 
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
 
 use super::attention_kernels::{self as kernels, KEY_BLOCK, ROW_BLOCK};
-use super::cpu_ops::{contiguous_f32, softmax_in_place};
+use super::cpu_linear::add_dot_products;
+use super::cpu_ops::{contiguous_f32, dispatch_isa, softmax_in_place};
 
 /// Scores of one block of rows for one head stay under this size, so they stay in cache.
 const BLOCK_BYTES: usize = 512 << 10;
@@ -23,37 +25,6 @@ struct Attention {
 
 thread_local! {
     static SCORES: RefCell<Vec<f32>> = const { RefCell::new(Vec::new()) };
-}
-
-/// `dst (m x n) = lhs (m x k) * rhs (k x n)`, each given by a pointer and its row and column
-/// strides, on the calling thread.
-///
-/// # Safety
-/// Every element the strides address must lie inside the pointed-to allocations, and `dst`
-/// must not overlap the inputs.
-#[allow(clippy::too_many_arguments)]
-unsafe fn matmul(
-    m: usize,
-    n: usize,
-    k: usize,
-    dst: *mut f32,
-    dst_rs: usize,
-    lhs: *const f32,
-    lhs_rs: usize,
-    lhs_cs: usize,
-    rhs: *const f32,
-    rhs_rs: usize,
-    rhs_cs: usize,
-) {
-    crate::cpu_gemm::gemm(
-        (m, n, k),
-        (dst, 1, dst_rs as isize),
-        false,
-        (lhs, lhs_cs as isize, lhs_rs as isize),
-        (rhs, rhs_cs as isize, rhs_rs as isize),
-        (0.0, 1.0),
-        gemm::Parallelism::None,
-    )
 }
 
 impl CustomOp3 for Attention {
@@ -164,7 +135,10 @@ fn attend_with_kernels(q: &[f32], kt: &[f32], s_pad: usize, v: &[f32], shape: He
 }
 
 /// A decoding step's few query rows per batch row (`b` of them, `q` is b x t x d): every
-/// (batch row, head) pair on its own, in parallel, with gemm products (which pad nothing).
+/// (batch row, head) pair on its own, in parallel. Each row's scores are dot products with
+/// the keys as they lie, and its result a sum of value rows, so that the keys and values (a
+/// window's 1500 per head, read at every step) stream through once, where a matrix product
+/// would first copy them into its packed layout.
 fn attend_few_rows<'a>(
     q: &[f32],
     b: usize,
@@ -181,17 +155,12 @@ fn attend_few_rows<'a>(
         let (kh, vh) = (&k[head * s * dh..(head + 1) * s * dh], &v[head * s * dh..(head + 1) * s * dh]);
         let q = &q[batch * t * d..(batch + 1) * t * d];
         SCORES.with_borrow_mut(|scores| {
-            scores.resize(t * s, 0.0);
-            // SAFETY: q's rows are t x d read at columns head*dh..+dh; kh and vh are s x dh;
-            // scores holds t x s; dst is t x dh. All are separate allocations.
-            unsafe {
-                matmul(t, s, dh, scores.as_mut_ptr(), s, q.as_ptr().add(head * dh), d, 1, kh.as_ptr(), 1, dh);
-            }
-            for row in scores.chunks_mut(s) {
-                softmax_in_place(row);
-            }
-            unsafe {
-                matmul(t, dh, s, dst.as_mut_ptr(), dh, scores.as_ptr(), s, 1, vh.as_ptr(), dh, 1);
+            scores.resize(s, 0.0);
+            for (row, out) in q.chunks_exact(d).zip(dst.chunks_exact_mut(dh)) {
+                scores.fill(0.0);
+                add_dot_products(scores, kh, &row[head * dh..(head + 1) * dh]);
+                softmax_in_place(scores);
+                weighted_sum(scores, vh, out);
             }
         });
     });
@@ -203,6 +172,38 @@ fn attend_few_rows<'a>(
         }
     }
     out
+}
+
+dispatch_isa! {
+    /// `out = sum_j weights[j] * rows_j` for the rows (`weights.len()` of `out.len()` values).
+    fn weighted_sum(weights: &[f32], rows: &[f32], out: &mut [f32]) => weighted_sum_any
+}
+
+/// Columns summed at a time: a whisper head's width, whose sums then stay in registers.
+const SUM_COLUMNS: usize = 64;
+
+#[inline(always)]
+fn weighted_sum_any(weights: &[f32], rows: &[f32], out: &mut [f32]) {
+    let width = out.len();
+    for (block, out) in out.chunks_mut(SUM_COLUMNS).enumerate() {
+        let first = block * SUM_COLUMNS;
+        let mut acc = [0.0f32; SUM_COLUMNS];
+        if out.len() == SUM_COLUMNS {
+            for (&w, row) in weights.iter().zip(rows.chunks_exact(width)) {
+                let row: &[f32; SUM_COLUMNS] = row[first..first + SUM_COLUMNS].try_into().expect("a whole block");
+                for (a, &x) in acc.iter_mut().zip(row) {
+                    *a = w.mul_add(x, *a);
+                }
+            }
+        } else {
+            for (&w, row) in weights.iter().zip(rows.chunks_exact(width)) {
+                for (a, &x) in acc.iter_mut().zip(&row[first..first + out.len()]) {
+                    *a = w.mul_add(x, *a);
+                }
+            }
+        }
+        out.copy_from_slice(&acc[..out.len()]);
+    }
 }
 
 /// softmax(q k^T) v over `heads` heads, for queries `q` (b, t, d) already scaled, and keys and
@@ -252,6 +253,35 @@ mod tests {
             assert!(diff < 1e-5, "b {b} t {t} s {s} heads {heads}: differs by {diff}");
         }
         Ok(())
+    }
+
+    #[test]
+    fn weighted_sums_are_bit_identical_at_every_isa_level() {
+        use crate::cpu_isa::{with_level, Isa};
+        // A whole block of columns and a partial one, as a head of 64 and of 37 are summed.
+        for width in [64, 37, 101] {
+            let n = 1500;
+            let weights: Vec<f32> = (0..n).map(|i| ((i * 7919) % 1009) as f32 * 1e-3).collect();
+            let rows: Vec<f32> = (0..n * width).map(|i| ((i * 104_729) % 997) as f32 * 1e-2 - 5.0).collect();
+            let run = |level| {
+                with_level(level, || {
+                    let mut out = vec![0.0f32; width];
+                    weighted_sum(&weights, &rows, &mut out);
+                    out
+                })
+            };
+            let scalar = run(Isa::Scalar);
+            // Against f64 sums, within float32 rounding of the terms' magnitudes.
+            for (c, &ours) in scalar.iter().enumerate() {
+                let terms = (0..n).map(|j| weights[j] as f64 * rows[j * width + c] as f64);
+                let (want, size) = terms.fold((0.0, 0.0), |(s, m), t| (s + t, m + t.abs()));
+                assert!((ours as f64 - want).abs() <= 1e-5 * size, "column {c}: {ours} against {want}");
+            }
+            for level in Isa::available() {
+                let out = run(level);
+                assert!(out.iter().zip(&scalar).all(|(a, b)| a.to_bits() == b.to_bits()), "{level:?}, width {width}");
+            }
+        }
     }
 
     #[test]
