@@ -179,7 +179,7 @@ dispatch_isa! {
     fn weighted_sum(weights: &[f32], rows: &[f32], out: &mut [f32]) => weighted_sum_any
 }
 
-/// Columns summed at a time: a whisper head's width, whose sums then stay in registers.
+/// Columns summed at a time: a Whisper head's width, whose sums then stay in registers.
 const SUM_COLUMNS: usize = 64;
 
 #[inline(always)]
