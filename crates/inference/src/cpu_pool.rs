@@ -15,13 +15,12 @@ use std::sync::Once;
 
 static INIT: Once = Once::new();
 
-/// Builds the pool, once per process; later calls do nothing. Called before a model's first
-/// parallel work (at load and by `on_pool`); a pool already built by then is kept as it is.
+/// Builds the pool, once per process; later calls do nothing. Called as a Whisper model or a
+/// voice starts loading, before its first parallel work; a pool already built by then is kept
+/// as it is.
 pub fn init() {
     INIT.call_once(|| {
-        let threads_set = std::env::var_os("RAYON_NUM_THREADS").is_some_and(|v| !v.is_empty());
-        let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let cpus = pinned_cpus(threads_set, allowed_cpus(), usable);
+        let cpus = planned_pinning();
         let mut builder = rayon::ThreadPoolBuilder::new();
         if let Some(cpus) = cpus.clone() {
             let count = cpus.len();
@@ -32,6 +31,14 @@ pub fn init() {
             Err(e) => tracing::debug!("compute pool already built, kept as it is: {e}"),
         }
     });
+}
+
+/// The CPUs `init` pins the workers to in this process's environment, or None where it leaves
+/// them unpinned ([`pinned_cpus`]).
+pub fn planned_pinning() -> Option<Vec<usize>> {
+    let threads_set = std::env::var_os("RAYON_NUM_THREADS").is_some_and(|v| !v.is_empty());
+    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
+    pinned_cpus(threads_set, allowed_cpus(), usable)
 }
 
 /// The CPUs to pin the workers to, one each: the CPUs the process may run on, where there are

@@ -2,14 +2,12 @@
 //! own, unless the worker count is set or a quota leaves fewer CPUs usable. Its own test
 //! binary, so that nothing builds rayon's pool before `init`.
 
-use smai_inference::cpu_pool::{allowed_cpus, init, pinned_cpus};
+use smai_inference::cpu_pool::{allowed_cpus, init, planned_pinning};
 
 #[test]
 fn workers_are_pinned_one_per_allowed_cpu_where_the_process_may_use_them_all() {
     let allowed = allowed_cpus();
-    let threads_set = std::env::var_os("RAYON_NUM_THREADS").is_some_and(|v| !v.is_empty());
-    let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let expected = pinned_cpus(threads_set, allowed.clone(), usable);
+    let expected = planned_pinning();
     init();
     let mut workers: Vec<Option<Vec<usize>>> = rayon::broadcast(|_| allowed_cpus());
     match expected {

@@ -211,7 +211,6 @@ fn on_cpu_f32(x: &Tensor) -> bool {
 /// that blocks (on a channel, say) holds one of the pool's threads.
 /// On a worker already, `f` runs in place.
 pub fn on_pool<R: Send>(f: impl FnOnce() -> R + Send) -> R {
-    crate::cpu_pool::init();
     rayon::scope(|_| f())
 }
 
