@@ -4,8 +4,8 @@
 //! to float with the bias added. With AVX-512 VNNI the products run on `vpdpbusd` (unsigned
 //! by signed bytes, four per lane), as oneDNN's kernels do: the input is shifted to unsigned
 //! (+128) and each output subtracts `128 * sum(w)`, computed at load. With AVX2 alone the same
-//! sums come from 16-bit products (`vpmaddwd`), elsewhere from plain code, so every level
-//! gives the same result bit for bit.
+//! sums come from `vpmaddubsw` on the input made signed again (`x86::panel_avx2`), elsewhere
+//! from plain code, so every level gives the same result bit for bit.
 
 use rayon::prelude::*;
 
@@ -144,7 +144,12 @@ impl QuantizedWeights {
                 return unsafe { x86::panel_vnni(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
             }
             if isa >= Isa::Avx2 {
-                return unsafe { x86::panel_avx2(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
+                // The panel's `128 * sum(w)`, zero for the padding columns.
+                let mut shift = [0i32; 2 * COLS];
+                let first = p * 2 * COLS;
+                let n = (2 * COLS).min(self.out_dim.saturating_sub(first));
+                shift[..n].copy_from_slice(&self.shift_sums[first..first + n]);
+                return unsafe { x86::panel_avx2(xq.as_ptr(), w.as_ptr(), k4, rows, &shift, out) };
             }
         }
         let _ = (isa, vnni);
@@ -222,34 +227,57 @@ mod x86 {
         }
     }
 
-    /// The same sums without VNNI: bytes widened to 16 bits and multiplied in pairs
-    /// (`vpmaddwd`, exact: a pair is at most 2 * 255 * 127), one row and 16 outputs at a time,
-    /// each register holding two partial sums of four outputs, added together at the end.
+    /// The same sums without VNNI, from `vpmaddubsw` (unsigned by signed bytes, products
+    /// summed in pairs to 16 bits) and `vpmaddwd` by ones (pairs of those to 32 bits). With
+    /// the unsigned input, a pair could reach 2 * 255 * 127 and saturate 16 bits; so each input
+    /// goes back to signed (x - 128, in -127..=127) and the pairs are |x| times w with x's sign,
+    /// at most 2 * 127 * 127: exact. Each output then gets its `128 * sum(w)` (`shift`) back,
+    /// so the sums are those of the unsigned input, as the other levels give. Two rows at a
+    /// time share each load of the weights. The 16-bit kernel this replaces (weights widened
+    /// with `vpmovsxbw`, one row at a time) ran slower than float32's products here.
     ///
     /// # Safety
     /// AVX2 present; bounds as [`panel_vnni`].
     #[target_feature(enable = "avx2")]
-    pub unsafe fn panel_avx2(xq: *const u8, w: *const i8, k4: usize, rows: usize, out: &mut [i32]) {
-        for r in 0..rows {
-            for half in 0..2 {
-                let wb = w.add(half * k4 * COLS * 4);
-                let mut acc = [_mm256_setzero_si256(); 4];
-                for k in 0..k4 {
-                    let x4 = xq.add((r * k4 + k) * 4).cast::<u32>().read_unaligned();
-                    // [x0, x1, x2, x3] as 16-bit lanes, four times over.
-                    let x = _mm256_cvtepu8_epi16(_mm_set1_epi32(x4 as i32));
-                    for (c, a) in acc.iter_mut().enumerate() {
-                        let w16 = _mm256_cvtepi8_epi16(_mm_loadu_si128(wb.add(k * COLS * 4 + c * 16).cast()));
-                        *a = _mm256_add_epi32(*a, _mm256_madd_epi16(w16, x));
-                    }
+    pub unsafe fn panel_avx2(xq: *const u8, w: *const i8, k4: usize, rows: usize, shift: &[i32], out: &mut [i32]) {
+        assert!(shift.len() == 2 * COLS && out.len() >= rows * 2 * COLS, "int8 panel bounds");
+        let mut r = 0;
+        while r < rows {
+            let (xq, out) = (xq.add(r * k4 * 4), out.as_mut_ptr().add(r * 2 * COLS));
+            if rows - r >= 2 {
+                rows_avx2::<2>(xq, w, k4, shift, out);
+                r += 2;
+            } else {
+                rows_avx2::<1>(xq, w, k4, shift, out);
+                r += 1;
+            }
+        }
+    }
+
+    /// `R` rows of [`panel_avx2`]: four registers of eight outputs per row.
+    #[target_feature(enable = "avx2")]
+    unsafe fn rows_avx2<const R: usize>(xq: *const u8, w: *const i8, k4: usize, shift: &[i32], out: *mut i32) {
+        let w1 = w.add(k4 * COLS * 4);
+        let (flip, ones) = (_mm256_set1_epi8(i8::MIN), _mm256_set1_epi16(1));
+        let mut acc = [[_mm256_setzero_si256(); 4]; R];
+        for k in 0..k4 {
+            let at = k * COLS * 4;
+            let ws = [w.add(at), w.add(at + 32), w1.add(at), w1.add(at + 32)].map(|p| _mm256_loadu_si256(p.cast()));
+            for (r, acc) in acc.iter_mut().enumerate() {
+                let x4 = xq.add((r * k4 + k) * 4).cast::<i32>().read_unaligned();
+                // Four inputs, signed again, in every 32-bit lane; their magnitudes.
+                let xs = _mm256_xor_si256(_mm256_set1_epi32(x4), flip);
+                let magnitudes = _mm256_sign_epi8(xs, xs);
+                for (a, &wv) in acc.iter_mut().zip(&ws) {
+                    let pairs = _mm256_maddubs_epi16(magnitudes, _mm256_sign_epi8(wv, xs));
+                    *a = _mm256_add_epi32(*a, _mm256_madd_epi16(pairs, ones));
                 }
-                // acc[c] holds outputs 4c..4c + 4 as pairs of partial sums; hadd joins pairs.
-                let lo = _mm256_hadd_epi32(acc[0], acc[1]);
-                let hi = _mm256_hadd_epi32(acc[2], acc[3]);
-                // lo: [o0 o1 o4 o5 | o2 o3 o6 o7] by 128-bit lane; pairs 0, 2, 1, 3 put them in order.
-                let dst = out.as_mut_ptr().add(r * 2 * COLS + half * COLS);
-                _mm256_storeu_si256(dst.cast(), _mm256_permute4x64_epi64(lo, 0xD8));
-                _mm256_storeu_si256(dst.add(8).cast(), _mm256_permute4x64_epi64(hi, 0xD8));
+            }
+        }
+        for (r, acc) in acc.iter().enumerate() {
+            for (c, &a) in acc.iter().enumerate() {
+                let back = _mm256_loadu_si256(shift.as_ptr().add(8 * c).cast());
+                _mm256_storeu_si256(out.add(r * 2 * COLS + 8 * c).cast(), _mm256_add_epi32(a, back));
             }
         }
     }
@@ -278,6 +306,29 @@ mod tests {
     #[test]
     fn every_level_gives_the_exact_quantised_products_and_stays_near_float() {
         check_packed(0.02, QuantizedWeights::new, |layer, x, b| layer.forward(x, b), reference);
+    }
+
+    #[test]
+    fn full_scale_products_of_one_sign_do_not_saturate() {
+        // Every input and weight quantises to +-127, signs matching or opposed: each pair of
+        // products is +-2 * 127 * 127, the most a 16-bit pair sum of the AVX2 kernel holds.
+        let (rows, in_dim, out_dim) = (3usize, 64usize, 40usize);
+        // Signs in runs of three along the input, the same for inputs and weights; row 1 of the
+        // input and every other output flipped whole.
+        let sign = |even: bool| if even { 1.0f32 } else { -1.0 };
+        let x: Vec<f32> = (0..rows * in_dim)
+            .map(|i| sign((i % in_dim / 3).is_multiple_of(2)) * sign(i / in_dim != 1) * 2.0)
+            .collect();
+        let w: Vec<f32> = (0..out_dim * in_dim)
+            .map(|i| sign((i % in_dim / 3).is_multiple_of(2)) * sign((i / in_dim).is_multiple_of(2)) * 0.5)
+            .collect();
+        let b = vec![0.0; out_dim];
+        let layer = QuantizedWeights::new(&w, out_dim, in_dim);
+        let want = reference(&x, &w, &b, in_dim);
+        assert!(want.iter().all(|v| (v.abs() - 64.0).abs() < 1e-3), "each output is +-64: {want:?}");
+        for isa in Isa::available() {
+            assert!(crate::cpu_isa::with_level(isa, || layer.forward(&x, &b)) == want, "{isa:?} saturates");
+        }
     }
 
     #[test]
