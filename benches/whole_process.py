@@ -28,6 +28,19 @@ for path in sys.argv[4:]:
 """
 
 
+VERSIONS = """
+import sys
+from importlib.metadata import version
+print(", ".join(f"{p} {version(p)}" for p in sys.argv[1:]))
+"""
+
+
+def peer_versions(python, *packages):
+    """The installed versions of `packages` in the peer's Python: pip takes its runtime
+    (CTranslate2) at the newest release unless pinned, and the figures hold for what ran."""
+    return subprocess.run([python, "-c", VERSIONS, *packages], capture_output=True, text=True).stdout.strip()
+
+
 def timed(command, env=None):
     started = time.monotonic()
     out = subprocess.run(command, capture_output=True, text=True, env=env)
@@ -72,7 +85,7 @@ def main():
             outputs[name] = out
     print(f"whole process: {args.model} {args.compute_type}, {len(files)} files ({audio:.1f} s of audio), "
           f"beam {args.beam_size}, "
-          f"{args.rounds} rounds, {os.cpu_count()} CPUs")
+          f"{args.rounds} rounds, {os.cpu_count()} CPUs; {peer_versions(args.python, 'faster-whisper', 'ctranslate2')}")
     peer = min(times["faster-whisper"])
     for name, values in times.items():
         best = min(values)

@@ -15,6 +15,8 @@ import time
 import wave
 from pathlib import Path
 
+from whole_process import peer_versions
+
 ROOT = Path(__file__).resolve().parent.parent
 SENTENCES = ROOT / "tools/examples/intelligibility_sentences.txt"
 
@@ -56,7 +58,10 @@ def main():
         for name, command, wav in sides:
             times[name].append(timed(command))
             audio[name] = seconds_of(wav)
-    print(f"whole process synthesis: {len(lines)} sentences, {args.rounds} rounds, {os.cpu_count()} CPUs")
+    # The `piper` command's own environment's Python (a virtual environment's bin/).
+    python = Path(args.piper).with_name("python")
+    versions = peer_versions(str(python), "piper-tts", "onnxruntime") if python.exists() else "versions unknown"
+    print(f"whole process synthesis: {len(lines)} sentences, {args.rounds} rounds, {os.cpu_count()} CPUs; {versions}")
     peer = min(times["piper-tts"])
     for name, values in times.items():
         best = min(values)

@@ -1,16 +1,27 @@
 """The request loop both Python sides of the benches share (tools/src/bench.rs `Side`): load the
-model, print {"load_s": ...}, then answer one JSON request per line on stdin with one JSON line:
+model, print {"load_s": ..., "versions": {...}} (the installed versions of `packages`: pip takes
+a peer's runtime, CTranslate2 or onnxruntime, at its newest unless pinned, and a bench's figures
+hold for the versions it ran), then answer one JSON request per line on stdin with one JSON line:
 "peak_rss" with {"peak_rss_mib"}, anything else with what `handle` returns for it."""
 import json
 import resource
 import sys
 import time
+from importlib.metadata import PackageNotFoundError, version
 
 
-def serve(load, handle):
+def installed(package):
+    try:
+        return version(package)
+    except PackageNotFoundError:
+        return "not installed"
+
+
+def serve(load, handle, packages=()):
     started = time.perf_counter()
     model = load()
-    print(json.dumps({"load_s": time.perf_counter() - started}), flush=True)
+    load_s = time.perf_counter() - started
+    print(json.dumps({"load_s": load_s, "versions": {p: installed(p) for p in packages}}), flush=True)
     for line in sys.stdin:
         request = json.loads(line)
         if request == "peak_rss":

@@ -3,7 +3,7 @@ transcribes one file at a time on request, with the settings our engine is compa
 
     python faster_whisper_bench.py MODEL_DIR [BEAM_SIZE [COMPUTE_TYPE]]
 
-It prints {"load_s": ...} once the model is loaded, then reads one JSON request per line on
+It prints {"load_s": ..., "versions": ...} once the model is loaded, then reads one JSON request per line on
 stdin: {"file": PATH} is answered with {"seconds", "text"} of its transcription, "peak_rss"
 with {"peak_rss_mib"}. Each answer is one JSON line.
 
@@ -32,7 +32,7 @@ def main():
         return {"seconds": time.perf_counter() - started, "text": text}
 
     serve(lambda: WhisperModel(model_dir, device="cpu", compute_type=compute_type, cpu_threads=os.cpu_count() or 1),
-          transcribe)
+          transcribe, ("faster-whisper", "ctranslate2"))
 
 
 if __name__ == "__main__":

@@ -5,7 +5,7 @@ with its own, so that both sides of a pair run under the same load.
     pip install piper-tts==1.8.0
     python tools/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
 
-It prints {"load_s": ...} once the voice is loaded, then reads one request per line on stdin:
+It prints {"load_s": ..., "versions": ...} once the voice is loaded, then reads one request per line on stdin:
 {"text": "...", "normalize": true} is answered with {"seconds", "first_s", "audio_seconds"} of
 one synthesis, "peak_rss" with {"peak_rss_mib"}. Each answer is one JSON line.
 """
@@ -34,7 +34,8 @@ def synthesize(voice, text, normalize):
 
 def main():
     serve(lambda: PiperVoice.load(sys.argv[1]),
-          lambda voice, request: synthesize(voice, request["text"], request.get("normalize", True)))
+          lambda voice, request: synthesize(voice, request["text"], request.get("normalize", True)),
+          ("piper-tts", "onnxruntime"))
 
 
 if __name__ == "__main__":

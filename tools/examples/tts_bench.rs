@@ -225,7 +225,7 @@ fn main() {
     match peer.as_mut() {
         Some(p) => {
             let rss = p.peak_rss_mib().unwrap_or(f64::NAN);
-            println!("; piper-tts load {:.2} s, peak RSS {rss:.0} MiB", p.load_s)
+            println!("; piper-tts load {:.2} s, peak RSS {rss:.0} MiB ({})", p.load_s, p.versions)
         }
         None => println!(),
     }

@@ -15,6 +15,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use smai_core::Error;
 use smai_inference::whisper::{ComputeType, WhisperModel, WhisperOptions};
+use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
@@ -80,6 +81,9 @@ enum Request {
 #[derive(Debug, Serialize, Deserialize)]
 struct Loaded {
     load_s: f64,
+    /// A Python side's packages and their installed versions.
+    #[serde(default)]
+    versions: BTreeMap<String, String>,
 }
 
 /// One file transcribed by one side.
@@ -116,7 +120,7 @@ fn serve_ours(args: &AsrBenchArgs, model_id: &str) -> Result<(), Error> {
     let dir = args.models_dir.join(model_id);
     let mut model =
         WhisperModel::load_as(model_id, &dir, &candle_core::Device::Cpu, args.compute_type).map_err(Error::internal)?;
-    say(&Loaded { load_s: started.elapsed().as_secs_f64() })?;
+    say(&Loaded { load_s: started.elapsed().as_secs_f64(), versions: BTreeMap::new() })?;
     let opts = WhisperOptions { beam_size: args.beam_size, ..reference_options() };
     for line in std::io::stdin().lines() {
         match serde_json::from_str(&line.map_err(Error::internal)?).map_err(Error::internal)? {
@@ -153,6 +157,8 @@ pub struct Side {
     output: BufReader<ChildStdout>,
     /// Its model's load time, as it reported.
     pub load_s: f64,
+    /// The versions it reported of the packages it runs on, "name version, ..." (empty for ours).
+    pub versions: String,
 }
 
 impl Side {
@@ -164,8 +170,10 @@ impl Side {
             .map_err(|e| Error::internal(format!("{name}: {e}")))?;
         let input = child.stdin.take().ok_or_else(|| Error::internal("no stdin"))?;
         let output = BufReader::new(child.stdout.take().ok_or_else(|| Error::internal("no stdout"))?);
-        let mut side = Side { name, child, input, output, load_s: 0.0 };
-        side.load_s = side.answer::<Loaded>()?.load_s;
+        let mut side = Side { name, child, input, output, load_s: 0.0, versions: String::new() };
+        let loaded = side.answer::<Loaded>()?;
+        side.load_s = loaded.load_s;
+        side.versions = loaded.versions.iter().map(|(p, v)| format!("{p} {v}")).collect::<Vec<_>>().join(", ");
         Ok(side)
     }
 
@@ -300,8 +308,9 @@ fn run_pairs(sides: &mut [Side], files: &[PathBuf], rounds: usize, args: &AsrBen
 fn summarize(side: &mut Side, series: &Series, rounds: usize, audio_s: f64) -> Result<(), Error> {
     let per_round: f64 = series.seconds.iter().sum::<f64>() / rounds as f64;
     let rss = side.peak_rss_mib()?;
+    let versions = if side.versions.is_empty() { String::new() } else { format!("  ({})", side.versions) };
     println!(
-        "  {:<15} process {per_round:7.2} s per round (mean)  RTF {:.4}  load {:.2} s  peak RSS {rss:.0} MiB",
+        "  {:<15} process {per_round:7.2} s per round (mean)  RTF {:.4}  load {:.2} s  peak RSS {rss:.0} MiB{versions}",
         side.name,
         per_round / audio_s,
         side.load_s
