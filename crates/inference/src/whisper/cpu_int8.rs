@@ -62,7 +62,10 @@ fn row_scale(row: &[f32]) -> f32 {
 fn quantize_row_any(row: &[f32], dst: &mut [u8]) -> f32 {
     let scale = row_scale(row);
     for (d, &v) in dst.iter_mut().zip(row) {
-        *d = (i32::from(quantize(v, scale)) + 128) as u8;
+        // `quantize`'s integer n (-127..=127) is the low bits of ROUNDER + n's representation,
+        // whose low byte is n's as ROUNDER's is zero: n + 128 comes from integer operations that
+        // vectorise, where the float-to-int cast ran a scalar conversion per value.
+        *d = ((v * scale).clamp(-127.0, 127.0) + ROUNDER).to_bits().wrapping_add(128) as u8;
     }
     1.0 / scale
 }
@@ -328,6 +331,20 @@ mod tests {
         assert!(want.iter().all(|v| (v.abs() - 64.0).abs() < 1e-3), "each output is +-64: {want:?}");
         for isa in Isa::available() {
             assert!(crate::cpu_isa::with_level(isa, || layer.forward(&x, &b)) == want, "{isa:?} saturates");
+        }
+    }
+
+    #[test]
+    fn input_rows_quantise_as_quantize_does_ties_and_signs_included() {
+        // Halves from -127 to 127 (scale 1): every tie, both signs, both ends.
+        let row: Vec<f32> = (-254..=254).map(|k| k as f32 * 0.5).collect();
+        for isa in Isa::available() {
+            let mut dst = vec![0u8; row.len()];
+            let unit = crate::cpu_isa::with_level(isa, || quantize_row(&row, &mut dst));
+            assert_eq!(unit, 1.0);
+            for (&v, &q) in row.iter().zip(&dst) {
+                assert_eq!(i32::from(q) - 128, i32::from(quantize(v, 1.0)), "{v} at {isa:?}");
+            }
         }
     }
 
