@@ -36,8 +36,8 @@ print(", ".join(f"{p} {version(p)}" for p in sys.argv[1:]))
 
 
 def peer_versions(python, *packages):
-    """The installed versions of `packages` in the peer's Python: pip takes its runtime
-    (CTranslate2) at the newest release unless pinned, and the figures hold for what ran."""
+    """The installed versions of `packages` in the peer's Python: pip takes a peer's runtime
+    (CTranslate2, onnxruntime) at its newest release unless pinned, and figures hold for what ran."""
     return subprocess.run([python, "-c", VERSIONS, *packages], capture_output=True, text=True).stdout.strip()
 
 

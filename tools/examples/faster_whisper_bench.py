@@ -3,9 +3,9 @@ transcribes one file at a time on request, with the settings our engine is compa
 
     python faster_whisper_bench.py MODEL_DIR [BEAM_SIZE [COMPUTE_TYPE]]
 
-It prints {"load_s": ..., "versions": ...} once the model is loaded, then reads one JSON request per line on
-stdin: {"file": PATH} is answered with {"seconds", "text"} of its transcription, "peak_rss"
-with {"peak_rss_mib"}. Each answer is one JSON line.
+It prints {"load_s": ..., "versions": ...} once the model is loaded, then reads one JSON
+request per line on stdin: {"file": PATH} is answered with {"seconds", "text"} of its
+transcription, "peak_rss" with {"peak_rss_mib"}. Each answer is one JSON line.
 
 Settings: float32 (or COMPUTE_TYPE) on CPU with every core, greedy (beam 1) unless BEAM_SIZE
 says, temperature 0, no conditioning on previous text, English, no VAD. The model directory is

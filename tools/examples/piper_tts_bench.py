@@ -5,9 +5,9 @@ with its own, so that both sides of a pair run under the same load.
     pip install piper-tts==1.8.0
     python tools/examples/piper_tts_bench.py models/cache/en_US-joe-medium/en_US-joe-medium.onnx
 
-It prints {"load_s": ..., "versions": ...} once the voice is loaded, then reads one request per line on stdin:
-{"text": "...", "normalize": true} is answered with {"seconds", "first_s", "audio_seconds"} of
-one synthesis, "peak_rss" with {"peak_rss_mib"}. Each answer is one JSON line.
+It prints {"load_s": ..., "versions": ...} once the voice is loaded, then reads one request per
+line on stdin: {"text": "...", "normalize": true} is answered with {"seconds", "first_s",
+"audio_seconds"} of one synthesis, "peak_rss" with {"peak_rss_mib"}. Each answer is one JSON line.
 """
 
 import sys
