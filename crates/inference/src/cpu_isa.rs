@@ -125,6 +125,25 @@ pub fn with_level<R>(level: Isa, f: impl FnOnce() -> R) -> R {
     result
 }
 
+/// How far ahead of a stream of reads the kernels ask for its cache lines. A decoding step
+/// reads each weight, and each cached key and value, once (about 130 MB a token for Whisper
+/// base): with the hardware prefetchers alone, those streams ran at under half the rate they
+/// reach with software prefetches this far ahead (Xeon guest, family 6 model 207).
+pub const PREFETCH_BYTES: usize = 4096;
+
+/// Asks the cache for the line holding `p`, which may lie past the end of the data: a
+/// prefetch reads nothing and never faults.
+#[inline(always)]
+pub fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: `prefetcht0` only hints the cache; it dereferences nothing.
+    unsafe {
+        std::arch::x86_64::_mm_prefetch::<{ std::arch::x86_64::_MM_HINT_T0 }>(p.cast())
+    };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
 /// Defines `fn $name(args)` running the `#[inline(always)]` kernel `$kernel` compiled for the
 /// level [`level`] says.
 macro_rules! dispatch_isa {

@@ -8,6 +8,7 @@
 //! synchronising threads inside each product. The arithmetic is the same; only the order of
 //! the sums differs.
 
+use crate::cpu_isa::{prefetch, PREFETCH_BYTES};
 use candle_core::{CpuStorage, CustomOp3, DType, Layout, Result, Shape, Tensor};
 use rayon::prelude::*;
 use std::cell::RefCell;
@@ -191,6 +192,10 @@ fn weighted_sum_any(weights: &[f32], rows: &[f32], out: &mut [f32]) {
         if out.len() == SUM_COLUMNS {
             for (&w, row) in weights.iter().zip(rows.chunks_exact(width)) {
                 let row: &[f32; SUM_COLUMNS] = row[first..first + SUM_COLUMNS].try_into().expect("a whole block");
+                // The block's four cache lines some rows ahead.
+                for line in (0..SUM_COLUMNS).step_by(16) {
+                    prefetch(row.as_ptr().wrapping_add(PREFETCH_BYTES / 4 + line));
+                }
                 for (a, &x) in acc.iter_mut().zip(row) {
                     *a = w.mul_add(x, *a);
                 }

@@ -171,6 +171,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{COLS, ROWS};
+    use crate::cpu_isa::{prefetch, PREFETCH_BYTES};
 
     /// # Safety
     /// AVX-512 F and BF16 present; `xb` holds `rows * k2` pairs, `w` two column blocks of
@@ -180,6 +181,9 @@ mod x86 {
         let mut acc = [[_mm512_setzero_ps(); 2]; ROWS];
         let w1 = w.add(k2 * COLS);
         for k in 0..k2 {
+            // Decoding reads each panel once: its lines ahead of the loads.
+            prefetch(w.add(k * COLS).wrapping_add(PREFETCH_BYTES / 4));
+            prefetch(w1.add(k * COLS).wrapping_add(PREFETCH_BYTES / 4));
             let b0: __m512bh = std::mem::transmute(_mm512_loadu_si512(w.add(k * COLS).cast()));
             let b1: __m512bh = std::mem::transmute(_mm512_loadu_si512(w1.add(k * COLS).cast()));
             for (r, row) in acc.iter_mut().enumerate().take(rows) {
@@ -226,6 +230,7 @@ mod x86 {
         for k in 0..k2 {
             let mut even = [_mm256_setzero_ps(); 2];
             let mut odd = [_mm256_setzero_ps(); 2];
+            prefetch(w.add(k * COLS).wrapping_add(PREFETCH_BYTES / 4));
             for h in 0..2 {
                 let v = _mm256_loadu_si256(w.add(k * COLS + 8 * h).cast());
                 even[h] = _mm256_castsi256_ps(_mm256_slli_epi32(v, 16));

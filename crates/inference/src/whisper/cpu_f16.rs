@@ -183,6 +183,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::widen_one;
+    use crate::cpu_isa::{prefetch, PREFETCH_BYTES};
 
     #[target_feature(enable = "avx512f")]
     pub unsafe fn widen_avx512(src: &[u16], dst: &mut [f32]) {
@@ -285,7 +286,9 @@ mod x86 {
         let mut w = [_mm512_setzero_ps(); W];
         for i in (0..n / 16 * 16).step_by(16) {
             for (a, w) in w.iter_mut().enumerate() {
-                *w = _mm512_cvtph_ps(_mm256_loadu_si256(rows.as_ptr().add((j + a) * n + i).cast()));
+                let row = rows.as_ptr().add((j + a) * n + i);
+                prefetch(row.wrapping_add(PREFETCH_BYTES / 2));
+                *w = _mm512_cvtph_ps(_mm256_loadu_si256(row.cast()));
             }
             for c in 0..R {
                 let x = _mm512_loadu_ps(xs.as_ptr().add((b + c) * n + i));
@@ -318,6 +321,7 @@ mod x86 {
         for i in (0..n / 16 * 16).step_by(16) {
             for (a, w) in w.iter_mut().enumerate() {
                 let row = rows.as_ptr().add((j + a) * n + i);
+                prefetch(row.wrapping_add(PREFETCH_BYTES / 2));
                 *w =
                     [_mm256_cvtph_ps(_mm_loadu_si128(row.cast())), _mm256_cvtph_ps(_mm_loadu_si128(row.add(8).cast()))];
             }

@@ -207,6 +207,7 @@ mod x86 {
     use std::arch::x86_64::*;
 
     use super::{COLS, ROWS};
+    use crate::cpu_isa::{prefetch, PREFETCH_BYTES};
 
     /// # Safety
     /// AVX-512 F, BW and VNNI present; `xq` holds `rows * k4 * 4` bytes, `w` two column blocks
@@ -216,6 +217,9 @@ mod x86 {
         let mut acc = [[_mm512_setzero_si512(); 2]; ROWS];
         let w1 = w.add(k4 * COLS * 4);
         for k in 0..k4 {
+            // Decoding reads each panel once: its lines ahead of the loads.
+            prefetch(w.add(k * COLS * 4).wrapping_add(PREFETCH_BYTES));
+            prefetch(w1.add(k * COLS * 4).wrapping_add(PREFETCH_BYTES));
             let b0 = _mm512_loadu_si512(w.add(k * COLS * 4).cast());
             let b1 = _mm512_loadu_si512(w1.add(k * COLS * 4).cast());
             for (r, row) in acc.iter_mut().enumerate().take(rows) {
@@ -265,6 +269,8 @@ mod x86 {
         let mut acc = [[_mm256_setzero_si256(); 4]; R];
         for k in 0..k4 {
             let at = k * COLS * 4;
+            prefetch(w.add(at).wrapping_add(PREFETCH_BYTES));
+            prefetch(w1.add(at).wrapping_add(PREFETCH_BYTES));
             let ws = [w.add(at), w.add(at + 32), w1.add(at), w1.add(at + 32)].map(|p| _mm256_loadu_si256(p.cast()));
             for (r, acc) in acc.iter_mut().enumerate() {
                 let x4 = xq.add((r * k4 + k) * 4).cast::<i32>().read_unaligned();
