@@ -21,7 +21,8 @@ pub struct QuantizedWeights {
     packed: Vec<i8>,
     /// Per output: max |w| / 127, what an int8 weight is worth.
     scales: Vec<f32>,
-    /// Per output: 128 * the sum of its int8 weights (the unsigned shift's correction).
+    /// Per output: 128 * the sum of its int8 weights (the unsigned shift's correction); zero
+    /// for the padding columns, so that a panel's are one slice.
     shift_sums: Vec<i32>,
     in_dim: usize,
     out_dim: usize,
@@ -81,7 +82,7 @@ impl QuantizedWeights {
         let k4 = in_dim.div_ceil(4);
         let out_pad = out_dim.div_ceil(2 * COLS) * 2 * COLS;
         let mut packed = vec![0i8; out_pad * k4 * 4];
-        let (mut scales, mut shift_sums) = (Vec::with_capacity(out_dim), Vec::with_capacity(out_dim));
+        let (mut scales, mut shift_sums) = (Vec::with_capacity(out_dim), Vec::with_capacity(out_pad));
         for (j, row) in w.chunks_exact(in_dim.max(1)).enumerate() {
             let scale = row_scale(row);
             let mut sum = 0i32;
@@ -93,6 +94,7 @@ impl QuantizedWeights {
             scales.push(1.0 / scale);
             shift_sums.push(128 * sum);
         }
+        shift_sums.resize(out_pad, 0);
         Self { packed, scales, shift_sums, in_dim, out_dim }
     }
 
@@ -147,12 +149,8 @@ impl QuantizedWeights {
                 return unsafe { x86::panel_vnni(xq.as_ptr(), w.as_ptr(), k4, rows, out) };
             }
             if isa >= Isa::Avx2 {
-                // The panel's `128 * sum(w)`, zero for the padding columns.
-                let mut shift = [0i32; 2 * COLS];
-                let first = p * 2 * COLS;
-                let n = (2 * COLS).min(self.out_dim.saturating_sub(first));
-                shift[..n].copy_from_slice(&self.shift_sums[first..first + n]);
-                return unsafe { x86::panel_avx2(xq.as_ptr(), w.as_ptr(), k4, rows, &shift, out) };
+                let shift = &self.shift_sums[p * 2 * COLS..][..2 * COLS];
+                return unsafe { x86::panel_avx2(xq.as_ptr(), w.as_ptr(), k4, rows, shift, out) };
             }
         }
         let _ = (isa, vnni);
